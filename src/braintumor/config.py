@@ -1,0 +1,88 @@
+"""The one configuration dataclass for training, and the constants every module shares."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Class order used everywhere: folders, logits, tables, JSON.
+CLASSES: tuple[str, ...] = ("glioma", "meningioma", "notumor", "pituitary")
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+IMAGE_SUFFIXES: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
+)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; saved as ``config.json`` in the run folder."""
+
+    data: str = ""  # folder with one sub-folder per class (or a root holding Training/)
+    out: str = "runs/default"  # run folder: checkpoints, metrics, plots
+    arch: str = "resnet18"  # a name from braintumor.models.ARCHITECTURES
+    pretrained: str = "none"  # none | imagenet | path to a weights file
+    epochs: int = 30  # upper bound; early stopping may end sooner
+    img_size: int = 224  # side of the square network input, in pixels
+    resize_ratio: float = 1.0  # eval: resize to img_size*ratio, then centre-crop img_size
+    batch_size: int = 64
+    device: str = "auto"  # auto | cpu | cuda | mps
+    seed: int = 0
+    resume: bool = False
+    workers: int = 0  # cache-building processes (0 = in this process)
+    # Optimisation
+    lr: float = 2e-3  # peak learning rate (from scratch) / layer3-4 rate (imagenet: 3e-4)
+    head_lr: float = 1e-3  # head learning rate when fine-tuning pretrained weights
+    weight_decay: float = 5e-2
+    warmup_epochs: int = 3  # linear warm-up, then cosine decay (from scratch)
+    label_smoothing: float = 0.1
+    patience: int = 0  # early stopping on validation loss; 0 = off
+    time_budget: float = 0.0  # seconds; after epoch 1, cut the epoch count to fit (0 = off)
+    ema_decay: float = 0.0  # exponential moving average of weights; 0 = off
+    # Augmentation (applied to batches of tensors)
+    crop_scale: tuple[float, float] = (0.6, 1.0)  # random-resized-crop area range
+    rotation: float = 15.0  # degrees, +/-
+    hflip: bool = True
+    jitter: float = 0.15  # brightness and contrast
+    mixup: float = 0.0  # probability of a CutMix/MixUp batch
+    # Split
+    val_fraction: float = 0.15
+    split_file: str = ""  # reuse an existing split.json instead of computing one
+    max_images: int = 0  # use at most this many images (debugging); 0 = all
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    classes: tuple[str, ...] = CLASSES
+    amp: bool = True  # mixed precision on CUDA
+    channels_last: bool = True
+    extra: dict = field(default_factory=dict)  # free-form notes kept with the run
+
+    @classmethod
+    def recipe(cls, pretrained: str, **overrides) -> "TrainConfig":
+        """The default recipe for a kind of start: the specification's fine-tuning recipe for
+        pretrained weights, and a from-scratch recipe (nothing frozen, warm-up + cosine) otherwise."""
+        if pretrained != "none":
+            base = dict(
+                lr=3e-4, head_lr=1e-3, weight_decay=1e-4, warmup_epochs=0, label_smoothing=0.0,
+                patience=5, crop_scale=(0.08, 1.0), resize_ratio=256 / 224, epochs=30,
+            )
+        else:
+            base = {}
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(pretrained=pretrained, **base)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainConfig":
+        raw = json.loads(text)
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in names}
+        return cls(**kwargs)
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(self.to_json() + "\n")

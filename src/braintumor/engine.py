@@ -1,0 +1,143 @@
+"""One training epoch and one evaluation pass; everything comes in as arguments, numbers go out."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import progress
+from .transforms import Augment, Preprocessing
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """auto: CUDA, then Apple MPS, then CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("--device mps: Apple MPS is not available")
+    if name not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or mps")
+    return torch.device(name)
+
+
+def warmup_cosine(step: int, total: int, warmup: int) -> float:
+    """Learning-rate factor: linear warm-up, then cosine decay to zero."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if device.type == "cuda" and enabled:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def _batch_tensor(images, idx: np.ndarray, device: torch.device) -> torch.Tensor:
+    if isinstance(images, torch.Tensor):
+        return images[torch.as_tensor(idx, device=images.device)]
+    return torch.from_numpy(np.ascontiguousarray(images[idx])).to(device)
+
+
+def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, images, labels,
+                    order: np.ndarray, batch_size: int, augment: Augment, prep: Preprocessing,
+                    device: torch.device, gen: torch.Generator, label_smoothing: float = 0.0,
+                    amp: bool = True, channels_last: bool = True, ema=None, mixup: float = 0.0,
+                    epoch: int = 0, show_progress: bool = True) -> dict:
+    """Train over ``order`` (indices into ``images``) once. Returns mean loss and accuracy."""
+    model.train()
+    labels_t = torch.as_tensor(labels, device=device) if not isinstance(labels, torch.Tensor) else labels
+    n_batches = len(order) // batch_size if len(order) >= batch_size else 1
+    total_loss, correct, seen = 0.0, 0, 0
+    bar = progress(range(n_batches), desc=f"epoch {epoch}", unit="batch", disable=not show_progress or None)
+    for b in bar:
+        idx = order[b * batch_size:(b + 1) * batch_size]
+        x = augment(_batch_tensor(images, idx, device), gen)
+        x = prep.normalize(x)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = labels_t[torch.as_tensor(idx, device=labels_t.device)]
+        y_soft = F.one_hot(y, model_classes(model)).float()
+        if mixup > 0 and torch.rand(1, generator=gen).item() < mixup:
+            x, y_soft = _cutmix(x, y_soft, gen)
+        with _autocast(device, amp):
+            logits = model(x)
+            loss = F.cross_entropy(logits.float(), y_soft, label_smoothing=label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
+        total_loss += float(loss.detach()) * len(idx)
+        correct += int((logits.argmax(1) == y).sum())
+        seen += len(idx)
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+    return {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1), "seen": seen}
+
+
+def model_classes(model: nn.Module) -> int:
+    m = getattr(model, "module", model)
+    for mod in reversed(list(m.modules())):
+        if isinstance(mod, nn.Linear):
+            return mod.out_features
+    raise ValueError("model has no linear head")
+
+
+def _cutmix(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
+    """CutMix: paste a box from a shuffled batch; labels mixed by area."""
+    n, _, h, w = x.shape
+    perm = torch.randperm(n, generator=gen).to(x.device)
+    lam = float(torch.distributions.Beta(1.0, 1.0).sample())
+    cut = math.sqrt(1 - lam)
+    ch, cw = int(h * cut), int(w * cut)
+    cy, cx = int(torch.randint(h, (1,), generator=gen)), int(torch.randint(w, (1,), generator=gen))
+    y0, y1 = max(cy - ch // 2, 0), min(cy + ch // 2, h)
+    x0, x1 = max(cx - cw // 2, 0), min(cx + cw // 2, w)
+    x = x.clone()
+    x[:, :, y0:y1, x0:x1] = x[perm, :, y0:y1, x0:x1]
+    lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)
+    return x, lam * y + (1 - lam) * y[perm]
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images, prep: Preprocessing, device: torch.device,
+                   batch_size: int = 128, amp: bool = True, channels_last: bool = True,
+                   show_progress: bool = False, desc: str = "evaluate") -> torch.Tensor:
+    """Logits (float32, CPU) for prepared uint8 images (N, S, S): centre crop, normalise, forward."""
+    model.eval()
+    out = []
+    n = len(images)
+    size = prep.img_size
+    for start in progress(range(0, n, batch_size), desc=desc, unit="batch",
+                          disable=not show_progress or None):
+        idx = np.arange(start, min(start + batch_size, n))
+        x = _batch_tensor(images, idx, device)
+        s = x.shape[-1]
+        top = (s - size) // 2
+        x = prep.normalize(x[:, top:top + size, top:top + size])
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(device, amp):
+            out.append(model(x).float().cpu())
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def timed(fn, *args, **kwargs):
+    t = time.perf_counter()
+    r = fn(*args, **kwargs)
+    return r, time.perf_counter() - t

@@ -1,0 +1,176 @@
+"""Model registry: a name maps to a torchvision factory and to how the network splits for Grad-CAM.
+
+Each entry knows its last convolutional block (the Grad-CAM target) and its head, so that the
+explanation code can run the head alone on the block's output (see :mod:`braintumor.cam`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torchvision
+from torch import nn
+
+
+class WeightsError(ValueError):
+    """Pretrained weights that cannot be had or do not fit."""
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    build: Callable[[], nn.Module]  # torchvision constructor, random init, 1000 classes
+    weights: str  # torchvision weights enum name for ImageNet
+    head: str  # attribute path of the final Linear layer
+    body_frozen: tuple[str, ...]  # modules frozen when fine-tuning from ImageNet (spec recipe)
+    fine_tuned: tuple[str, ...]  # modules trained at the lower learning rate when fine-tuning
+
+
+ARCHITECTURES: dict[str, Architecture] = {}
+
+
+def register(arch: Architecture) -> Architecture:
+    ARCHITECTURES[arch.name] = arch
+    return arch
+
+
+_RESNET_FROZEN = ("conv1", "bn1", "layer1", "layer2")
+for _name, _weights in (("resnet18", "ResNet18_Weights"), ("resnet34", "ResNet34_Weights"),
+                        ("resnet50", "ResNet50_Weights")):
+    register(Architecture(
+        name=_name,
+        build=getattr(torchvision.models, _name),
+        weights=_weights,
+        head="fc",
+        body_frozen=_RESNET_FROZEN,
+        fine_tuned=("layer3", "layer4"),
+    ))
+register(Architecture(
+    name="efficientnet_b0",
+    build=torchvision.models.efficientnet_b0,
+    weights="EfficientNet_B0_Weights",
+    head="classifier.1",
+    body_frozen=tuple(f"features.{i}" for i in range(4)),
+    fine_tuned=tuple(f"features.{i}" for i in range(4, 9)),
+))
+
+
+def get_arch(name: str) -> Architecture:
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown architecture {name!r}; choose one of {', '.join(sorted(ARCHITECTURES))}"
+        ) from None
+
+
+def _set_head(model: nn.Module, path: str, num_classes: int) -> None:
+    parent_path, _, leaf = path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    old = getattr(parent, leaf)
+    setattr(parent, leaf, nn.Linear(old.in_features, num_classes))
+
+
+def build_model(arch: str, num_classes: int) -> nn.Module:
+    """A randomly initialised network of the named architecture with a ``num_classes`` head."""
+    spec = get_arch(arch)
+    model = spec.build()
+    _set_head(model, spec.head, num_classes)
+    return model
+
+
+def imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet weights: from torch's cache, downloaded where there is a network."""
+    spec = get_arch(arch)
+    weights = getattr(torchvision.models, spec.weights).IMAGENET1K_V1
+    try:
+        return weights.get_state_dict(progress=False, check_hash=True)
+    except Exception as exc:  # URLError, socket errors, hash mismatch
+        cache = Path(torch.hub.get_dir()) / "checkpoints"
+        raise WeightsError(
+            f"could not get ImageNet weights for {arch} ({type(exc).__name__}: {exc}); "
+            f"put {Path(weights.url).name} in {cache} or pass --pretrained FILE"
+        ) from None
+
+
+def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A local weights file: safetensors, or a state dict read with ``weights_only=True``."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(f"cannot read weights from {path}: {exc}") from None
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path} does not hold a state dict")
+    return state
+
+
+def load_pretrained(model: nn.Module, arch: str, source: str) -> list[str]:
+    """Load ImageNet (``"imagenet"``) or file weights into ``model``, skipping the classifier head.
+
+    Returns the names of the tensors that were loaded. Shapes must match the architecture.
+    """
+    state = imagenet_state_dict(arch) if source == "imagenet" else read_weights_file(source)
+    head = get_arch(arch).head + "."
+    own = model.state_dict()
+    loaded, wrong = [], []
+    for key, value in state.items():
+        key = key.removeprefix("module.")
+        if key.startswith(head) or key not in own:
+            continue
+        if own[key].shape != value.shape:
+            wrong.append(key)
+            continue
+        own[key] = value.to(own[key].dtype)
+        loaded.append(key)
+    if wrong or not loaded:
+        raise WeightsError(
+            f"weights in {source} do not fit {arch}: "
+            + (f"{len(wrong)} tensors of the wrong shape" if wrong else "no matching tensors")
+        )
+    model.load_state_dict(own)
+    return loaded
+
+
+def freeze_for_finetune(model: nn.Module, arch: str) -> None:
+    """The specification's recipe: the early layers keep their pretrained weights."""
+    for prefix in get_arch(arch).body_frozen:
+        for p in model.get_submodule(prefix).parameters():
+            p.requires_grad_(False)
+
+
+def param_groups(model: nn.Module, arch: str, lr: float, head_lr: float, pretrained: bool,
+                 weight_decay: float) -> list[dict]:
+    """Optimizer groups: one for everything (from scratch), or body and head rates (fine-tuning).
+
+    Norm and bias parameters get no weight decay."""
+    spec = get_arch(arch)
+    head = spec.head + "."
+    groups: dict[tuple[str, bool], list] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        part = "head" if (pretrained and name.startswith(head)) else "body"
+        decay = p.ndim > 1
+        groups.setdefault((part, decay), []).append(p)
+    out = []
+    for (part, decay), params in groups.items():
+        out.append({
+            "params": params,
+            "lr": head_lr if part == "head" else lr,
+            "weight_decay": weight_decay if decay else 0.0,
+        })
+    return out

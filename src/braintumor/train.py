@@ -1,0 +1,269 @@
+"""``braintumor train``: wires data, split, model, optimiser and logging together.
+
+Single process by default; under ``torchrun`` each process trains on its share of every batch with
+DistributedDataParallel (NCCL on GPUs, gloo on CPUs).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from . import plots
+from .checkpoint import save_checkpoint
+from .config import TrainConfig
+from .data import DataError, Sample, build_cache, list_samples, progress, resolve_root
+from .engine import pick_device, predict_logits, train_one_epoch, warmup_cosine
+from .metrics import summarize
+from .models import build_model, freeze_for_finetune, load_pretrained, param_groups
+from .split import Split, make_split
+from .transforms import Augment, Preprocessing
+
+STATE_FILE = "state.pt"  # optimiser, scheduler, RNG and history: everything --resume needs
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("BRAINTUMOR_CACHE", Path.home() / ".cache" / "braintumor"))
+
+
+def _dist_info() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    return rank, world
+
+
+def _log(msg: str, rank: int = 0) -> None:
+    if rank == 0:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def prepare_split(cfg: TrainConfig, root: Path, samples: list[Sample], out: Path, rank: int) -> Split:
+    """Compute (rank 0) or read the leakage-free split; always recorded as out/split.json."""
+    split_path = out / "split.json"
+    if cfg.split_file:
+        split = Split.load(cfg.split_file)
+    elif split_path.is_file() and (cfg.resume or rank != 0):
+        split = Split.load(split_path)
+    else:
+        split = make_split(samples, root, cfg.val_fraction, cfg.seed, progress=progress)
+    if rank == 0:
+        split.save(split_path)
+    return split
+
+
+def build_optimizer(model, cfg: TrainConfig, steps_per_epoch: int):
+    """AdamW with warm-up + cosine; the schedule reads ``cfg.epochs`` at each step, so a time
+    budget that shortens the run also shortens the schedule."""
+    pretrained = cfg.pretrained != "none"
+    groups = param_groups(model, cfg.arch, cfg.lr, cfg.head_lr, pretrained, cfg.weight_decay)
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warm = cfg.warmup_epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: warmup_cosine(s, cfg.epochs * steps_per_epoch, warm))
+    return opt, sched
+
+
+def fit_time_budget(cfg: TrainConfig, first_epoch_seconds: float, out: Path) -> None:
+    """After the first epoch, lower ``cfg.epochs`` so that the run ends within ``cfg.time_budget``."""
+    fits = max(cfg.warmup_epochs + 1, int(cfg.time_budget / max(first_epoch_seconds, 1e-3)))
+    if fits < cfg.epochs:
+        _log(f"time budget {cfg.time_budget:.0f}s: {fits} epochs instead of {cfg.epochs}")
+        cfg.epochs = fits
+        cfg.save(out / "config.json")
+
+
+def make_model(cfg: TrainConfig, device: torch.device):
+    model = build_model(cfg.arch, len(cfg.classes))
+    if cfg.pretrained != "none":
+        load_pretrained(model, cfg.arch, cfg.pretrained)
+        freeze_for_finetune(model, cfg.arch)
+    model = model.to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def write_outputs(out: Path, rows: list[dict], cm, classes) -> None:
+    with open(out / "metrics.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    plots.training_curves(rows, out / "curves.png")
+    plots.confusion(np.array(cm), classes, out / "confusion_matrix.png", "Validation confusion matrix")
+
+
+def main(cfg: TrainConfig) -> dict:
+    rank, world = _dist_info()
+    distributed = world > 1
+    device = pick_device(cfg.device)
+    if distributed:
+        if device.type == "cuda":
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            device = torch.device("cuda", local)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    seed_everything(cfg.seed)
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    root = resolve_root(cfg.data, "Training")
+    samples = list_samples(root, cfg.classes)
+    if cfg.max_images:
+        rng = np.random.default_rng(cfg.seed)
+        samples = [samples[i] for i in sorted(rng.permutation(len(samples))[: cfg.max_images])]
+    if distributed and rank != 0:
+        dist.barrier()  # rank 0 computes the split first
+    split = prepare_split(cfg, root, samples, out, rank)
+    if distributed and rank == 0:
+        dist.barrier()
+    if rank == 0:
+        cfg.save(out / "config.json")
+    prep = Preprocessing(cfg.img_size, cfg.resize_ratio, tuple(cfg.mean), tuple(cfg.std))
+    label_of = {s.rel(root): s.label for s in samples}
+    for part in ("train", "val"):
+        missing = [p for p in getattr(split, part) if p not in label_of]
+        if missing:
+            raise DataError(f"split lists {len(missing)} images not in {root}, e.g. {missing[0]}")
+    train_s = [Sample(root / p, label_of[p]) for p in split.train]
+    val_s = [Sample(root / p, label_of[p]) for p in split.val]
+    if not train_s or not val_s:
+        raise DataError("the split left no training or no validation images; add more images")
+    _log(f"data: {len(train_s)} train, {len(val_s)} validation images in {split.groups} near-duplicate "
+         f"groups; {len(split.conflicts_removed)} label-conflicting images removed", rank)
+    tr = build_cache(train_s, prep.resize_size, cache_dir(), cfg.workers, desc="cache train")
+    va = build_cache(val_s, prep.resize_size, cache_dir(), cfg.workers, desc="cache val")
+    train_images = torch.from_numpy(np.asarray(tr.images)).to(device) if device.type != "cpu" else tr.images
+    val_images = torch.from_numpy(np.asarray(va.images)).to(device) if device.type != "cpu" else va.images
+
+    model = make_model(cfg, device)
+    ddp_model = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
+    per_rank = cfg.batch_size // world if distributed else cfg.batch_size
+    steps = max(1, len(tr.labels) // cfg.batch_size)
+    opt, sched = build_optimizer(model, cfg, steps)
+    ema = None
+    if cfg.ema_decay > 0:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+    augment = Augment(cfg.img_size, tuple(cfg.crop_scale), rotation=cfg.rotation, hflip=cfg.hflip,
+                      jitter=cfg.jitter)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    rows: list[dict] = []
+    start_epoch, best_loss, bad_epochs = 1, float("inf"), 0
+    state_path = out / STATE_FILE
+    if cfg.resume and state_path.is_file():
+        st = torch.load(state_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        sched.load_state_dict(st["scheduler"])
+        if ema is not None and "ema" in st:
+            ema.load_state_dict(st["ema"])
+        gen.set_state(st["generator"])
+        torch.set_rng_state(st["torch_rng"])
+        rows, best_loss, bad_epochs = st["rows"], st["best_loss"], st["bad_epochs"]
+        start_epoch = st["epoch"] + 1
+        _log(f"resumed from {state_path} after epoch {st['epoch']}", rank)
+    writer = None
+    if rank == 0:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(out / "tensorboard"))
+        except ImportError:
+            _log("tensorboard is not installed: no event files", rank)
+    val_labels = torch.as_tensor(va.labels)
+    last_cm = None
+    epoch = start_epoch - 1
+    while epoch < cfg.epochs:  # cfg.epochs may shrink under a time budget
+        epoch += 1
+        t0 = time.perf_counter()
+        order = torch.randperm(len(tr.labels), generator=gen).numpy()
+        if distributed:  # each rank takes its share of every global batch
+            n = (len(order) // cfg.batch_size) * cfg.batch_size or len(order)
+            order = order[:n].reshape(-1, world, per_rank)[:, rank].reshape(-1) if n >= cfg.batch_size \
+                else order[rank::world]
+        tr_stats = train_one_epoch(
+            ddp_model, opt, sched, train_images, tr.labels, order, per_rank, augment, prep, device, gen,
+            label_smoothing=cfg.label_smoothing, amp=cfg.amp, channels_last=cfg.channels_last, ema=ema,
+            mixup=cfg.mixup, epoch=epoch, show_progress=rank == 0,
+        )
+        eval_model = ema.module if ema is not None else model
+        logits = predict_logits(eval_model, val_images, prep, device, amp=cfg.amp,
+                                channels_last=cfg.channels_last)
+        val_loss = float(F.cross_entropy(logits, val_labels))
+        probs = logits.softmax(1).numpy()
+        summary = summarize(probs, va.labels, cfg.classes)
+        last_cm = summary["confusion_matrix"]
+        secs = time.perf_counter() - t0
+        row = {"epoch": epoch, "train_loss": round(tr_stats["loss"], 5), "train_acc": round(tr_stats["acc"], 5),
+               "val_loss": round(val_loss, 5), "val_acc": round(summary["accuracy"], 5),
+               "val_macro_f1": round(summary["macro_f1"], 5), "lr": opt.param_groups[0]["lr"],
+               "seconds": round(secs, 1)}
+        rows.append(row)
+        if cfg.time_budget and epoch == 1 and not distributed:
+            fit_time_budget(cfg, secs, out)
+        improved = val_loss < best_loss
+        if improved:
+            best_loss, bad_epochs = val_loss, 0
+        else:
+            bad_epochs += 1
+        if rank == 0:
+            _log(f"epoch {epoch:3d}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}"
+                 f"  val loss {val_loss:.4f} acc {row['val_acc']:.4f} macro-F1 {row['val_macro_f1']:.4f}"
+                 f"  {secs:.0f}s" + ("  *best" if improved else ""))
+            meta = {"name": out.name, "epoch": epoch, "val": {k: summary[k] for k in ("n", "accuracy", "macro_f1", "ece")},
+                    "val_loss": val_loss, "train_images": len(tr.labels), "config": json.loads(cfg.to_json())}
+            save_checkpoint(out / "last.safetensors", eval_model, cfg.arch, prep, cfg.classes, meta)
+            if improved:
+                save_checkpoint(out / "best.safetensors", eval_model, cfg.arch, prep, cfg.classes, meta)
+                (out / "best_val_probs.json").write_text(json.dumps(
+                    {"paths": split.val, "labels": va.labels.tolist(), "logits": logits.tolist()}))
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                     "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "rows": rows,
+                     "best_loss": best_loss, "bad_epochs": bad_epochs, "epoch": epoch}
+            if ema is not None:
+                state["ema"] = ema.state_dict()
+            torch.save(state, out / (STATE_FILE + ".tmp"))
+            os.replace(out / (STATE_FILE + ".tmp"), state_path)
+            if writer is not None:
+                for k, v in row.items():
+                    if k != "epoch":
+                        writer.add_scalar(k, v, epoch)
+                writer.flush()
+            write_outputs(out, rows, last_cm, cfg.classes)
+        if cfg.patience and bad_epochs >= cfg.patience:
+            _log(f"early stop: validation loss has not improved for {cfg.patience} epochs", rank)
+            break
+    result = {}
+    if rank == 0:
+        if writer is not None:
+            writer.close()
+        best = min(rows, key=lambda r: r["val_loss"]) if rows else {}
+        result = {"run": str(out), "best_epoch": best.get("epoch"), "best_val_loss": best.get("val_loss"),
+                  "best_val_acc": best.get("val_acc"), "best_val_macro_f1": best.get("val_macro_f1"),
+                  "epochs_run": len(rows), "train_images": len(tr.labels), "val_images": len(va.labels),
+                  "groups": split.groups, "conflicts_removed": len(split.conflicts_removed),
+                  "skipped_unreadable": [p for p, _ in tr.skipped + va.skipped],
+                  "device": str(device), "world_size": world,
+                  "seconds": round(sum(r["seconds"] for r in rows), 1)}
+        (out / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
+    if distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+    return result

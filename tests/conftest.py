@@ -1,0 +1,61 @@
+"""Shared fixtures: the shipped sample of real scans, synthetic images and small real checkpoints."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("BRAINTUMOR_NO_PROGRESS", "1")
+
+SAMPLE = Path(__file__).parent / "data" / "sample"
+SHARED_TRAINING = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "brain-tumor-mri" / "Training"
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    """Twelve real MRI slices (three per class, CC0) in class folders."""
+    return SAMPLE
+
+
+@pytest.fixture(scope="session")
+def sample_files(sample_dir) -> list[tuple[Path, str]]:
+    return sorted((p, p.parent.name) for p in sample_dir.rglob("*.jpg"))
+
+
+@pytest.fixture(scope="session")
+def shared_training() -> Path:
+    """The full Training folder beside the repo; tests that need it skip where it is missing."""
+    if not SHARED_TRAINING.is_dir():
+        pytest.skip("../shared/data/brain-tumor-mri/Training is not here")
+    return SHARED_TRAINING
+
+
+@pytest.fixture(scope="session")
+def random_checkpoint(tmp_path_factory) -> Path:
+    """A real ResNet18 checkpoint at 64 px with random weights (for mechanics, not accuracy)."""
+    import torch
+
+    from braintumor.checkpoint import save_checkpoint
+    from braintumor.models import build_model
+    from braintumor.transforms import Preprocessing
+
+    torch.manual_seed(0)
+    model = build_model("resnet18", 4).eval()
+    path = tmp_path_factory.mktemp("ck") / "random-r18-64.safetensors"
+    save_checkpoint(path, model, "resnet18", Preprocessing(img_size=64), meta={"name": "random-r18-64"})
+    return path
+
+
+def synthetic_scan(seed: int = 0, size: int = 128) -> np.ndarray:
+    """A grey disc with a bright blob on black: scan-like, but not a real MRI."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    c = size / 2
+    img = np.where((yy - c) ** 2 + (xx - c) ** 2 < (0.4 * size) ** 2, 90.0, 0.0)
+    by, bx = rng.uniform(0.3, 0.7, 2) * size
+    img += 120 * np.exp(-((yy - by) ** 2 + (xx - bx) ** 2) / (2 * (0.06 * size) ** 2))
+    img += rng.normal(0, 4, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
