@@ -126,33 +126,36 @@ def _open_pil(fp: IO[bytes], name: str) -> Image.Image:
         raise ImageError(f"{name}: the image is damaged or truncated ({exc})") from None
 
 
-def read_bytes(data: bytes, name: str = "upload") -> Image.Image:
-    """Decode image bytes into 8-bit grayscale; medical formats are recognised by content."""
+def read_bytes(data: bytes, name: str = "upload", slice_index: int | None = None) -> Image.Image:
+    """Decode image bytes into 8-bit grayscale; DICOM and NIfTI are recognised by content, and
+    ``slice_index`` picks a slice (or frame) of a volume (default: the middle one)."""
     if not data:
         raise ImageError(f"{name}: the file is empty")
     from . import medical
 
     if medical.looks_medical(data, name):
-        return medical.read_medical_bytes(data, name)
+        return medical.read_medical_bytes(data, name, slice_index)
     return _open_pil(io.BytesIO(data), name)
 
 
-def load_image(image: ImageInput, name: str | None = None) -> Image.Image:
-    """Load a path, bytes, binary file object, PIL image or numpy array as 8-bit grayscale."""
+def load_image(image: ImageInput, name: str | None = None, slice_index: int | None = None) -> Image.Image:
+    """Load a path, bytes, binary file object, PIL image or numpy array as 8-bit grayscale.
+
+    ``slice_index`` applies to DICOM multi-frame files and NIfTI volumes."""
     if isinstance(image, Image.Image):
         return pil_to_gray(image)
     if isinstance(image, np.ndarray):
         return array_to_gray(image)
     if isinstance(image, (bytes, bytearray, memoryview)):
-        return read_bytes(bytes(image), name or "image")
+        return read_bytes(bytes(image), name or "image", slice_index)
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
         label = name or str(path)
         if not path.is_file():
             raise ImageError(f"{label}: no such file")
-        return read_bytes(path.read_bytes(), label)
+        return read_bytes(path.read_bytes(), label, slice_index)
     if hasattr(image, "read"):
-        return read_bytes(image.read(), name or getattr(image, "name", "file"))
+        return read_bytes(image.read(), name or getattr(image, "name", "file"), slice_index)
     raise TypeError(f"cannot read an image from {type(image).__name__}")
 
 

@@ -16,5 +16,5 @@ def looks_medical(data: bytes, name: str = "") -> bool:
     return name.lower().endswith((".nii", ".nii.gz")) and data[:2] == b"\x1f\x8b"
 
 
-def read_medical_bytes(data: bytes, name: str = "upload") -> Image.Image:
+def read_medical_bytes(data: bytes, name: str = "upload", slice_index: int | None = None) -> Image.Image:
     raise UnsupportedImageError(f"{name}: DICOM and NIfTI input is not supported yet")
