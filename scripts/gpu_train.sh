@@ -9,10 +9,10 @@ export PYTHONPATH=$PWD/src BRAINTUMOR_NO_PROGRESS=1 BRAINTUMOR_CACHE=/tmp/btcach
 nvidia-smi -L
 python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
 BUDGET=${BUDGET:-390}
-for spec in "224 r18-224" "192 r18-192" "160 r18-160"; do
+for spec in "224 r18-224" "192 r18-192"; do
   set -- $spec
   timeout $((BUDGET + 90)) python3 -m braintumor train --data /tmp/data/Training --out /tmp/runs/$2 \
-    --arch resnet18 --img-size $1 --epochs 150 --time-budget $BUDGET --batch-size 128 --lr 2e-3 \
+    --arch resnet18 --img-size $1 --epochs ${EPOCHS:-250} --time-budget $BUDGET --batch-size 128 --lr 2e-3 \
     --warmup-epochs 5 --ema-decay 0.998 --mixup 0.3 --split-file .gpudata/split.json --workers 4 \
     --device ${DEVICE:-cuda} > /tmp/runs-$2.log 2>&1 &
 done

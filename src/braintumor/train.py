@@ -79,9 +79,11 @@ def build_optimizer(model, cfg: TrainConfig, steps_per_epoch: int):
     return opt, sched
 
 
-def fit_time_budget(cfg: TrainConfig, first_epoch_seconds: float, out: Path) -> None:
-    """After the first epoch, lower ``cfg.epochs`` so that the run ends within ``cfg.time_budget``."""
-    fits = max(cfg.warmup_epochs + 1, int(cfg.time_budget / max(first_epoch_seconds, 1e-3)))
+def fit_time_budget(cfg: TrainConfig, done: int, elapsed: float, epoch_seconds: float, out: Path) -> None:
+    """After ``done`` epochs (the first is slow: warm-up of kernels and caches), lower ``cfg.epochs``
+    so that the run ends within ``cfg.time_budget`` seconds at the latest epoch's pace."""
+    fits = done + int(max(0.0, cfg.time_budget - elapsed) / max(epoch_seconds, 1e-3))
+    fits = max(cfg.warmup_epochs + 1, fits)
     if fits < cfg.epochs:
         _log(f"time budget {cfg.time_budget:.0f}s: {fits} epochs instead of {cfg.epochs}")
         cfg.epochs = fits
@@ -190,6 +192,7 @@ def main(cfg: TrainConfig) -> dict:
     val_labels = torch.as_tensor(va.labels)
     last_cm = None
     epoch = start_epoch - 1
+    run_start = time.perf_counter()
     while epoch < cfg.epochs:  # cfg.epochs may shrink under a time budget
         epoch += 1
         t0 = time.perf_counter()
@@ -216,8 +219,8 @@ def main(cfg: TrainConfig) -> dict:
                "val_macro_f1": round(summary["macro_f1"], 5), "lr": opt.param_groups[0]["lr"],
                "seconds": round(secs, 1)}
         rows.append(row)
-        if cfg.time_budget and epoch == 1 and not distributed:
-            fit_time_budget(cfg, secs, out)
+        if cfg.time_budget and epoch == start_epoch + 1 and not distributed:
+            fit_time_budget(cfg, epoch, time.perf_counter() - run_start, secs, out)
         improved = val_loss < best_loss
         if improved:
             best_loss, bad_epochs = val_loss, 0
