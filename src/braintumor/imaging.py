@@ -33,7 +33,11 @@ class UnsupportedImageError(ImageError):
 
 
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
-    """Scale any numeric array to uint8, robustly for high bit depths."""
+    """Scale any numeric array to uint8.
+
+    Unsigned integers keep their meaning: the value range of the smallest common bit depth that
+    holds the data (8, 10, 12 or 16 bits) maps to 0..255, so a 16-bit copy of an 8-bit image gives
+    the same pixels. Signed and float data get a robust 0.1-99.9 percentile window."""
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype == bool:
@@ -41,11 +45,10 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     a = arr.astype(np.float64)
     if not np.isfinite(a).all():
         a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
-    lo = float(a.min())
-    if np.issubdtype(arr.dtype, np.integer) and lo >= 0:
-        # integer data: keep the full range (16-bit PNGs often use only the low 12 bits)
-        hi = float(np.percentile(a, 99.9)) if a.size > 64 else float(a.max())
-        lo = 0.0
+    if np.issubdtype(arr.dtype, np.integer) and a.size and a.min() >= 0:
+        top = float(a.max())
+        bits = next((b for b in (8, 10, 12, 16) if top < 2 ** b), None)
+        lo, hi = 0.0, float(2 ** bits - 1) if bits else top
     else:
         lo, hi = float(np.percentile(a, 0.1)), float(np.percentile(a, 99.9))
     if hi <= lo:
@@ -56,13 +59,13 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
 def array_to_gray(arr: np.ndarray) -> Image.Image:
     """A 2-D (H, W) or 3-D (H, W, C) array to an 8-bit grayscale image."""
     arr = np.asarray(arr)
+    src = arr.dtype
     if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
         arr = np.moveaxis(arr, 0, -1)  # channels-first input
     if arr.ndim == 3:
-        if arr.shape[-1] == 4:  # RGBA: premultiply alpha onto black
-            alpha = arr[..., 3:4].astype(np.float64) / (255.0 if arr.dtype == np.uint8 else max(arr[..., 3].max(), 1))
-            arr = (arr[..., :3].astype(np.float64) * alpha)
-            arr = arr.astype(np.float32)
+        if arr.shape[-1] == 4:  # RGBA: alpha composited onto black
+            full = 255.0 if src == np.uint8 else max(float(arr[..., 3].max()), 1.0)
+            arr = arr[..., :3].astype(np.float64) * (arr[..., 3:4].astype(np.float64) / full)
         if arr.shape[-1] == 3:
             arr = arr.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
         elif arr.shape[-1] == 1:
@@ -71,9 +74,10 @@ def array_to_gray(arr: np.ndarray) -> Image.Image:
             raise ImageError(f"an image array needs 1, 3 or 4 channels, got shape {arr.shape}")
     if arr.ndim != 2:
         raise ImageError(f"an image array must be 2-D or 3-D, got shape {arr.shape}")
-    if arr.dtype != np.uint8 and arr.dtype.kind == "f" and arr.size and 0 <= arr.min() and arr.max() <= 1.0:
-        arr = arr * 255.0  # float images in [0, 1]
-        arr = np.clip(arr, 0, 255).round().astype(np.uint8)
+    if arr.dtype.kind == "f" and np.issubdtype(src, np.integer):
+        arr = np.clip(arr.round(), 0, None).astype(src)  # keep the source's value scale
+    elif arr.dtype.kind == "f" and arr.size and 0 <= arr.min() and arr.max() <= 1.0:
+        arr = np.clip(arr * 255.0, 0, 255).round().astype(np.uint8)  # float images in [0, 1]
     return Image.fromarray(_to_uint8(arr), mode="L")
 
 

@@ -20,6 +20,7 @@ class Split:
     val: list[str]
     groups: int
     conflicts_removed: list[str] = field(default_factory=list)
+    unreadable: list[list[str]] = field(default_factory=list)  # [path, reason], left out
     threshold: float = SPLIT_THRESHOLD
     seed: int = 0
     val_fraction: float = 0.15
@@ -50,6 +51,8 @@ def group_split(labels: np.ndarray, groups: np.ndarray, val_fraction: float, see
         by_class.setdefault(major, []).append(g)
     for cls, gs in sorted(by_class.items()):
         target = round(val_fraction * int((labels == cls).sum()))
+        if val_fraction > 0 and len(gs) >= 2:
+            target = max(1, target)  # small folders: at least one group of each class
         order = rng.permutation(len(gs))
         taken = 0
         for k in order:
@@ -83,6 +86,7 @@ def make_split(samples: list[Sample], root: Path, val_fraction: float = 0.15, se
         val=[rel[i] for i in keep if is_val[i]],
         groups=int(groups.max()) + 1 if len(groups) else 0,
         conflicts_removed=sorted(rel[i] for i in conflicted),
+        unreadable=[[Path(p).relative_to(root).as_posix(), why] for p, why in fp.unreadable],
         threshold=threshold,
         seed=seed,
         val_fraction=val_fraction,

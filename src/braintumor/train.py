@@ -64,6 +64,8 @@ def prepare_split(cfg: TrainConfig, root: Path, samples: list[Sample], out: Path
         split = make_split(samples, root, cfg.val_fraction, cfg.seed, progress=progress)
     if rank == 0:
         split.save(split_path)
+        for path, why in split.unreadable:
+            _log(f"warning: skipped unreadable image {root / path}: {why}")
     return split
 
 
@@ -101,6 +103,17 @@ def make_model(cfg: TrainConfig, device: torch.device):
     return model
 
 
+def parameters_digest(model) -> str:
+    """SHA-256 of the learnable parameters (DDP replicas must agree on it)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, p in sorted(model.named_parameters()):
+        h.update(name.encode())
+        h.update(p.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
 def write_outputs(out: Path, rows: list[dict], cm, classes) -> None:
     with open(out / "metrics.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -129,6 +142,7 @@ def main(cfg: TrainConfig) -> dict:
     if cfg.max_images:
         rng = np.random.default_rng(cfg.seed)
         samples = [samples[i] for i in sorted(rng.permutation(len(samples))[: cfg.max_images])]
+    model = make_model(cfg, device)  # before the split: missing weights fail fast
     if distributed and rank != 0:
         dist.barrier()  # rank 0 computes the split first
     split = prepare_split(cfg, root, samples, out, rank)
@@ -153,7 +167,6 @@ def main(cfg: TrainConfig) -> dict:
     train_images = torch.from_numpy(np.asarray(tr.images)).to(device) if device.type != "cpu" else tr.images
     val_images = torch.from_numpy(np.asarray(va.images)).to(device) if device.type != "cpu" else va.images
 
-    model = make_model(cfg, device)
     ddp_model = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
     per_rank = cfg.batch_size // world if distributed else cfg.batch_size
     steps = max(1, len(tr.labels) // cfg.batch_size)
@@ -266,7 +279,9 @@ def main(cfg: TrainConfig) -> dict:
                   "device": str(device), "world_size": world,
                   "seconds": round(sum(r["seconds"] for r in rows), 1)}
         (out / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
-    if distributed:
+    if distributed:  # each rank records its final weights, so that replicas can be compared
+        (out / f"ddp-rank{rank}.json").write_text(json.dumps({"rank": rank, "world_size": world,
+                                                             "parameters_sha256": parameters_digest(model)}))
         dist.barrier()
         dist.destroy_process_group()
     return result

@@ -1,0 +1,285 @@
+"""Inference speed of the Predictor against a plain reference, on the same images and machine.
+
+    python benchmarks/inference.py [--model FILE] [--n 60] [--data DIR] [--backend auto]
+
+Measured, as medians over at least 50 distinct images (the 12 sample scans, flipped, rotated, cropped
+and re-contrasted, or the images in --data):
+
+- batch-1 ``predict``;
+- ``explain`` (predict + Grad-CAM heat map + overlay);
+- images per second of ``predict_batch`` (batch 32);
+
+and the same for the reference: a torchvision ResNet18 in eager float32 at 224 px (the checkpoint's
+weights when it is a ResNet18, otherwise random ones; speed does not depend on them), with a new
+pytorch-grad-cam ``GradCAM`` object per image. Every input is JPEG bytes, decoded in the timed call.
+
+It also checks accuracy: the largest probability difference between the Predictor (its backend) and
+the same checkpoint in eager PyTorch, label agreement, and the correlation of each heat map with
+pytorch-grad-cam on the whole eager model (target layer ``layer4[-1]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageEnhance
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "tests" / "data" / "sample"
+
+
+def make_inputs(n: int, data: str | None) -> list[bytes]:
+    """n distinct JPEG images: files from ``data`` or augmented sample scans."""
+    from braintumor.config import IMAGE_SUFFIXES
+    from braintumor.imaging import load_image
+
+    root = Path(data) if data else SAMPLE
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        sys.exit(f"no images in {root}")
+    out = []
+    for i in range(n):
+        img = load_image(files[i % len(files)])
+        k = i // len(files)
+        if not data or k:  # variations: mirror, rotation, crop, contrast
+            if k % 2:
+                img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            img = img.rotate((k * 7) % 21 - 10, resample=Image.BILINEAR)
+            m = (k % 3) * 6
+            img = img.crop((m, m, img.width - m, img.height - m))
+            img = ImageEnhance.Contrast(img).enhance(1 + 0.1 * ((k % 5) - 2))
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=92)
+        out.append(buf.getvalue())
+    return out
+
+
+def per_image_ms(fn, inputs, warmup: int = 3) -> float:
+    for x in inputs[:warmup]:
+        fn(x)
+    times = []
+    for x in inputs:
+        t = time.perf_counter()
+        fn(x)
+        times.append(time.perf_counter() - t)
+    return 1000 * statistics.median(times)
+
+
+def throughput(fn, inputs, repeats: int = 3) -> float:
+    fn(inputs[:8])
+    rates = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn(inputs)
+        rates.append(len(inputs) / (time.perf_counter() - t))
+    return statistics.median(rates)
+
+
+class Reference:
+    """The plain way: eager float32 ResNet18 at 224 px, a new GradCAM object per image."""
+
+    def __init__(self, ck):
+        import torch
+
+        from braintumor.models import build_model
+        from braintumor.transforms import Preprocessing
+
+        self.torch = torch
+        self.model = build_model("resnet18", len(ck.classes)).eval()
+        if ck.arch == "resnet18":
+            self.model.load_state_dict({k: v.float() for k, v in ck.state_dict.items()})
+        self.prep = Preprocessing(img_size=224, mean=ck.preprocessing.mean, std=ck.preprocessing.std)
+
+    def _x(self, data: bytes):
+        from braintumor.imaging import load_image
+
+        return self.prep.batch([load_image(data)])
+
+    def predict(self, data: bytes):
+        with self.torch.inference_mode():
+            return self.model(self._x(data)).softmax(1)
+
+    def explain(self, data: bytes):
+        from pytorch_grad_cam import GradCAM
+        from pytorch_grad_cam.utils.image import show_cam_on_image
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        x = self._x(data)
+        with self.torch.inference_mode():
+            probs = self.model(x).softmax(1)
+        with GradCAM(model=self.model, target_layers=[self.model.layer4[-1]]) as cam:
+            heat = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(probs.argmax()))])[0]
+        gray = (x[0, 0] * self.prep.std[0] + self.prep.mean[0]).clamp(0, 1).numpy()
+        show_cam_on_image(np.repeat(gray[..., None], 3, 2), heat, use_rgb=True)
+        return probs, heat
+
+    def predict_batch(self, inputs: list[bytes], batch_size: int = 32):
+        from braintumor.imaging import load_image
+
+        out = []
+        for i in range(0, len(inputs), batch_size):
+            x = self.prep.batch([load_image(d) for d in inputs[i:i + batch_size]])
+            with self.torch.inference_mode():
+                out.append(self.model(x).softmax(1))
+        return out
+
+
+def eager_reference_checks(predictor, inputs: list[bytes]) -> dict:
+    """The Predictor against its own checkpoint in eager PyTorch: probabilities and heat maps."""
+    import torch
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from braintumor.cam import full_model_target_layer
+    from braintumor.imaging import load_image
+
+    diffs, agree, corrs = [], 0, []
+    for ck in predictor.checkpoints[:1]:
+        model = ck.build()
+        for data in inputs:
+            x = ck.preprocessing.tensor(load_image(data))
+            with torch.inference_mode():
+                logits = model(x).double() / float(ck.meta.get("temperature", 1.0) or 1.0)
+            want = logits.softmax(1)[0].numpy()
+            e = predictor.explain(data) if len(predictor.checkpoints) == 1 else None
+            got = np.array(list((e or predictor.predict(data))["probabilities"].values()))
+            diffs.append(float(np.abs(got - want).max()))
+            agree += int(got.argmax() == want.argmax())
+            if e is not None:
+                with GradCAM(model=model, target_layers=[full_model_target_layer(model, ck.arch)]) as cam:
+                    ref = cam(input_tensor=x, targets=[ClassifierOutputTarget(predictor.classes.index(e["target"]))])[0]
+                if ref.std() > 0 and e["heatmap"].std() > 0:
+                    corrs.append(float(np.corrcoef(ref.ravel(), e["heatmap"].ravel())[0, 1]))
+    return {
+        "max_abs_prob_diff": max(diffs),
+        "label_agreement": agree / len(inputs),
+        "cam_corr_min": min(corrs) if corrs else None,
+        "cam_corr_median": statistics.median(corrs) if corrs else None,
+    }
+
+
+def split_accuracy(predictor, split_file: str, data: str | None, calibration: list) -> dict:
+    """Accuracy of the Predictor and of eager PyTorch (same checkpoint) on a run's validation images
+    (calibration images left out), and how often the two agree."""
+    import torch
+
+    from braintumor.imaging import load_image
+
+    if not data:
+        sys.exit("--split needs --split-data (the Training folder)")
+    split = json.loads(Path(split_file).read_text())
+    calib = {Path(c).name for c in calibration}
+    items = [(Path(data) / rel, rel.split("/")[0]) for rel in split["val"] if Path(rel).name not in calib]
+    ck = predictor.checkpoints[0]
+    model = ck.build()
+    labels = [predictor.classes.index(c) for _, c in items]
+    ours, eager, diffs = [], [], []
+    for i in range(0, len(items), 64):
+        chunk = [path for path, _ in items[i:i + 64]]
+        res = predictor.predict_batch(chunk, batch_size=64)
+        with torch.inference_mode():
+            x = ck.preprocessing.batch([load_image(path) for path in chunk])
+            pe = (model(x).double() / float(ck.meta.get("temperature", 1.0) or 1.0)).softmax(1).numpy()
+        for r, q in zip(res, pe):
+            po = np.array([r["probabilities"][c] for c in predictor.classes])
+            ours.append(int(po.argmax()))
+            eager.append(int(q.argmax()))
+            diffs.append(float(np.abs(po - q).max()))
+    labels_a = np.array(labels)
+    out = {
+        "n": len(items),
+        "accuracy_ours": float((np.array(ours) == labels_a).mean()),
+        "accuracy_eager": float((np.array(eager) == labels_a).mean()),
+        "label_agreement": float((np.array(ours) == np.array(eager)).mean()),
+        "max_abs_prob_diff": max(diffs),
+        "median_abs_prob_diff": statistics.median(diffs),
+    }
+    print(f"validation split ({out['n']} images, calibration images left out): accuracy "
+          f"{out['accuracy_ours']:.4f} ({predictor.backend}) vs {out['accuracy_eager']:.4f} (eager), "
+          f"labels agree on {out['label_agreement']:.2%}, max |prob diff| {out['max_abs_prob_diff']:.3f} "
+          f"(median {out['median_abs_prob_diff']:.1e})")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", action="append", default=None,
+                    help="checkpoint (repeat for an ensemble; default: the shipped model)")
+    ap.add_argument("--n", type=int, default=60, help="distinct images (at least 50 for the report)")
+    ap.add_argument("--data", default=None, help="a folder of images instead of the sample scans")
+    ap.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx", "int8"))
+    ap.add_argument("--calibration", default=None,
+                    help="folder of scans to calibrate int8 (default: the package's, else tests/data/sample)")
+    ap.add_argument("--split", default=None,
+                    help="split.json of the model's run: also measure accuracy on its validation images")
+    ap.add_argument("--split-data", default=None, help="the Training folder that split.json refers to")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from braintumor import Predictor
+
+    from braintumor.predictor import default_calibration
+
+    inputs = make_inputs(args.n, args.data)
+    calibration = None
+    if args.calibration or (args.backend in ("auto", "int8") and not default_calibration()):
+        root = Path(args.calibration) if args.calibration else SAMPLE
+        calibration = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    t = time.perf_counter()
+    p = Predictor.load(args.model if args.model else None, backend=args.backend, calibration=calibration)
+    load_s = time.perf_counter() - t
+    ref = Reference(p.checkpoints[0])
+    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; model {p.name} ({p.arch}, {p.preprocessing.img_size} px, "
+          f"backend {p.backend}, loaded in {load_s:.1f} s); {len(inputs)} distinct images")
+
+    figures = {
+        "ours": {
+            "predict_ms": per_image_ms(p.predict, inputs),
+            "explain_ms": per_image_ms(p.explain, inputs),
+            "batch_img_s": throughput(lambda xs: p.predict_batch(xs, batch_size=args.batch_size), inputs),
+        },
+        "reference": {
+            "predict_ms": per_image_ms(ref.predict, inputs),
+            "explain_ms": per_image_ms(ref.explain, inputs),
+            "batch_img_s": throughput(lambda xs: ref.predict_batch(xs, args.batch_size), inputs),
+        },
+    }
+    o, r = figures["ours"], figures["reference"]
+    print(f"\n{'':28}{'ours':>10}{'reference':>12}{'speed-up':>10}{'target':>10}")
+    print(f"{'predict, batch 1 (ms)':28}{o['predict_ms']:>10.1f}{r['predict_ms']:>12.1f}"
+          f"{r['predict_ms'] / o['predict_ms']:>9.1f}x{'<= 15':>10}")
+    print(f"{'predict + Grad-CAM (ms)':28}{o['explain_ms']:>10.1f}{r['explain_ms']:>12.1f}"
+          f"{r['explain_ms'] / o['explain_ms']:>9.1f}x{'<= 60':>10}")
+    print(f"{'predict_batch (images/s)':28}{o['batch_img_s']:>10.1f}{r['batch_img_s']:>12.1f}"
+          f"{o['batch_img_s'] / r['batch_img_s']:>9.1f}x{'>= 80':>10}")
+    print(f"{'Grad-CAM cost (ms)':28}{o['explain_ms'] - o['predict_ms']:>10.1f}"
+          f"{r['explain_ms'] - r['predict_ms']:>12.1f}")
+
+    checks = eager_reference_checks(p, inputs)
+    figures["checks"] = checks
+    print(f"\naccuracy vs eager PyTorch of the same checkpoint ({len(inputs)} images): "
+          f"max |prob diff| {checks['max_abs_prob_diff']:.2e}, label agreement {checks['label_agreement']:.0%}")
+    if checks["cam_corr_min"] is not None:
+        print(f"heat map vs pytorch-grad-cam on the whole eager model: correlation min "
+              f"{checks['cam_corr_min']:.5f}, median {checks['cam_corr_median']:.5f} (target >= 0.99)")
+    if args.split:
+        figures["validation"] = split_accuracy(p, args.split, args.split_data, calibration or [])
+    if args.json:
+        print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,406 @@
+"""Calibrated probabilities, conformal referral and the decision every result carries.
+
+Three things are fitted on the validation split after training and stored in the checkpoint's
+metadata (:func:`calibrate`):
+
+- a **temperature** T (logits / T before the softmax) that minimises the negative log-likelihood of
+  the validation labels (a bounded 1-D search on log T);
+- **split-conformal** scores (LAC: ``1 - p(true class)`` under the calibrated probabilities), so
+  that for any coverage 1 - alpha the prediction set ``{c : p_c >= 1 - q}``, with q the
+  ceil((n+1)(1-alpha))-th smallest score, holds the true class at least 1 - alpha of the time on
+  scans like the validation ones;
+- the out-of-distribution gate of :mod:`braintumor.ood`.
+
+Every result then carries a decision (:class:`Decider`):
+
+- ``"rejected"``: the input failed the out-of-distribution gate (not a brain MRI slice the model can
+  judge); ``"prediction_set"`` is empty;
+- ``"uncertain"``: the conformal set holds several classes, or none (no class is as probable as the
+  true class is on 1 - alpha of the validation scans); ``"prediction_set"`` lists the plausible
+  classes, most probable first (for an empty conformal set: the fewest top classes that together
+  hold 1 - alpha of the probability); refer to a radiologist;
+- ``"classified"``: the set is exactly the predicted class.
+
+With a confidence threshold instead (``DecisionPolicy(min_confidence=0.9)``) a result is classified
+when its top probability reaches the threshold.
+
+Measured numbers (cross-fitted, never in-sample) come from ``benchmarks/calibration_report.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+DEFAULT_COVERAGE = 0.95
+T_BOUNDS = (0.05, 20.0)  # search range of the temperature
+SCORE_DECIMALS = 6  # conformal scores are stored rounded (JSON in the checkpoint)
+
+
+# ----------------------------------------------------------------------------------- temperature
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64) / float(temperature)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood of ``labels`` under softmax(logits / T)."""
+    z = np.asarray(logits, dtype=np.float64) / float(temperature)
+    m = z.max(axis=1, keepdims=True)
+    log_norm = (m + np.log(np.exp(z - m).sum(axis=1, keepdims=True)))[:, 0]
+    return float(np.mean(log_norm - z[np.arange(len(z)), np.asarray(labels)]))
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = T_BOUNDS) -> float:
+    """The temperature that minimises the NLL: a bounded search on log T (the NLL is smooth and
+    unimodal in log T for a fixed model, so a 1-D search finds the optimum)."""
+    from scipy.optimize import minimize_scalar
+
+    logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels)
+    if len(logits) == 0:
+        raise ValueError("no logits to fit a temperature on")
+    res = minimize_scalar(lambda u: nll(logits, labels, math.exp(u)),
+                          bounds=(math.log(bounds[0]), math.log(bounds[1])), method="bounded",
+                          options={"xatol": 1e-5})
+    return float(math.exp(res.x))
+
+
+# ----------------------------------------------------------------------------------- conformal
+
+
+def conformal_scores(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """LAC non-conformity scores: 1 - probability of the true class."""
+    probs = np.asarray(probs, dtype=np.float64)
+    return 1.0 - probs[np.arange(len(probs)), np.asarray(labels)]
+
+
+def conformal_threshold(scores: np.ndarray, coverage: float) -> float:
+    """The split-conformal quantile: the ceil((n+1) * coverage)-th smallest score (1.0, i.e. every
+    class, when there are too few scores for that coverage)."""
+    if not 0.0 < coverage < 1.0:
+        raise ValueError(f"coverage must be between 0 and 1, got {coverage}")
+    s = np.sort(np.asarray(scores, dtype=np.float64))
+    k = math.ceil((len(s) + 1) * coverage)
+    return 1.0 if k > len(s) else float(s[k - 1])
+
+
+def prediction_sets(probs: np.ndarray, threshold: float) -> np.ndarray:
+    """(N, C) boolean: class c is in the set of image i when 1 - p_ic <= threshold."""
+    return 1.0 - np.asarray(probs, dtype=np.float64) <= threshold + 1e-12
+
+
+def top_mass_set(probs: np.ndarray, mass: float) -> list[int]:
+    """The fewest most probable classes whose probabilities add up to ``mass``, most probable first."""
+    order = np.argsort(-np.asarray(probs))
+    cum = np.cumsum(np.asarray(probs)[order])
+    k = int(np.searchsorted(cum, mass - 1e-12) + 1)
+    return [int(i) for i in order[: min(max(k, 1), len(order))]]
+
+
+# ----------------------------------------------------------------------------------- decisions
+
+
+@dataclass(frozen=True)
+class DecisionPolicy:
+    """How a Predictor decides between classified, uncertain and rejected.
+
+    ``coverage`` (default 0.95): conformal coverage of the prediction sets, using the scores stored in
+    the checkpoint. ``min_confidence``: when set, used instead: classified when the top calibrated
+    probability reaches it. ``ood``: whether the out-of-distribution gate may reject inputs."""
+
+    coverage: float = DEFAULT_COVERAGE
+    min_confidence: float | None = None
+    ood: bool = True
+
+    def __post_init__(self):
+        if not 0.0 < float(self.coverage) < 1.0:
+            raise ValueError(f"coverage must be between 0 and 1 (e.g. 0.95), got {self.coverage}")
+        if self.min_confidence is not None and not 0.0 < float(self.min_confidence) <= 1.0:
+            raise ValueError(f"min_confidence must be in (0, 1], got {self.min_confidence}")
+
+
+def _names(classes: Sequence[str], idx: Sequence[int]) -> list[str]:
+    return [classes[i] for i in idx]
+
+
+def decide(probs: np.ndarray, classes: Sequence[str], threshold: float | None,
+           policy: DecisionPolicy, rejection: str | None = None) -> dict:
+    """The decision fields of one result from its (C,) calibrated probabilities.
+
+    ``threshold``: the conformal quantile for ``policy.coverage`` (None when the checkpoint has no
+    conformal scores); ``rejection``: why the out-of-distribution gate refused the input, if it did."""
+    probs = np.asarray(probs, dtype=np.float64)
+    top = int(probs.argmax())
+    if rejection:
+        return {"decision": "rejected", "reason": rejection, "prediction_set": []}
+    if policy.min_confidence is not None:
+        c = float(policy.min_confidence)
+        if probs[top] >= c:
+            return {"decision": "classified", "prediction_set": [classes[top]],
+                    "reason": f"{classes[top]} with probability {probs[top]:.0%}, at or above the "
+                              f"confidence threshold of {c:.0%}"}
+        plausible = top_mass_set(probs, c)
+        return {"decision": "uncertain", "prediction_set": _names(classes, plausible),
+                "reason": f"the most probable class, {classes[top]}, has {probs[top]:.0%}, below the "
+                          f"confidence threshold of {c:.0%}; refer to a radiologist"}
+    if threshold is None:
+        return {"decision": "classified", "prediction_set": [classes[top]],
+                "reason": "this model carries no conformal calibration, so every scan it accepts is "
+                          "classified (calibrate it to get referrals)"}
+    cov = f"{policy.coverage:.0%}"
+    in_set = [int(i) for i in np.argsort(-probs) if 1.0 - probs[i] <= threshold + 1e-12]
+    if len(in_set) == 1:
+        return {"decision": "classified", "prediction_set": [classes[top]],
+                "reason": f"only {classes[top]} is plausible at {cov} coverage"}
+    if len(in_set) > 1:
+        return {"decision": "uncertain", "prediction_set": _names(classes, in_set),
+                "reason": f"{len(in_set)} classes are plausible at {cov} coverage; refer to a radiologist"}
+    plausible = top_mass_set(probs, policy.coverage)
+    return {"decision": "uncertain", "prediction_set": _names(classes, plausible),
+            "reason": f"no class is probable enough at {cov} coverage (the most probable, "
+                      f"{classes[top]}, has {probs[top]:.0%}); refer to a radiologist"}
+
+
+class Decider:
+    """The decision step of a Predictor, built once from its checkpoints' metadata and a policy.
+
+    The conformal scores and the out-of-distribution gate of the first checkpoint that has them are
+    used; for an ensemble this is an approximation (its averaged probabilities were not calibrated
+    as a whole), and every member's own gate must accept an input."""
+
+    def __init__(self, metas: Sequence[dict], classes: Sequence[str], policy: DecisionPolicy | None = None):
+        from .ood import OodGate
+
+        self.policy = policy or DecisionPolicy()
+        self.classes = tuple(classes)
+        self.threshold: float | None = None
+        for meta in metas:
+            conf = meta.get("conformal") or {}
+            if conf.get("scores"):
+                self.threshold = conformal_threshold(np.asarray(conf["scores"]), self.policy.coverage)
+                break
+        self.gates = [OodGate.from_meta(m.get("ood")) for m in metas]
+
+    def __call__(self, sizes: Sequence[tuple[int, int]], probs: np.ndarray,
+                 pixels: Sequence[np.ndarray], features: Sequence[np.ndarray]) -> list[dict]:
+        """Decision fields for N images: their original (width, height), (N, C) probabilities, and
+        per checkpoint the network's (N, S, S) uint8 pixels and (N, D) pooled features."""
+        n = len(probs)
+        reasons: list[str | None] = [None] * n
+        scores: list[float | None] = [None] * n
+        if self.policy.ood:
+            for gate, px, feats in zip(self.gates, pixels, features):
+                for i, (reason, score) in enumerate(gate.check(sizes, px, feats)):
+                    if score is not None:
+                        scores[i] = score if scores[i] is None else max(scores[i], score)
+                    reasons[i] = reasons[i] or reason
+        out = []
+        for i in range(n):
+            d = decide(probs[i], self.classes, self.threshold, self.policy, reasons[i])
+            d["ood_score"] = None if scores[i] is None else round(float(scores[i]), 4)
+            out.append(d)
+        return out
+
+
+# ----------------------------------------------------------------------------------- fitting
+
+
+def network_outputs(checkpoint, files: Sequence[str | Path], batch_size: int = 32,
+                    desc: str = "outputs") -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]], np.ndarray]:
+    """Logits (N, C), pooled penultimate features (N, D), original sizes and the network's uint8
+    pixels (N, S, S) of image files, computed exactly as a Predictor computes them."""
+    import torch
+
+    from .cam import split_network
+    from .data import progress
+    from .imaging import load_image
+
+    model = checkpoint.build()
+    body, head = split_network(model, checkpoint.arch)
+    prep = checkpoint.preprocessing
+    logits, feats, sizes, pixels = [], [], [], []
+    bar = progress(total=len(files), desc=desc)
+    for start in range(0, len(files), batch_size):
+        grays = [load_image(f) for f in files[start:start + batch_size]]
+        px = np.stack([prep.pixels(g) for g in grays])
+        with torch.inference_mode():
+            f = body(prep.normalize(torch.from_numpy(px)))
+            logits.append(head(f).double().numpy())
+        feats.append(f.mean(dim=(2, 3)).double().numpy())
+        sizes += [g.size for g in grays]
+        pixels.append(px)
+        bar.update(len(grays))
+    bar.close()
+    return np.concatenate(logits), np.concatenate(feats), sizes, np.concatenate(pixels)
+
+
+def calibration_entries(val_logits: np.ndarray, val_labels: np.ndarray, coverage: float = DEFAULT_COVERAGE,
+                        note: str = "") -> dict:
+    """The ``temperature``, ``calibration`` and ``conformal`` metadata entries (in-sample summary
+    numbers; cross-fitted ones come from :func:`crossfit`)."""
+    from .metrics import expected_calibration_error
+
+    t = fit_temperature(val_logits, val_labels)
+    probs = softmax(val_logits, t)
+    scores = conformal_scores(probs, val_labels)
+    raw = softmax(val_logits)
+    return {
+        "temperature": round(t, 6),
+        "calibration": {
+            "method": "temperature scaling: NLL minimised over log T by a bounded 1-D search",
+            "fitted_on": note or f"validation split, {len(val_labels)} images",
+            "nll_before": round(nll(val_logits, val_labels), 5),
+            "nll_after": round(nll(val_logits, val_labels, t), 5),
+            "ece_before": round(expected_calibration_error(raw, val_labels), 5),
+        },
+        "conformal": {
+            "method": "split conformal, LAC score 1 - p(true class) on calibrated probabilities",
+            "coverage": coverage,
+            "threshold": round(conformal_threshold(scores, coverage), SCORE_DECIMALS),
+            "n": int(len(scores)),
+            "scores": [round(float(s), SCORE_DECIMALS) for s in np.sort(scores)],
+        },
+    }
+
+
+def crossfit(logits: np.ndarray, labels: np.ndarray, coverage: float = DEFAULT_COVERAGE,
+             repeats: int = 50, seed: int = 0) -> dict:
+    """Out-of-sample numbers: ``repeats`` random halvings of the validation split; the temperature
+    and the conformal quantile are fitted on one half and measured on the other. Returns means and
+    standard deviations over the repeats, and the 2-fold cross-fitted probabilities of the first
+    halving (each image calibrated by the half it was not in), for a reliability diagram."""
+    from .metrics import expected_calibration_error
+
+    logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    n = len(labels)
+    rows: dict[str, list[float]] = {k: [] for k in (
+        "temperature", "ece_before", "ece_after", "nll_before", "nll_after", "coverage_lac",
+        "coverage_shown", "referral_rate", "accuracy_classified", "accuracy_all", "set_size_uncertain")}
+    oof = np.zeros((n, logits.shape[1]))
+    for r in range(repeats):
+        perm = rng.permutation(n)
+        halves = (perm[: n // 2], perm[n // 2:])
+        for fit, test in (halves, halves[::-1]):
+            t = fit_temperature(logits[fit], labels[fit])
+            q = conformal_threshold(conformal_scores(softmax(logits[fit], t), labels[fit]), coverage)
+            p = softmax(logits[test], t)
+            if r == 0:
+                oof[test] = p
+            y = labels[test]
+            sets = prediction_sets(p, q)
+            dec = [decide(pi, tuple(range(p.shape[1])), q, DecisionPolicy(coverage=coverage)) for pi in p]
+            referred = np.array([d["decision"] != "classified" for d in dec])
+            shown = np.array([yi in d["prediction_set"] for yi, d in zip(y, dec)])
+            rows["temperature"].append(t)
+            rows["ece_before"].append(expected_calibration_error(softmax(logits[test]), y))
+            rows["ece_after"].append(expected_calibration_error(p, y))
+            rows["nll_before"].append(nll(logits[test], y))
+            rows["nll_after"].append(nll(logits[test], y, t))
+            rows["coverage_lac"].append(float(sets[np.arange(len(y)), y].mean()))
+            rows["coverage_shown"].append(float(shown.mean()))
+            rows["referral_rate"].append(float(referred.mean()))
+            keep = ~referred
+            rows["accuracy_classified"].append(float((p[keep].argmax(1) == y[keep]).mean()) if keep.any() else float("nan"))
+            rows["accuracy_all"].append(float((p.argmax(1) == y).mean()))
+            if referred.any():
+                rows["set_size_uncertain"].append(float(np.mean([len(d["prediction_set"]) for d, k in zip(dec, referred) if k])))
+    summary = {k: {"mean": float(np.nanmean(v)), "std": float(np.nanstd(v))} for k, v in rows.items() if v}
+    summary["repeats"] = repeats
+    summary["coverage_target"] = coverage
+    summary["n"] = int(n)
+    return {"summary": summary, "oof_probs": oof}
+
+
+def calibrate(checkpoint_path: str | Path, data: str | Path, split_file: str | Path,
+              coverage: float = DEFAULT_COVERAGE, ood_train_limit: int = 0, batch_size: int = 32) -> dict:
+    """Fit temperature, conformal scores and the out-of-distribution gate of a checkpoint on its
+    split, and write them into its metadata (the weights are kept). When the checkpoint is the one
+    that ships with the package, its manifest's SHA-256 is updated too. Returns the new entries
+    (without the bulky arrays) and the new SHA-256."""
+    import json
+
+    from . import ood, shipped
+    from .checkpoint import load_checkpoint, update_meta
+
+    path = Path(checkpoint_path)
+    ck = load_checkpoint(path)
+    split = json.loads(Path(split_file).read_text())
+    root = Path(data)
+    val = split["val"]
+    train = split["train"]
+    if ood_train_limit and len(train) > ood_train_limit:
+        rng = np.random.default_rng(0)
+        train = sorted(rng.choice(train, ood_train_limit, replace=False).tolist())
+
+    def labels_of(rels):
+        return np.array([ck.classes.index(r.split("/")[0]) for r in rels])
+
+    v_logits, v_feats, v_sizes, v_px = network_outputs(ck, [root / r for r in val], batch_size, "validation")
+    _, t_feats, _, _ = network_outputs(ck, [root / r for r in train], batch_size, "training")
+    entries = calibration_entries(v_logits, labels_of(val), coverage,
+                                  note=f"validation split of {Path(split_file).name}, {len(val)} images")
+    gate = ood.fit_gate(t_feats, labels_of(train), v_feats, v_sizes, v_px)
+    entries["ood"] = gate.to_meta()
+    digest = update_meta(path, **entries)
+    try:
+        is_shipped = path.resolve() == shipped.default_model_path().resolve()
+    except Exception:
+        is_shipped = False
+    if is_shipped:
+        mpath = shipped.weights_dir() / shipped.MANIFEST
+        manifest = json.loads(mpath.read_text())
+        manifest["sha256"] = digest
+        mpath.write_text(json.dumps(manifest, indent=2) + "\n")
+    brief = {k: v for k, v in entries.items() if k not in ("conformal", "ood")}
+    brief["conformal"] = {k: v for k, v in entries["conformal"].items() if k != "scores"}
+    brief["ood"] = gate.describe()
+    return {"entries": brief, "sha256": digest, "shipped": is_shipped}
+
+
+# ----------------------------------------------------------------------------------- command line
+
+
+def configure(p) -> None:
+    """``braintumor calibrate`` (the lead may register it in cli.COMMANDS)."""
+    p.add_argument("--model", default=None, metavar="FILE", help="checkpoint to calibrate in place "
+                   "(default: the shipped model, whose manifest SHA-256 is then updated)")
+    p.add_argument("--data", required=True, help="the Training folder the split refers to")
+    p.add_argument("--split", required=True, metavar="FILE", help="split.json with 'train' and 'val'")
+    p.add_argument("--coverage", type=float, default=DEFAULT_COVERAGE, help="default 0.95")
+    p.add_argument("--ood-train-limit", type=int, default=0, metavar="N",
+                   help="fit the OOD statistics on at most N training images (0: all)")
+
+
+def run(args) -> int:
+    import json
+
+    from . import shipped
+    from .cli import UsageError
+
+    if not 0 < args.coverage < 1:
+        raise UsageError("--coverage must be between 0 and 1")
+    if not Path(args.split).is_file():
+        raise UsageError(f"no such split file: {args.split}")
+    if not Path(args.data).is_dir():
+        raise UsageError(f"no such folder: {args.data}")
+    path = args.model or shipped.default_model_path()
+    out = calibrate(path, args.data, args.split, args.coverage, args.ood_train_limit)
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m braintumor.calibration", description=__doc__.splitlines()[0])
+    configure(parser)
+    raise SystemExit(run(parser.parse_args()))

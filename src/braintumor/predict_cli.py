@@ -1,0 +1,200 @@
+"""``braintumor predict``: classify image files and folders, optionally with Grad-CAM pictures.
+
+    braintumor predict FILE_OR_DIR... [--model FILE]... [--json | --csv] [--explain OUTDIR]
+                       [--cam-method NAME] [--tta] [--batch-size N] [--slice N]
+
+Unreadable files are listed with their reason and the others go on (exit code 1 when any failed);
+bad arguments (a missing path, an unusable model file) give one line on stderr and exit code 2.
+Nothing heavy is imported until :func:`run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+from .config import IMAGE_SUFFIXES
+
+# Mirrors braintumor.cam.CAM_METHODS (kept here so that ``--help`` does not import torch).
+CAM_METHODS = ("gradcam", "gradcam++", "hirescam", "eigencam")
+MEDICAL_SUFFIXES = (".dcm", ".nii", ".nii.gz")
+PROGRESS_MIN = 10  # show a progress bar from this many files on
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", metavar="FILE_OR_DIR",
+                   help="image files (JPEG, PNG, BMP, TIFF, DICOM, NIfTI) or folders to walk")
+    p.add_argument("--model", action="append", metavar="FILE", default=None,
+                   help="checkpoint (default: the model shipped with the package); "
+                        "repeat for an ensemble (probabilities averaged)")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="one JSON object on stdout, nothing else")
+    fmt.add_argument("--csv", action="store_true", help="CSV on stdout")
+    p.add_argument("--explain", metavar="OUTDIR", default=None,
+                   help="write one PNG per image: the scan and its Grad-CAM overlay side by side")
+    p.add_argument("--cam-method", default="gradcam", choices=CAM_METHODS,
+                   help="heat-map method for --explain (default: gradcam)")
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: average over a flip and small shifts (6x the work)")
+    p.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch (default: 32)")
+    p.add_argument("--slice", type=int, default=None, metavar="N",
+                   help="slice (or frame) of DICOM/NIfTI volumes (default: the middle one)")
+    p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"),
+                   help="inference engine: onnx (ONNX Runtime, faster), torch, or auto (onnx when installed)")
+
+
+def _usage(message: str) -> Exception:
+    from .cli import UsageError
+
+    return UsageError(message)
+
+
+def _is_dicom_without_suffix(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def is_candidate(path: Path) -> bool:
+    """Whether a file found in a folder should be read: image and medical suffixes, and DICOM files
+    without a suffix (recognised by content)."""
+    name = path.name.lower()
+    if name.startswith(".") or not path.is_file():
+        return False
+    if path.suffix.lower() in IMAGE_SUFFIXES or name.endswith(MEDICAL_SUFFIXES):
+        return True
+    return path.suffix == "" and _is_dicom_without_suffix(path)
+
+
+def collect_files(paths: list[str]) -> list[tuple[Path, str]]:
+    """(file, name for the figure) for every file named or found by walking the folders named.
+
+    A file named on the command line is always taken (a wrong kind is reported when read)."""
+    found: list[tuple[Path, str]] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            inside = sorted(p for p in path.rglob("*") if is_candidate(p))
+            if not inside:
+                raise _usage(f"no images found in {path}")
+            found.extend((p, p.relative_to(path).as_posix()) for p in inside)
+        elif path.exists():
+            found.append((path, path.name))
+        else:
+            raise _usage(f"no such file or folder: {path}")
+    return found
+
+
+def _figure_name(name: str, used: set[str]) -> str:
+    stem = name
+    for suffix in (".nii.gz", *IMAGE_SUFFIXES, ".dcm", ".nii"):
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    stem = stem.replace("/", "__") or "image"
+    out, k = f"{stem}.png", 2
+    while out in used:
+        out, k = f"{stem}-{k}.png", k + 1
+    used.add(out)
+    return out
+
+
+def _reason(message: str, file: str) -> str:
+    """An error message without the file name that load_image puts in front."""
+    prefix = f"{file}: "
+    return message[len(prefix):] if message.startswith(prefix) else message
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.batch_size < 1:
+        raise _usage("--batch-size must be at least 1")
+    files = collect_files(args.paths)
+    if args.explain:
+        outdir = Path(args.explain)
+        if outdir.exists() and not outdir.is_dir():
+            raise _usage(f"--explain: {outdir} exists and is not a folder")
+
+    from .cam import explanation_figure
+    from .data import progress
+    from .imaging import ImageError, load_image
+    from .predictor import Predictor
+
+    predictor = Predictor.load(args.model if args.model else None, backend=args.backend)
+    results: list[dict] = []
+    errors: list[dict] = []
+    used: set[str] = set()
+    if args.explain:
+        outdir.mkdir(parents=True, exist_ok=True)
+
+    bar = progress(total=len(files), desc="predict", disable=True if len(files) < PROGRESS_MIN else None)
+    try:
+        for start in range(0, len(files), args.batch_size):
+            chunk = files[start:start + args.batch_size]
+            grays, names = [], []
+            for path, name in chunk:
+                try:
+                    grays.append(load_image(path, slice_index=args.slice))
+                    names.append((str(path), name))
+                except (ImageError, OSError) as exc:
+                    errors.append({"file": str(path), "error": _reason(str(exc), str(path))})
+            if args.explain:
+                preds = []
+                for gray, (file, name) in zip(grays, names):
+                    e = predictor.explain(gray, cam_method=args.cam_method, tta=args.tta)
+                    fig = explanation_figure(
+                        predictor.preprocessing.pixels(gray), e["overlay"],
+                        f"{e['label']}  {e['confidence']:.1%}",
+                        f"{name} - {args.cam_method} for {e['target']} - not for diagnosis")
+                    target = outdir / _figure_name(name, used)
+                    fig.save(target)
+                    preds.append({k: e[k] for k in ("label", "confidence", "probabilities")}
+                                 | {"explanation": str(target)})
+            else:
+                preds = predictor.predict_batch(grays, batch_size=args.batch_size, tta=args.tta)
+            for (file, _), r in zip(names, preds):
+                results.append({"file": file, **r})
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+
+    classes = predictor.classes
+    if args.json:
+        print(json.dumps({"results": results, "errors": errors}))
+    elif args.csv:
+        sys.stdout.write(format_csv(results, errors, classes))
+    else:
+        print(format_table(results, classes))
+        for e in errors:
+            print(f"braintumor predict: cannot read {e['file']}: {e['error']}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def format_table(results: list[dict], classes: tuple[str, ...]) -> str:
+    header = ["file", "label", "confidence", *classes]
+    rows = [[r["file"], r["label"], f"{r['confidence']:.4f}",
+             *(f"{r['probabilities'][c]:.4f}" for c in classes)] for r in results]
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for row in [header, *rows]:
+        cells = [f"{v:<{w}}" if i < 2 else f"{v:>{w}}" for i, (v, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def format_csv(results: list[dict], errors: list[dict], classes: tuple[str, ...]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["file", "label", "confidence", *classes, "error"])
+    for r in results:
+        w.writerow([r["file"], r["label"], f"{r['confidence']:.6f}",
+                    *(f"{r['probabilities'][c]:.6f}" for c in classes), ""])
+    for e in errors:
+        w.writerow([e["file"], "", "", *([""] * len(classes)), e["error"]])
+    return buf.getvalue()

@@ -1,0 +1,487 @@
+"""Predictions with Grad-CAM: the Python API that the web app, the CLI and other code call.
+
+    from braintumor import Predictor
+    p = Predictor.load()                       # the shipped model
+    p.predict("scan.jpg")                      # {"label", "confidence", "probabilities"}
+    p.explain("scan.jpg")                      # ... plus "heatmap" and "overlay"
+
+Every input goes through :func:`braintumor.imaging.load_image` and then the checkpoint's own
+:class:`~braintumor.transforms.Preprocessing`. The network is split at its last convolutional block
+(:func:`braintumor.cam.split_network`): the body runs once per image (PyTorch, or ONNX Runtime when
+installed), and Grad-CAM runs on the head alone, so an explanation costs little more than a
+prediction and no hook is ever put on the shared model. A Predictor holds no per-call state and may
+be shared by threads.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from . import cam as _cam
+from .checkpoint import Checkpoint, CheckpointError
+from .imaging import ImageError, ImageInput, load_image
+from .transforms import Preprocessing
+
+BACKENDS = ("auto", "torch", "onnx", "int8")
+TTA_SHIFT = 0.04  # test-time shifts, as a fraction of the input side
+CALIBRATION_MAX = 64  # images used to calibrate int8 activation ranges
+
+
+def _onnx_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _default_threads() -> int:
+    return max(1, torch.get_num_threads())
+
+
+class _TorchBody:
+    """The body in eager PyTorch (float32, CPU): the reference, and the fallback."""
+
+    name = "torch"
+
+    def __init__(self, body: nn.Module):
+        self.body = body
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.body(x)
+
+
+class _OnnxBody:
+    """The body run by ONNX Runtime: float32 (``onnx``, the same numbers as eager to ~1e-6) or
+    int8-quantised with per-channel weights and calibrated activations (``int8``)."""
+
+    def __init__(self, model_bytes: bytes, name: str, threads: int | None = None):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.intra_op_num_threads = threads or _default_threads()
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        self.session = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+        self.name = name
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.session.run(None, {"x": np.ascontiguousarray(x.numpy(), dtype=np.float32)})[0]
+        return torch.from_numpy(out)
+
+
+def export_onnx(body: nn.Module, img_size: int) -> bytes:
+    """The body as an ONNX model (float32, dynamic batch), in memory."""
+    import warnings
+
+    buf = io.BytesIO()
+    x = torch.zeros(1, 3, img_size, img_size)
+    with warnings.catch_warnings():  # the TorchScript-based exporter announces its deprecation
+        warnings.simplefilter("ignore")
+        torch.onnx.export(body, (x,), buf, input_names=["x"], output_names=["features"],
+                          dynamic_axes={"x": {0: "n"}, "features": {0: "n"}}, opset_version=17,
+                          dynamo=False)
+    return buf.getvalue()
+
+
+def quantize_int8(model_fp32: bytes, calibration: np.ndarray) -> bytes:
+    """Static int8 quantisation (QDQ, per-channel int8 weights, uint8 activations whose ranges are
+    calibrated on ``calibration``, normalised (N, 3, S, S) float32 inputs)."""
+    import tempfile
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"x": calibration[i:i + 1]} for i in range(len(calibration))])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    with tempfile.TemporaryDirectory(prefix="braintumor-int8-") as tmp:
+        src, pre, out = (Path(tmp) / n for n in ("fp32.onnx", "pre.onnx", "int8.onnx"))
+        src.write_bytes(model_fp32)
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        return out.read_bytes()
+
+
+def default_calibration() -> list[Path]:
+    """Scans shipped with the package (``braintumor/sample/``) to calibrate int8 activations."""
+    from importlib import resources
+
+    from .config import IMAGE_SUFFIXES
+
+    root = Path(str(resources.files("braintumor") / "sample"))
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:CALIBRATION_MAX]
+
+
+def cache_dir() -> Path | None:
+    """Where converted models are kept between runs: $BRAINTUMOR_CACHE (empty: no cache), else
+    $XDG_CACHE_HOME/braintumor or ~/.cache/braintumor."""
+    env = os.environ.get("BRAINTUMOR_CACHE")
+    if env is not None:
+        return Path(env) if env else None
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "braintumor"
+
+
+def _cached(key: str | None, build: Callable[[], bytes]) -> bytes:
+    """``build()``, kept on disk under ``key`` when a cache folder is usable."""
+    folder = cache_dir() if key else None
+    path = folder / f"{key}.onnx" if folder else None
+    if path is not None and path.is_file():
+        try:
+            return path.read_bytes()
+        except OSError:
+            pass
+    data = build()
+    if path is not None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+        except OSError:
+            pass
+    return data
+
+
+@dataclass
+class _Member:
+    """One checkpoint of a Predictor: its body runner and its head (pooling + classifier)."""
+
+    checkpoint: Checkpoint
+    body: Callable[[torch.Tensor], torch.Tensor]
+    head: nn.Module
+    model: nn.Module  # the whole eager network (shares the head's modules)
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self.checkpoint.preprocessing
+
+    @property
+    def temperature(self) -> float:
+        return float(self.checkpoint.meta.get("temperature", 1.0) or 1.0)
+
+    @property
+    def backend(self) -> str:
+        return self.body.name
+
+
+def _calibration_inputs(prep: Preprocessing, images: Sequence[ImageInput]) -> np.ndarray:
+    """Calibration images through load_image and the checkpoint's preprocessing, with mirrors."""
+    pixels = np.stack([prep.pixels(load_image(im)) for im in images])
+    pixels = np.concatenate([pixels, pixels[:, :, ::-1]])
+    return np.ascontiguousarray(prep.normalize(torch.from_numpy(np.ascontiguousarray(pixels))).numpy())
+
+
+def _make_member(ck: Checkpoint, backend: str, threads: int | None,
+                 calibration: Sequence[ImageInput] | None) -> _Member:
+    import hashlib
+    import warnings
+
+    model = ck.build()
+    for p in model.parameters():
+        p.requires_grad_(False)  # gradients reach the per-call CAM input only, never shared weights
+    body, head = _cam.split_network(model, ck.arch)
+    runner: Callable = _TorchBody(body)
+    want = backend
+    if backend == "auto":
+        want = ("int8" if calibration else "onnx") if _onnx_available() else "torch"
+    if want in ("onnx", "int8"):
+        size = ck.preprocessing.img_size
+        try:
+            import onnxruntime as ort
+
+            tag = f"{ck.sha256}|{size}|{ort.__version__}|{torch.__version__}"
+
+            def fp32() -> bytes:
+                return _cached(_key("fp32", tag, ck), lambda: export_onnx(body, size))
+
+            if want == "int8":
+                if not calibration:
+                    raise ValueError("int8 needs calibration images (calibration=...)")
+                calib = _calibration_inputs(ck.preprocessing, calibration)
+                tag8 = f"{tag}|{hashlib.sha256(calib.tobytes()).hexdigest()}"
+                runner = _OnnxBody(_cached(_key("int8", tag8, ck), lambda: quantize_int8(fp32(), calib)),
+                                   "int8", threads)
+            else:
+                runner = _OnnxBody(fp32(), "onnx", threads)
+        except Exception as exc:
+            if backend != "auto":
+                raise CheckpointError(
+                    f"{ck.path or ck.name}: the {want} backend is unavailable ({type(exc).__name__}: {exc})"
+                ) from None
+            warnings.warn(f"ONNX Runtime backend unavailable ({exc}); using PyTorch", RuntimeWarning)
+            runner = _TorchBody(body)
+    return _Member(ck, runner, head, model)
+
+
+def _key(kind: str, tag: str, ck: Checkpoint) -> str | None:
+    """A cache file name: checkpoint digest, size, kind and a hash of everything the file depends on
+    (None for a checkpoint without a file digest)."""
+    import hashlib
+
+    if not ck.sha256:
+        return None
+    digest = hashlib.sha256(tag.encode()).hexdigest()[:16]
+    return f"{ck.sha256[:16]}-{ck.preprocessing.img_size}-{kind}-{digest}"
+
+
+def tta_views(pixels: np.ndarray, shift: float = TTA_SHIFT) -> np.ndarray:
+    """(H, W) uint8 -> (6, H, W): the image, its mirror, and four shifts (black fill)."""
+    h, w = pixels.shape
+    d = max(1, round(shift * min(h, w)))
+    views = [pixels, pixels[:, ::-1]]
+    for dy, dx in ((0, d), (0, -d), (d, 0), (-d, 0)):
+        v = np.zeros_like(pixels)
+        ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
+        xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
+        v[yd, xd] = pixels[ys, xs]
+        views.append(v)
+    return np.ascontiguousarray(np.stack(views))
+
+
+class Predictor:
+    """A loaded model (or an ensemble of models) that classifies scans and explains its answers."""
+
+    def __init__(self, checkpoints: Sequence[Checkpoint], backend: str = "auto",
+                 threads: int | None = None, version: str | None = None,
+                 calibration: Sequence[ImageInput] | None = None):
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        if not checkpoints:
+            raise ValueError("a Predictor needs at least one checkpoint")
+        classes = tuple(checkpoints[0].classes)
+        for ck in checkpoints[1:]:
+            if tuple(ck.classes) != classes:
+                raise CheckpointError(
+                    f"{ck.path or ck.name}: classes {list(ck.classes)} differ from {list(classes)}; "
+                    "an ensemble needs the same classes in the same order"
+                )
+        self.classes: tuple[str, ...] = classes
+        if calibration is None and backend in ("auto", "int8"):
+            calibration = default_calibration()
+        self._members = [_make_member(ck, backend, threads, calibration) for ck in checkpoints]
+        self._version = version
+
+    # ---------------------------------------------------------------- loading and description
+    @classmethod
+    def load(cls, path: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+             backend: str = "auto", threads: int | None = None,
+             calibration: Sequence[ImageInput] | None = None) -> "Predictor":
+        """The shipped model (``path=None``), one checkpoint, or a list of them (an ensemble).
+
+        ``backend``: ``torch`` (eager float32), ``onnx`` (ONNX Runtime float32), ``int8`` (ONNX
+        Runtime, int8-quantised, calibrated on ``calibration`` images: the scans shipped in
+        ``braintumor/sample`` by default) or ``auto`` (int8 when ONNX Runtime and calibration images
+        are there, else onnx, else torch). ``threads``: ONNX Runtime threads (default: torch's).
+        Converted models are cached (see :func:`cache_dir`)."""
+        from . import shipped
+
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        version = None
+        if path is None:
+            checkpoints = [shipped.load_default()]
+            version = shipped.manifest().get("version")
+        elif isinstance(path, (str, os.PathLike)):
+            checkpoints = [shipped.load(path)]
+        else:
+            paths = list(path)
+            if not paths:
+                raise ValueError("an empty list of checkpoints")
+            checkpoints = [shipped.load(p) for p in paths]
+        return cls(checkpoints, backend=backend, threads=threads, version=version, calibration=calibration)
+
+    @property
+    def checkpoints(self) -> list[Checkpoint]:
+        return [m.checkpoint for m in self._members]
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """The (first) model's preprocessing; heat maps and overlays have its input size."""
+        return self._members[0].preprocessing
+
+    @property
+    def name(self) -> str:
+        return " + ".join(m.checkpoint.name for m in self._members)
+
+    @property
+    def version(self) -> str:
+        if self._version:
+            return str(self._version)
+        versions = [str(m.checkpoint.meta.get("version") or m.checkpoint.sha256[:12]) for m in self._members]
+        return " + ".join(versions)
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of the checkpoint file (several, comma-separated, for an ensemble)."""
+        return ",".join(m.checkpoint.sha256 for m in self._members)
+
+    @property
+    def meta(self) -> dict:
+        """The checkpoint's metadata (for an ensemble: ``{"ensemble": [meta, ...]}``)."""
+        if len(self._members) == 1:
+            return self._members[0].checkpoint.meta
+        return {"ensemble": [m.checkpoint.meta for m in self._members]}
+
+    @property
+    def backend(self) -> str:
+        return self._members[0].backend
+
+    @property
+    def arch(self) -> str:
+        return " + ".join(m.checkpoint.arch for m in self._members)
+
+    def info(self) -> dict:
+        """A JSON-ready description of the model(s), for the web API and reports."""
+        return {"name": self.name, "version": self.version, "arch": self.arch, "sha256": self.sha256,
+                "classes": list(self.classes), "img_size": self.preprocessing.img_size,
+                "backend": self.backend, "members": len(self._members)}
+
+    def __repr__(self) -> str:
+        return f"Predictor({self.name!r}, arch={self.arch!r}, backend={self.backend!r})"
+
+    # ---------------------------------------------------------------- public calls
+    def predict(self, image: ImageInput, tta: bool = False, slice_index: int | None = None) -> dict:
+        """{"label", "confidence", "probabilities": {class: p}} for one image."""
+        gray = load_image(image, slice_index=slice_index)
+        probs, _ = self._forward([gray], tta)
+        return self._result(probs[0])
+
+    def explain(self, image: ImageInput, target: str | int | None = None, cam_method: str = "gradcam",
+                tta: bool = False, slice_index: int | None = None) -> dict:
+        """The prediction plus "heatmap" (H x W float32 in [0, 1], the network input size), "overlay"
+        (a PIL RGB image: the network's view of the scan with the heat map), "target" (the class
+        explained: ``target`` or the predicted one) and "cam_method".
+
+        With ``tta`` the probabilities are averaged over the augmented views; the heat map is always
+        that of the unaugmented image."""
+        method = _cam.canonical_method(cam_method)  # an unknown method is refused before any work
+        gray = load_image(image, slice_index=slice_index)
+        probs, parts = self._forward([gray], tta)
+        probs = probs[0]
+        t = self._target_index(target, probs)
+        size = (self.preprocessing.img_size, self.preprocessing.img_size)
+        heat = np.zeros(size, dtype=np.float32)
+        for m, (pixels, feats) in zip(self._members, parts):
+            h = _cam.cam_on_features(m.head, feats[:1], [t], method,
+                                     size=(m.preprocessing.img_size,) * 2)[0]
+            heat += _cam.resize_heatmap(h, size)
+        if len(self._members) > 1:
+            lo, hi = float(heat.min()), float(heat.max())
+            heat = (heat - lo) / (hi - lo) if hi > lo else np.zeros_like(heat)
+        heat = heat.astype(np.float32)
+        result = self._result(probs)
+        result["target"] = self.classes[t]
+        result["cam_method"] = method
+        result["heatmap"] = heat
+        result["overlay"] = _cam.render_overlay(parts[0][0][0], heat)
+        return result
+
+    def predict_batch(self, images: Iterable[ImageInput], batch_size: int = 32, tta: bool = False,
+                      slice_index: int | None = None, errors: str = "raise") -> list[dict]:
+        """predict() for many images, ``batch_size`` at a time.
+
+        ``errors="raise"`` stops at the first unreadable image (ImageError); ``errors="return"``
+        puts ``{"error": message}`` in its place and goes on."""
+        if errors not in ("raise", "return"):
+            raise ValueError("errors must be 'raise' or 'return'")
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        out: list[dict] = []
+        chunk: list[tuple[int, Image.Image]] = []
+
+        def flush():
+            if chunk:
+                probs, _ = self._forward([g for _, g in chunk], tta)
+                for (i, _), p in zip(chunk, probs):
+                    out[i] = self._result(p)
+                chunk.clear()
+
+        for image in images:
+            out.append({})
+            try:
+                chunk.append((len(out) - 1, load_image(image, slice_index=slice_index)))
+            except ImageError as exc:
+                if errors == "raise":
+                    raise
+                out[-1] = {"error": str(exc)}
+            if len(chunk) >= batch_size:
+                flush()
+        flush()
+        return out
+
+    # ---------------------------------------------------------------- internals
+    def _forward(self, grays: list[Image.Image], tta: bool
+                 ) -> tuple[np.ndarray, list[tuple[np.ndarray, torch.Tensor]]]:
+        """Probabilities (N, C), averaged over members (and views); per member the network's
+        pixels (N, S, S) and the last block's features of the unaugmented images."""
+        pixel_cache: dict[Preprocessing, np.ndarray] = {}
+        total = np.zeros((len(grays), len(self.classes)), dtype=np.float64)
+        parts = []
+        for m in self._members:
+            prep = m.preprocessing
+            if prep not in pixel_cache:
+                pixel_cache[prep] = np.stack([prep.pixels(g) for g in grays])
+            pixels = pixel_cache[prep]
+            x = np.concatenate([tta_views(p) for p in pixels]) if tta else pixels
+            feats = m.body(prep.normalize(torch.from_numpy(x)))
+            with torch.inference_mode():
+                logits = m.head(feats)
+            probs = self._probabilities(logits, m)
+            if tta:
+                views = len(x) // len(pixels)
+                probs = probs.reshape(len(pixels), views, -1).mean(axis=1)
+                feats = feats[::views]
+            total += probs
+            parts.append((pixels, feats))
+        return total / len(self._members), parts
+
+    def _probabilities(self, logits: torch.Tensor, member: _Member) -> np.ndarray:
+        """Logits -> calibrated probabilities (divided by the checkpoint's temperature)."""
+        z = logits.detach().double() / member.temperature
+        return torch.softmax(z, dim=1).numpy()
+
+    def _result(self, probs: np.ndarray) -> dict:
+        """The result dict of one image from its (C,) probabilities. Plain Python types only."""
+        probs = np.asarray(probs, dtype=np.float64)
+        probs = probs / probs.sum()
+        i = int(probs.argmax())
+        return {
+            "label": self.classes[i],
+            "confidence": float(probs[i]),
+            "probabilities": {c: float(p) for c, p in zip(self.classes, probs)},
+        }
+
+    def _target_index(self, target: str | int | None, probs: np.ndarray) -> int:
+        if target is None:
+            return int(np.argmax(probs))
+        if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+            if 0 <= int(target) < len(self.classes):
+                return int(target)
+        elif isinstance(target, str) and target in self.classes:
+            return self.classes.index(target)
+        raise ValueError(f"unknown target class {target!r}; choose one of {', '.join(self.classes)}")
+
+
+def load(path: Any = None, backend: str = "auto") -> Predictor:
+    """Shorthand for :meth:`Predictor.load`."""
+    return Predictor.load(path, backend=backend)

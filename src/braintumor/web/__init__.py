@@ -1,0 +1,26 @@
+"""The web app: a Flask JSON API and a drag-and-drop page, built by an application factory.
+
+Nothing happens at import. ``create_app()`` loads the model once (or takes an injected
+``Predictor``), registers the routes, the JSON error handlers and the security headers::
+
+    from braintumor.web import create_app
+    app = create_app({"MODEL_PATHS": ["runs/a/best.safetensors"]})
+
+Uploads stay in memory: they are never written to disk and never logged beyond size and type.
+"""
+
+from __future__ import annotations
+
+MAX_UPLOAD_BYTES = 16 * 1024 * 1024  # larger requests get 413
+EXTENSION = "braintumor"  # key of the Predictor in app.extensions
+
+__all__ = ["EXTENSION", "MAX_UPLOAD_BYTES", "create_app", "current_predictor"]
+
+
+def __getattr__(name: str):
+    # Flask is imported on first use, so that ``braintumor --help`` stays quick.
+    if name in ("create_app", "current_predictor", "InMemoryRequest"):
+        from . import factory
+
+        return getattr(factory, name)
+    raise AttributeError(f"module 'braintumor.web' has no attribute {name!r}")

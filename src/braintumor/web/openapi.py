@@ -1,0 +1,179 @@
+"""The OpenAPI 3.0 description of the JSON API, served at ``/api/openapi.json``.
+
+``tests/test_web.py`` keeps it true: every route of the app is described here, and every answer the
+tests receive is checked against the schema given for its path, method and status.
+"""
+
+from __future__ import annotations
+
+from .. import __version__
+from ..config import CLASSES
+
+
+def _error(description: str) -> dict:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _json(description: str, ref: str) -> dict:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
+
+
+NUMBER_0_1 = {"type": "number", "minimum": 0, "maximum": 1}
+DATA_URL = {"type": "string", "pattern": "^data:image/png;base64,"}
+
+SCHEMAS: dict = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {"type": "string", "description": "what was wrong, in plain words"}},
+    },
+    "ModelSummary": {
+        "type": "object",
+        "required": ["name", "version", "sha256"],
+        "properties": {
+            "name": {"type": "string"},
+            "version": {"type": "string"},
+            "sha256": {"type": "string", "description": "SHA-256 of the checkpoint file(s)"},
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status", "model_loaded", "version", "model"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ok"]},
+            "model_loaded": {"type": "boolean"},
+            "version": {"type": "string", "description": "version of the braintumor package"},
+            "model": {"$ref": "#/components/schemas/ModelSummary"},
+        },
+    },
+    "ModelInfo": {
+        "type": "object",
+        "required": ["name", "version", "sha256", "classes", "input_size", "preprocessing",
+                     "cam_methods", "card", "limits"],
+        "properties": {
+            "name": {"type": "string"},
+            "version": {"type": "string"},
+            "sha256": {"type": "string"},
+            "classes": {"type": "array", "items": {"type": "string"}, "example": list(CLASSES)},
+            "input_size": {"type": "integer", "description": "side of the square network input"},
+            "preprocessing": {"type": "object", "description": "img_size, resize_ratio, mean, std"},
+            "cam_methods": {"type": "array", "items": {"type": "string"}},
+            "card": {"type": "object", "description": "the model card: validation and test figures, "
+                                                      "calibration, training run"},
+            "limits": {
+                "type": "object",
+                "required": ["max_upload_bytes", "max_pixels"],
+                "properties": {"max_upload_bytes": {"type": "integer"}, "max_pixels": {"type": "integer"}},
+            },
+        },
+    },
+    "Prediction": {
+        "type": "object",
+        "required": ["label", "confidence", "predictions", "gradcam", "original", "model", "timing_ms"],
+        "properties": {
+            "label": {"type": "string", "enum": list(CLASSES), "description": "the most likely class"},
+            "confidence": NUMBER_0_1,
+            "predictions": {
+                "type": "array",
+                "description": "one entry per class, in the model's class order",
+                "minItems": len(CLASSES),
+                "maxItems": len(CLASSES),
+                "items": {
+                    "type": "object",
+                    "required": ["label", "probability"],
+                    "properties": {"label": {"type": "string"}, "probability": NUMBER_0_1},
+                },
+            },
+            "gradcam": {**DATA_URL, "nullable": True,
+                        "description": "PNG of the heat map over the scan; null when explain=false"},
+            "original": {**DATA_URL, "description": "PNG of the scan as shown beside the heat map"},
+            "model": {"$ref": "#/components/schemas/ModelSummary"},
+            "timing_ms": {
+                "type": "object",
+                "description": "milliseconds on the server: preprocess = reading the upload; predict = "
+                               "the model call (with explain on, the forward pass and Grad-CAM, which "
+                               "reuses its features); explain = drawing the heat map images (0 when off); "
+                               "total = the whole request",
+                "required": ["preprocess", "predict", "explain", "total"],
+                "properties": {k: {"type": "number", "minimum": 0}
+                               for k in ("preprocess", "predict", "explain", "total")},
+            },
+            "target": {"type": "string", "description": "the class the heat map explains (with explain)"},
+            "cam_method": {"type": "string", "description": "the heat map method used (with explain)"},
+            "decision": {"type": "string", "enum": ["classified", "uncertain", "rejected"],
+                         "description": "present when the model abstains on doubtful input"},
+            "reason": {"type": "string", "description": "why the input was rejected or is uncertain"},
+            "prediction_set": {"type": "array", "items": {"type": "string"},
+                               "description": "classes that cannot be ruled out (conformal set)"},
+        },
+        "additionalProperties": True,
+    },
+}
+
+GET_ERRORS = {"405": _error("method not allowed")}
+
+
+def spec() -> dict:
+    """The OpenAPI document (a fresh dict each call)."""
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "braintumor",
+            "version": __version__,
+            "description": "Brain MRI slice classification (glioma, meningioma, notumor, pituitary) "
+                           "with Grad-CAM heat maps. For research and teaching, not for diagnosis.",
+        },
+        "paths": {
+            "/": {"get": {
+                "summary": "the drag-and-drop page",
+                "responses": {"200": {"description": "HTML page", "content": {"text/html": {}}},
+                              **GET_ERRORS},
+            }},
+            "/api/health": {"get": {
+                "summary": "liveness: the service answers and its model is loaded",
+                "responses": {"200": _json("the service is up", "Health"), **GET_ERRORS},
+            }},
+            "/api/model": {"get": {
+                "summary": "the model served: classes, input size and its model card's figures",
+                "responses": {"200": _json("the model", "ModelInfo"), **GET_ERRORS},
+            }},
+            "/api/openapi.json": {"get": {
+                "summary": "this document",
+                "responses": {"200": {"description": "OpenAPI 3.0 document",
+                                      "content": {"application/json": {"schema": {"type": "object"}}}},
+                              **GET_ERRORS},
+            }},
+            "/api/predict": {"post": {
+                "summary": "classify one MRI slice and explain the answer with a heat map",
+                "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary",
+                                 "description": "JPEG, PNG, BMP, TIFF, DICOM or NIfTI; at most 16 MB "
+                                                "and 50 megapixels, one frame"},
+                        "explain": {"type": "boolean", "default": True,
+                                    "description": "compute the Grad-CAM heat map"},
+                        "cam_method": {"type": "string", "default": "gradcam",
+                                       "enum": ["gradcam", "gradcam++", "hirescam", "eigencam"]},
+                        "tta": {"type": "boolean", "default": False,
+                                "description": "average over a horizontal flip"},
+                        "slice": {"type": "integer",
+                                  "description": "slice of a NIfTI volume or frame of a DICOM file "
+                                                 "(default: the middle one)"},
+                    },
+                }}}},
+                "responses": {
+                    "200": _json("the answer", "Prediction"),
+                    "400": _error("missing field, bad field value, empty, damaged or too large image"),
+                    "405": _error("method not allowed"),
+                    "413": _error("the upload is over 16 MB"),
+                    "415": _error("not an image this service reads, or an animated/multi-page one"),
+                    "500": _error("an unexpected failure (no details are given)"),
+                },
+            }},
+        },
+        "components": {"schemas": SCHEMAS},
+    }

@@ -1,0 +1,308 @@
+"""Routes: the page, the JSON API, and the handlers that keep every failure a short JSON answer.
+
+``POST /api/predict`` reads the upload from memory through :func:`braintumor.imaging.load_image`
+(the one way any input becomes pixels), asks the Predictor for the answer and the Grad-CAM overlay,
+and answers JSON; every error, expected or not, is ``{"error": "..."}`` with a 4xx status (or a 500
+without details), and only the exception's type is logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import math
+import re
+import time
+from typing import Any
+
+import numpy as np
+from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request
+from PIL import Image
+from werkzeug.exceptions import HTTPException
+
+from .. import __version__
+from ..imaging import MAX_PIXELS, ImageError, load_image
+from .factory import current_predictor
+from .openapi import spec
+
+log = logging.getLogger("braintumor.web")
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+# Only the app's own origin; data: and blob: images are the answers and the local preview.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+       "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+       "form-action 'self'; frame-ancestors 'none'")
+
+ORIGINAL_MAX_SIDE = 512  # the "original" image in an answer is at most this many pixels a side
+TRUE = {"1", "true", "yes", "on"}
+FALSE = {"0", "false", "no", "off"}
+# Suffixes passed on to the image reader (NIfTI is recognised by name when gzipped); the client's
+# file name itself is never used or logged.
+SUFFIXES = (".nii.gz", ".nii", ".dcm", ".dicom", ".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff",
+            ".gif", ".webp")
+# Keys of a Predictor result that the answer carries in its own form.
+CONVERTED = {"label", "confidence", "probabilities", "heatmap", "overlay"}
+
+
+class ApiError(Exception):
+    """A request the API cannot answer; the message is meant for a person."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+    app.add_url_rule("/", "index", index)
+    app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(ImageError, image_error)
+    app.register_error_handler(ApiError, api_error)
+    app.register_error_handler(Exception, unexpected_error)
+    app.after_request(security_headers)
+
+
+# ---------------------------------------------------------------------------------------- page
+
+
+def index() -> str:
+    p = current_predictor()
+    return render_template("index.html", model=model_summary(p), classes=list(p.classes),
+                           max_bytes=current_app.config["MAX_CONTENT_LENGTH"], version=__version__)
+
+
+# ----------------------------------------------------------------------------------------- API
+
+
+@bp.get("/health")
+def health() -> Response:
+    p = current_predictor()
+    return jsonify(status="ok", model_loaded=p is not None, version=__version__, model=model_summary(p))
+
+
+@bp.get("/model")
+def model() -> Response:
+    from ..cam import CAM_METHODS
+
+    p = current_predictor()
+    return jsonify(
+        **model_summary(p),
+        classes=list(p.classes),
+        input_size=int(p.preprocessing.img_size),
+        preprocessing=jsonable(p.preprocessing.to_dict()),
+        cam_methods=list(CAM_METHODS),
+        card=jsonable(p.meta or {}),
+        limits={"max_upload_bytes": int(current_app.config["MAX_CONTENT_LENGTH"]),
+                "max_pixels": MAX_PIXELS},
+    )
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    return jsonify(spec())
+
+
+@bp.post("/predict")
+def predict() -> Response:
+    from ..cam import CAM_METHODS
+
+    t0 = time.perf_counter()
+    upload = request.files.get("file")
+    if upload is None:
+        raise ApiError(400, "no file was sent: put the image in the multipart form field 'file'")
+    explain = flag("explain", True)
+    tta = flag("tta", False)
+    slice_index = integer("slice")
+    cam_method = (request.form.get("cam_method") or "gradcam").strip().lower()
+    if cam_method not in CAM_METHODS:
+        raise ApiError(400, f"unknown cam_method {cam_method!r}; choose one of {', '.join(CAM_METHODS)}")
+
+    data = upload.read()
+    log.info("predict: %d bytes, %s", len(data), content_kind(upload.mimetype))
+    name = "upload" + suffix(upload.filename or "")
+    image = load_image(data, name, slice_index)  # ImageError -> 400/415 with a message
+    t1 = time.perf_counter()
+
+    p = current_predictor()
+    t2 = time.perf_counter()
+    if explain:
+        result = p.explain(image, cam_method=cam_method, tta=tta)
+    else:
+        result = p.predict(image, tta=tta)
+    t3 = time.perf_counter()
+    answer = build_answer(p, image, result)
+    t4 = time.perf_counter()
+    # The forward pass and Grad-CAM run as one call (the heat map reuses the prediction's
+    # features), so "predict" is the model call and "explain" the drawing of the images.
+    answer["timing_ms"] = {
+        "preprocess": ms(t1 - t0),
+        "predict": ms(t3 - t2),
+        "explain": ms(t4 - t3) if explain else 0.0,
+        "total": ms(t4 - t0),
+    }
+    return jsonify(answer)
+
+
+def build_answer(p: Any, image: Image.Image, result: dict) -> dict:
+    probs = result["probabilities"]
+    answer: dict[str, Any] = {
+        "label": str(result["label"]),
+        "confidence": float(result["confidence"]),
+        "predictions": [{"label": c, "probability": float(probs[c])} for c in p.classes],
+        "gradcam": png_data_url(result["overlay"]) if result.get("overlay") is not None else None,
+        "original": png_data_url(display_original(p, image, result.get("overlay"))),
+        "model": model_summary(p),
+    }
+    for key, value in result.items():  # later additions (decision, reason, prediction_set, ...)
+        if key not in CONVERTED and key not in answer:
+            value = jsonable(value)
+            if value is not None:
+                answer[key] = value
+    return answer
+
+
+def display_original(p: Any, image: Image.Image, overlay: Image.Image | None) -> Image.Image:
+    """The scan as shown beside the overlay: the pixels the network sees when the overlay is drawn
+    on them, otherwise the whole image, at most ORIGINAL_MAX_SIDE a side."""
+    if overlay is not None:
+        prep = p.preprocessing
+        if overlay.size == (prep.img_size, prep.img_size):
+            return Image.fromarray(prep.pixels(image), "L")
+        if overlay.size != image.size:
+            return image.resize(overlay.size, Image.BILINEAR)
+        return image
+    img = image.copy()
+    img.thumbnail((ORIGINAL_MAX_SIDE, ORIGINAL_MAX_SIDE), Image.BILINEAR)
+    return img
+
+
+# ----------------------------------------------------------------------------------- helpers
+
+
+def model_summary(p: Any) -> dict:
+    return {"name": str(p.name), "version": str(p.version), "sha256": str(p.sha256)}
+
+
+def png_data_url(img: Image.Image) -> str:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=False)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 1)
+
+
+def flag(name: str, default: bool) -> bool:
+    raw = (request.form.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in TRUE:
+        return True
+    if raw in FALSE:
+        return False
+    raise ApiError(400, f"the field {name!r} must be true or false, not {raw[:20]!r}")
+
+
+def integer(name: str) -> int | None:
+    raw = (request.form.get(name) or "").strip()
+    if not raw:
+        return None
+    if not re.fullmatch(r"[+-]?\d{1,9}", raw):
+        raise ApiError(400, f"the field {name!r} must be a whole number, not {raw[:20]!r}")
+    return int(raw)
+
+
+def suffix(filename: str) -> str:
+    lower = filename.lower()
+    return next((s for s in SUFFIXES if lower.endswith(s)), "")
+
+
+def content_kind(mimetype: str | None) -> str:
+    """The declared content type, reduced to a safe token for the log."""
+    m = (mimetype or "").lower()
+    return m if re.fullmatch(r"[a-z0-9.+-]{1,40}/[a-z0-9.+-]{1,60}", m) else "unknown type"
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON values from numpy scalars, arrays, tuples and dicts; None for anything else
+    (images, tensors), so that an answer can always be serialised."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    if isinstance(value, dict):
+        out = {str(k): jsonable(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v is not None or value[k] is None}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray) and value.size <= 64:
+        return jsonable(value.tolist())
+    return None
+
+
+# ------------------------------------------------------------------------ errors and headers
+
+
+def error_response(status: int, message: str) -> Response:
+    resp = jsonify(error=message)
+    resp.status_code = status
+    return resp
+
+
+HTTP_MESSAGES = {
+    400: "the request could not be read",
+    404: "there is nothing at {path}",
+    405: "{method} is not allowed on {path}; use {allowed}",
+    413: "the upload is larger than the {limit} MB limit; send a smaller image",
+}
+
+
+def http_error(exc: HTTPException) -> Response:
+    code = exc.code or 500
+    template = HTTP_MESSAGES.get(code)
+    if template:
+        allowed = ", ".join(sorted(set(getattr(exc, "valid_methods", None) or []) - {"HEAD", "OPTIONS"}))
+        limit = current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
+        message = template.format(path=request.path[:200], method=request.method, allowed=allowed or "GET",
+                                  limit=limit)
+    else:
+        message = (exc.description or exc.name or "error").strip()
+    resp = error_response(code, message)
+    for key, value in exc.get_headers():
+        if key.lower() not in ("content-type", "content-length"):
+            resp.headers[key] = value  # e.g. Allow on a 405
+    return resp
+
+
+def image_error(exc: ImageError) -> Response:
+    log.info("refused an upload: %s", type(exc).__name__)
+    return error_response(getattr(exc, "status", 400), str(exc))
+
+
+def api_error(exc: ApiError) -> Response:
+    return error_response(exc.status, str(exc))
+
+
+def unexpected_error(exc: Exception) -> Response:
+    # Only the type: messages and tracebacks may hold pieces of the upload.
+    log.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.path[:200])
+    return error_response(500, "the server could not process this request; the error was logged")
+
+
+def security_headers(resp: Response) -> Response:
+    h = resp.headers
+    h["Content-Security-Policy"] = CSP
+    h["X-Content-Type-Options"] = "nosniff"
+    h["X-Frame-Options"] = "DENY"
+    h["Referrer-Policy"] = "no-referrer"
+    h["Cross-Origin-Opener-Policy"] = "same-origin"
+    h["Cross-Origin-Resource-Policy"] = "same-origin"
+    if request.path.startswith("/api/"):
+        h["Cache-Control"] = "no-store"  # answers describe a patient's scan
+    return resp

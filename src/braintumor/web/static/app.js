@@ -1,0 +1,266 @@
+/* The drag-and-drop page: send a scan to /api/predict, show the answer, the chart and the heat map.
+   No inline scripts (the Content-Security-Policy forbids them); nothing is fetched from elsewhere. */
+(function () {
+  "use strict";
+
+  var COLOURS = {
+    glioma: "#ef4444",
+    meningioma: "#f59e0b",
+    notumor: "#10b981",
+    pituitary: "#6366f1"
+  };
+  var NAMES = {
+    glioma: "Glioma",
+    meningioma: "Meningioma",
+    notumor: "No tumour",
+    pituitary: "Pituitary tumour"
+  };
+
+  var app = document.getElementById("app");
+  var maxBytes = parseInt(app.dataset.maxBytes, 10) || 16 * 1024 * 1024;
+  var $ = function (id) { return document.getElementById(id); };
+  var dropzone = $("dropzone"), fileInput = $("file");
+  var statusBox = $("status"), errorBox = $("error"), result = $("result");
+  var chart = null, previewUrl = null, busy = false;
+
+  function name(label) { return NAMES[label] || label; }
+  function colour(label) { return COLOURS[label] || "#64748b"; }
+  function percent(p) { return (100 * p).toFixed(p >= 0.995 || p < 0.001 ? 0 : 1) + "%"; }
+
+  function setStatus(text) { statusBox.textContent = text; statusBox.hidden = !text; }
+
+  function showError(text) {
+    errorBox.textContent = text;
+    errorBox.hidden = false;
+    setStatus("");
+  }
+
+  function clearError() { errorBox.hidden = true; errorBox.textContent = ""; }
+
+  /* A server message such as "upload.png: the image is damaged (...)" in words for a person. */
+  function humanError(status, message) {
+    var m = (message || "").replace(/^upload[\w.]*:\s*/, "");
+    if (m) { m = m.charAt(0).toUpperCase() + m.slice(1); }
+    if (status === 413) {
+      return "This file is too large: the limit is " + Math.round(maxBytes / 1048576) + " MB. Send a smaller image.";
+    }
+    if (status === 415) {
+      return "This file cannot be read as a scan. " + (m || "Send a JPEG, PNG, BMP, TIFF, DICOM or NIfTI file.");
+    }
+    if (status >= 500) {
+      return "Something went wrong on the server. Please try again; if it keeps happening, tell whoever runs this service.";
+    }
+    return m || "The server could not use this file.";
+  }
+
+  function readable(bytes) {
+    return bytes < 1024 * 1024 ? Math.max(1, Math.round(bytes / 1024)) + " KB" : (bytes / 1048576).toFixed(1) + " MB";
+  }
+
+  function showPreview(file) {
+    var box = $("preview-box"), img = $("preview"), cap = $("preview-caption");
+    if (previewUrl) { URL.revokeObjectURL(previewUrl); previewUrl = null; }
+    box.hidden = false;
+    cap.textContent = file.name + " \u00b7 " + readable(file.size);
+    if (/^image\/(jpeg|png|bmp|gif|webp)$/.test(file.type)) {
+      previewUrl = URL.createObjectURL(file);
+      img.hidden = false;
+      img.src = previewUrl;
+    } else {
+      img.hidden = true;
+      img.removeAttribute("src");
+      cap.textContent += " \u00b7 no preview for this kind of file; the server reads it";
+    }
+  }
+
+  function send(file) {
+    if (busy) { return; }
+    clearError();
+    if (!file) { showError("That was not a file. Drop an image file from your computer."); return; }
+    showPreview(file);
+    if (file.size === 0) { showError("This file is empty."); return; }
+    if (file.size > maxBytes) {
+      showError(humanError(413, ""));
+      return;
+    }
+    var form = new FormData();
+    form.append("file", file, file.name);
+    form.append("explain", $("explain").checked ? "true" : "false");
+    form.append("tta", $("tta").checked ? "true" : "false");
+    form.append("cam_method", $("cam_method").value);
+    var slice = $("slice").value.trim();
+    if (slice !== "") { form.append("slice", slice); }
+
+    busy = true;
+    dropzone.classList.add("busy");
+    result.dataset.state = "working";
+    setStatus("Analysing " + file.name + "\u2026");
+    var started = performance.now();
+
+    fetch("api/predict", { method: "POST", body: form, headers: { "Accept": "application/json" } })
+      .then(function (resp) {
+        return resp.json().then(
+          function (body) { return { status: resp.status, body: body }; },
+          function () { return { status: resp.status, body: {} }; }
+        );
+      })
+      .then(function (r) {
+        if (r.status !== 200) {
+          result.dataset.state = "error";
+          showError(humanError(r.status, r.body && r.body.error));
+          return;
+        }
+        render(r.body, performance.now() - started);
+      })
+      .catch(function () {
+        result.dataset.state = "error";
+        showError("Could not reach the server. Check that it is still running, then try again.");
+      })
+      .then(function () {
+        busy = false;
+        dropzone.classList.remove("busy");
+        fileInput.value = "";
+      });
+  }
+
+  function render(answer, roundTripMs) {
+    setStatus("");
+    result.hidden = false;
+    var top = answer.label;
+    $("label").textContent = name(top);
+    $("label-swatch").style.background = colour(top);
+    $("confidence").textContent = percent(answer.confidence);
+    var t = answer.timing_ms || {};
+    $("timing").textContent = Math.round(t.total || 0) + " ms on the server, " +
+      Math.round(roundTripMs) + " ms in all";
+
+    renderDecision(answer);
+    renderChart(answer.predictions);
+    renderList(answer.predictions, top);
+
+    $("original").src = answer.original;
+    $("under").src = answer.original;
+    var heat = $("gradcam");
+    if (answer.gradcam) {
+      heat.src = answer.gradcam;
+      heat.hidden = false;
+      $("gradcam-caption").textContent = "Grad-CAM: where the model looked for \u201c" + name(top) + "\u201d";
+    } else {
+      heat.hidden = true;
+      heat.removeAttribute("src");
+      $("gradcam-caption").textContent = "No heat map (switched off in Options)";
+    }
+    applyOpacity();
+    result.dataset.state = "done";
+  }
+
+  function renderDecision(answer) {
+    var box = $("decision");
+    box.className = "decision";
+    if (answer.decision === "uncertain") {
+      var set = (answer.prediction_set || []).map(name).join(", ");
+      box.textContent = "Uncertain: refer to a radiologist." + (set ? " The answer could be any of: " + set + "." : "") +
+        (answer.reason ? " " + answer.reason : "");
+      box.classList.add("uncertain");
+      box.hidden = false;
+    } else if (answer.decision === "rejected") {
+      box.textContent = "Not classified: " + (answer.reason || "this image does not look like a brain MRI slice the model can judge.");
+      box.classList.add("rejected");
+      box.hidden = false;
+      $("label").textContent = "Not classified";
+      $("label-swatch").style.background = "#94a3b8";
+    } else {
+      box.hidden = true;
+      box.textContent = "";
+    }
+  }
+
+  function renderChart(predictions) {
+    var labels = predictions.map(function (p) { return name(p.label); });
+    var values = predictions.map(function (p) { return p.probability; });
+    var colours = predictions.map(function (p) { return colour(p.label); });
+    if (typeof Chart === "undefined") { return; }  // the list below still shows the numbers
+    if (chart) {
+      chart.data.labels = labels;
+      chart.data.datasets[0].data = values;
+      chart.data.datasets[0].backgroundColor = colours;
+      chart.update();
+      return;
+    }
+    chart = new Chart($("chart"), {
+      type: "doughnut",
+      data: { labels: labels, datasets: [{ data: values, backgroundColor: colours, borderWidth: 2, borderColor: "#ffffff" }] },
+      options: {
+        responsive: true,
+        maintainAspectRatio: false,
+        cutout: "60%",
+        animation: { duration: 300 },
+        plugins: {
+          legend: { position: "right", labels: { boxWidth: 14, font: { size: 13 } } },
+          tooltip: { callbacks: { label: function (ctx) { return " " + ctx.label + ": " + percent(ctx.parsed); } } }
+        }
+      }
+    });
+  }
+
+  function renderList(predictions, top) {
+    var ul = $("probs");
+    ul.textContent = "";
+    predictions.forEach(function (p) {
+      var li = document.createElement("li");
+      if (p.label === top) { li.className = "top"; }
+      var sw = document.createElement("span");
+      sw.className = "swatch";
+      sw.style.background = colour(p.label);
+      var n = document.createElement("span");
+      n.className = "pname";
+      n.textContent = name(p.label);
+      var bar = document.createElement("span");
+      bar.className = "bar";
+      var fill = document.createElement("span");
+      fill.style.width = (100 * p.probability).toFixed(1) + "%";
+      fill.style.background = colour(p.label);
+      bar.appendChild(fill);
+      var v = document.createElement("span");
+      v.className = "pval";
+      v.textContent = percent(p.probability);
+      li.append(sw, n, bar, v);
+      ul.appendChild(li);
+    });
+  }
+
+  function applyOpacity() {
+    var v = parseInt($("opacity").value, 10);
+    $("gradcam").style.opacity = String(v / 100);
+    $("opacity-value").textContent = v + "%";
+  }
+
+  // Drag and drop
+  ["dragenter", "dragover"].forEach(function (type) {
+    dropzone.addEventListener(type, function (e) {
+      e.preventDefault();
+      dropzone.classList.add("over");
+    });
+  });
+  ["dragleave", "dragend"].forEach(function (type) {
+    dropzone.addEventListener(type, function () { dropzone.classList.remove("over"); });
+  });
+  dropzone.addEventListener("drop", function (e) {
+    e.preventDefault();
+    dropzone.classList.remove("over");
+    var files = e.dataTransfer && e.dataTransfer.files;
+    if (files && files.length > 1) {
+      showError("Please drop one scan at a time.");
+      return;
+    }
+    send(files && files[0]);
+  });
+  // A file dropped beside the drop zone should not make the browser leave the page.
+  window.addEventListener("dragover", function (e) { e.preventDefault(); });
+  window.addEventListener("drop", function (e) { e.preventDefault(); });
+
+  fileInput.addEventListener("change", function () {
+    if (fileInput.files && fileInput.files[0]) { send(fileInput.files[0]); }
+  });
+  $("opacity").addEventListener("input", applyOpacity);
+})();

@@ -1,0 +1,247 @@
+"""The page in a real browser: Debian's chromium, headless, driven by Playwright for Python.
+
+The real app runs on waitress on a free 127.0.0.1 port; a scan is dropped on the page and the chart,
+the label and the heat map must appear. Skips when playwright or chromium is not installed.
+
+Also a script that takes the README screenshot with the shipped model and a real sample scan::
+
+    python tests/test_browser.py --out docs/screenshot.png [--model FILE] [--scan FILE]
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = os.environ.get("BRAINTUMOR_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+NAMES = {"glioma": "Glioma", "meningioma": "Meningioma", "notumor": "No tumour", "pituitary": "Pituitary tumour"}
+COLOURS = ["#ef4444", "#f59e0b", "#10b981", "#6366f1"]
+SAMPLE = Path(__file__).parent / "data" / "sample"
+
+pytestmark = pytest.mark.slow
+
+
+def chromium_path() -> str | None:
+    path = CHROMIUM if os.path.isfile(CHROMIUM) else shutil.which("chromium")
+    return path if path and os.access(path, os.X_OK) else None
+
+
+def launch(pw):
+    return pw.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
+
+
+def drop_file(page, selector: str, path: Path, mime: str = "image/jpeg") -> None:
+    """Drop a file on an element as a person dragging it from their desktop would."""
+    payload = base64.b64encode(path.read_bytes()).decode("ascii")
+    transfer = page.evaluate_handle(
+        """([data, name, type]) => {
+            const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
+            const dt = new DataTransfer();
+            dt.items.add(new File([bytes], name, { type }));
+            return dt;
+        }""",
+        [payload, path.name, mime],
+    )
+    page.dispatch_event(selector, "dragenter", {"dataTransfer": transfer})
+    page.dispatch_event(selector, "drop", {"dataTransfer": transfer})
+
+
+def watch(page, base_url: str) -> dict[str, list[str]]:
+    """Collect console errors, page errors and requests to anywhere but the app."""
+    seen: dict[str, list[str]] = {"errors": [], "elsewhere": []}
+    page.on("console", lambda m: seen["errors"].append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: seen["errors"].append(str(e)))
+    page.on("request", lambda r: None if r.url.startswith((base_url, "data:", "blob:"))
+            else seen["elsewhere"].append(r.url))
+    return seen
+
+
+def wait_for_result(page, timeout_ms: int = 60_000) -> None:
+    page.wait_for_selector("#result[data-state='done']", state="attached", timeout=timeout_ms)
+    page.wait_for_function("() => { const i = document.getElementById('gradcam');"
+                           " return i.complete && i.naturalWidth > 0; }", timeout=timeout_ms)
+    page.wait_for_timeout(400)  # the doughnut's short animation
+
+
+# ------------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def sync_api():
+    api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    if chromium_path() is None:
+        pytest.skip(f"no chromium at {CHROMIUM}")
+    return api
+
+
+@pytest.fixture(scope="module")
+def predictor(random_checkpoint):
+    from braintumor.predictor import Predictor
+
+    return Predictor.load(random_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def server(predictor):
+    from braintumor.web import create_app
+    from braintumor.web.serve import BackgroundServer
+
+    with BackgroundServer(create_app(predictor=predictor), threads=2) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def browser(sync_api):
+    with sync_api.sync_playwright() as pw:
+        try:
+            b = launch(pw)
+        except Exception as exc:  # e.g. a chromium that cannot start in this container
+            pytest.skip(f"chromium does not start: {str(exc).splitlines()[0]}")
+        yield b
+        b.close()
+
+
+# ------------------------------------------------------------------------------------- tests
+
+
+def test_dropped_scan_shows_chart_label_and_heat_map(browser, server, predictor, sample_files, tmp_path):
+    from braintumor.imaging import load_image
+
+    scan = sample_files[0][0]
+    expected = predictor.predict(load_image(scan))
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    seen = watch(page, server.url)
+    page.goto(server.url)
+    assert "not for diagnosis" in page.text_content(".notice")
+    assert page.is_hidden("#result")
+
+    drop_file(page, "#dropzone", scan)
+    wait_for_result(page)
+
+    assert page.text_content("#label") == NAMES[expected["label"]]
+    assert page.text_content("#confidence").endswith("%")
+    assert "ms" in page.text_content("#timing")
+    chart = page.evaluate("() => { const c = Chart.getChart('chart');"
+                          " return c && {type: c.config.type, data: c.data.datasets[0].data,"
+                          " colours: c.data.datasets[0].backgroundColor}; }")
+    assert chart["type"] == "doughnut"
+    assert chart["data"] == pytest.approx([expected["probabilities"][c] for c in predictor.classes])
+    assert chart["colours"] == COLOURS
+    size = predictor.preprocessing.img_size
+    assert page.evaluate("() => document.getElementById('gradcam').naturalWidth") == size
+    assert page.evaluate("() => document.getElementById('original').naturalWidth") == size
+    assert page.is_visible("#preview")
+
+    page.fill("#opacity", "30")
+    page.dispatch_event("#opacity", "input")
+    assert page.evaluate("() => document.getElementById('gradcam').style.opacity") == "0.3"
+    assert page.text_content("#opacity-value") == "30%"
+
+    shot = tmp_path / "page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 20_000
+    assert not seen["errors"], seen["errors"]  # a CSP violation would show here
+    assert not seen["elsewhere"], seen["elsewhere"]
+    page.close()
+
+
+def test_phone_file_picker_and_errors_in_words(browser, server, sample_files, tmp_path):
+    page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2,
+                            is_mobile=True, has_touch=True)
+    seen = watch(page, server.url)
+    page.goto(server.url)
+
+    letter = tmp_path / "letter.txt"
+    letter.write_text("Dear doctor, this is not a scan.\n" * 10)
+    drop_file(page, "#dropzone", letter, "text/plain")
+    page.wait_for_selector("#error:not([hidden])")
+    message = page.text_content("#error")
+    assert message.startswith("This file cannot be read as a scan.")
+    assert "upload" not in message and "{" not in message
+
+    page.set_input_files("#file", str(sample_files[-1][0]))  # the file picker
+    wait_for_result(page)
+    assert page.is_hidden("#error")
+    assert page.text_content("#label") in NAMES.values()
+    # fits the phone's width; original and heat map side by side
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    left = page.eval_on_selector("#original", "e => e.getBoundingClientRect().toJSON()")
+    right = page.eval_on_selector("#gradcam", "e => e.getBoundingClientRect().toJSON()")
+    assert right["x"] > left["x"] + left["width"] - 1 and abs(right["y"] - left["y"]) < 2
+    page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
+    # the 4xx above is logged by chromium as a failed resource load; nothing else may fail
+    assert all("status of 415" in e for e in seen["errors"]), seen["errors"]
+    page.close()
+
+
+@pytest.mark.parametrize("extra, words", [
+    ({"decision": "uncertain", "prediction_set": ["glioma", "meningioma"]},
+     ["Uncertain: refer to a radiologist.", "Glioma, Meningioma"]),
+    ({"decision": "rejected", "reason": "this does not look like a brain MRI slice"},
+     ["Not classified: this does not look like a brain MRI slice"]),
+])
+def test_page_shows_uncertain_and_rejected_answers(browser, predictor, sample_files, extra, words):
+    """Answers that carry a decision (added to Predictor results by the abstention work)."""
+    from braintumor.web import create_app
+    from braintumor.web.serve import BackgroundServer
+
+    class Deciding:  # the real predictor, with a decision added to its results
+        def __getattr__(self, name):
+            return getattr(predictor, name)
+
+        def explain(self, image, **kw):
+            return {**predictor.explain(image, **kw), **extra}
+
+    with BackgroundServer(create_app(predictor=Deciding()), threads=1) as srv:
+        page = browser.new_page(viewport={"width": 1024, "height": 800})
+        page.goto(srv.url)
+        drop_file(page, "#dropzone", sample_files[3][0])
+        wait_for_result(page)
+        text = page.text_content("#decision")
+        assert page.is_visible("#decision") and all(w in text for w in words), text
+        page.close()
+
+
+# -------------------------------------------------------------------- the README screenshot
+
+
+def take_screenshot(out: Path, models: list[str] | None, scan: Path, width: int = 1280) -> dict:
+    """Serve ``models`` (None: the shipped model), drop ``scan`` on the page, save a screenshot."""
+    from playwright.sync_api import sync_playwright
+
+    from braintumor.predictor import Predictor
+    from braintumor.web import create_app
+    from braintumor.web.serve import BackgroundServer
+
+    from braintumor.web.serve import warm_up
+
+    predictor = Predictor.load(models or None)
+    warm_up(predictor)  # the time shown is that of a running server, not of its first request
+    with BackgroundServer(create_app(predictor=predictor), threads=2) as srv, sync_playwright() as pw:
+        b = launch(pw)
+        page = b.new_page(viewport={"width": width, "height": 860})
+        page.goto(srv.url)
+        drop_file(page, "#dropzone", scan)
+        wait_for_result(page)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(out), full_page=True)
+        label = page.text_content("#label")
+        b.close()
+    return {"out": str(out), "model": predictor.name, "scan": str(scan), "label": label}
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Take the README screenshot of the page.")
+    ap.add_argument("--out", type=Path, default=Path("docs/screenshot.png"))
+    ap.add_argument("--model", action="append", default=None, help="checkpoint (default: shipped)")
+    ap.add_argument("--scan", type=Path, default=SAMPLE / "glioma" / "Tr-gl_0118.jpg")
+    args = ap.parse_args()
+    print(take_screenshot(args.out, args.model, args.scan))

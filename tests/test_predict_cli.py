@@ -1,0 +1,169 @@
+"""``braintumor predict``: table, JSON and CSV output, --explain pictures, errors and exit codes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from braintumor import CLASSES
+from braintumor.cli import main
+from braintumor.predict_cli import CAM_METHODS, collect_files
+
+
+def _run(capsys, *argv):
+    if "--backend" not in argv:
+        argv = (*argv, "--backend", "torch")  # no ONNX export per test; test_json_matches_... uses auto
+    code = main(["predict", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture()
+def mixed_dir(tmp_path, sample_files):
+    """Two real scans (one in a sub-folder), a damaged JPEG, a text file that is not walked."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.jpg").write_bytes(sample_files[0][0].read_bytes())
+    (tmp_path / "sub" / "b.png").write_bytes(_png(sample_files[4][0]))
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (tmp_path / "notes.txt").write_text("not an image")
+    return tmp_path
+
+
+def _png(path: Path) -> bytes:
+    buf = io.BytesIO()
+    Image.open(path).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_json_has_one_result_per_scan(capsys, random_checkpoint, sample_dir):
+    code, out, err = _run(capsys, sample_dir, "--model", random_checkpoint, "--json", "--backend", "torch")
+    assert code == 0
+    doc = json.loads(out)  # exactly one JSON object on stdout
+    assert set(doc) == {"results", "errors"} and doc["errors"] == []
+    assert len(doc["results"]) == 12
+    for r in doc["results"]:
+        assert set(r) == {"file", "label", "confidence", "probabilities"}
+        assert Path(r["file"]).is_file() and list(r["probabilities"]) == list(CLASSES)
+        assert abs(sum(r["probabilities"].values()) - 1) < 1e-6 and r["label"] in CLASSES
+
+
+def test_json_matches_the_python_api(capsys, random_checkpoint, sample_files):
+    from braintumor import Predictor
+
+    path = sample_files[6][0]
+    code, out, _ = _run(capsys, path, "--model", random_checkpoint, "--json", "--backend", "auto")
+    want = Predictor.load(random_checkpoint, backend="torch").predict(path)
+    got = json.loads(out)["results"][0]
+    assert code == 0 and got["label"] == want["label"]
+    assert abs(got["confidence"] - want["confidence"]) < 1e-6
+
+
+def test_unreadable_files_are_listed_and_the_others_go_on(capsys, random_checkpoint, mixed_dir):
+    code, out, err = _run(capsys, mixed_dir, "--model", random_checkpoint, "--json")
+    assert code == 1
+    doc = json.loads(out)
+    assert sorted(Path(r["file"]).name for r in doc["results"]) == ["a.jpg", "b.png"]
+    assert [Path(e["file"]).name for e in doc["errors"]] == ["broken.jpg"]
+    assert "damaged" in doc["errors"][0]["error"] or "not an image" in doc["errors"][0]["error"]
+
+
+def test_table_output_and_errors_on_stderr(capsys, random_checkpoint, mixed_dir):
+    code, out, err = _run(capsys, mixed_dir, "--model", random_checkpoint)
+    assert code == 1
+    lines = out.strip().splitlines()
+    assert lines[0].split() == ["file", "label", "confidence", *CLASSES]
+    assert len(lines) == 3 and "a.jpg" in out and "b.png" in out
+    assert "broken.jpg" in err and "Traceback" not in err
+
+
+def test_csv_output(capsys, random_checkpoint, mixed_dir):
+    code, out, _ = _run(capsys, mixed_dir, "--model", random_checkpoint, "--csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 1 and len(rows) == 3
+    ok = [r for r in rows if not r["error"]]
+    assert len(ok) == 2 and all(r["label"] in CLASSES for r in ok)
+    assert all(abs(sum(float(r[c]) for c in CLASSES) - 1) < 1e-4 for r in ok)
+    assert [Path(r["file"]).name for r in rows if r["error"]] == ["broken.jpg"]
+
+
+def test_explain_writes_one_picture_per_image(capsys, random_checkpoint, mixed_dir, tmp_path_factory):
+    outdir = tmp_path_factory.mktemp("explain")
+    code, out, _ = _run(capsys, mixed_dir, "--model", random_checkpoint, "--json", "--explain", outdir,
+                        "--cam-method", "hirescam")
+    assert code == 1
+    pngs = sorted(p.name for p in outdir.iterdir())
+    assert pngs == ["a.png", "sub__b.png"]
+    for r in json.loads(out)["results"]:
+        assert Path(r["explanation"]).is_file()
+    img = np.asarray(Image.open(outdir / "a.png"))
+    assert img.shape[1] == 2 * 256 + 8 and img.shape[2] == 3
+
+
+def test_tta_and_batch_size_options(capsys, random_checkpoint, sample_dir):
+    code, out, _ = _run(capsys, sample_dir, "--model", random_checkpoint, "--json", "--tta", "--batch-size", "5")
+    assert code == 0 and len(json.loads(out)["results"]) == 12
+
+
+def test_an_ensemble_from_repeated_models(capsys, random_checkpoint, sample_files):
+    path = sample_files[0][0]
+    _, single, _ = _run(capsys, path, "--model", random_checkpoint, "--json")
+    code, double, _ = _run(capsys, path, "--model", random_checkpoint, "--model", random_checkpoint, "--json")
+    a, b = json.loads(single)["results"][0], json.loads(double)["results"][0]
+    assert code == 0 and abs(a["confidence"] - b["confidence"]) < 1e-6
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["/no/such/scan.jpg"], "no such file or folder"),
+    (["{sample}", "--batch-size", "0"], "--batch-size"),
+    (["{empty}"], "no images found"),
+])
+def test_bad_arguments_exit_2_with_one_line(capsys, random_checkpoint, sample_dir, tmp_path, argv, message):
+    argv = [a.format(sample=sample_dir, empty=tmp_path) for a in argv]
+    code, out, err = _run(capsys, *argv, "--model", random_checkpoint)
+    assert code == 2 and out == ""
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_model_file_exits_2(capsys, sample_dir, tmp_path):
+    bad = tmp_path / "model.safetensors"
+    bad.write_bytes(b"garbage")
+    code, _, err = _run(capsys, sample_dir, "--model", bad)
+    assert code == 2 and "model.safetensors" in err and len(err.strip().splitlines()) == 1
+    code, _, err = _run(capsys, sample_dir, "--model", tmp_path / "missing.safetensors")
+    assert code == 2 and "not found" in err
+
+
+def test_json_and_csv_together_are_refused(capsys, random_checkpoint, sample_dir):
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", str(sample_dir), "--json", "--csv"])
+    assert exc.value.code == 2
+
+
+def test_folders_walk_image_and_medical_suffixes_and_dicom_without_suffix(tmp_path):
+    for name in ("a.JPG", "b.png", "c.nii.gz", "d.nii", "e.dcm", "f.tiff", "g.txt", ".hidden.png"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "IM0001").write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 10)
+    (tmp_path / "README").write_bytes(b"plain text, not DICOM" * 10)
+    names = [name for _, name in collect_files([str(tmp_path)])]
+    assert names == sorted(["IM0001", "a.JPG", "b.png", "c.nii.gz", "d.nii", "e.dcm", "f.tiff"])
+
+
+def test_cam_method_choices_match_the_cam_module():
+    from braintumor.cam import CAM_METHODS as IN_CAM
+
+    assert tuple(IN_CAM) == CAM_METHODS
+
+
+def test_configuring_the_command_imports_nothing_heavy():
+    code = ("import sys, argparse; import braintumor.predict_cli as m; m.configure(argparse.ArgumentParser()); "
+            "print(sorted(k for k in ('torch', 'braintumor.predictor', 'pytorch_grad_cam') if k in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
