@@ -188,7 +188,8 @@ def test_plain_folders_without_classes(tmp_path, capsys):
 def test_table_counts_per_class(dataset, capsys):
     assert main(["audit", str(dataset)]) == 0
     out = capsys.readouterr().out
-    rows = {line[:35].strip(): line[35:].split() for line in out.splitlines() if line.startswith(("images", "with", "in a", "unread"))}
+    rows = {line[:35].strip(): line[35:].split() for line in out.splitlines()
+            if line.startswith(("images", "with", "in a", "unread"))}
     assert rows["images"] == ["6", "3", "3", "1", "13"]
     assert rows["with an exact copy (same bytes)"] == ["2", "0", "0", "0", "2"]
     assert rows["in a label conflict"] == ["0", "0", "1", "1", "2"]

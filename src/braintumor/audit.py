@@ -18,11 +18,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from . import dedup
 from .config import IMAGE_SUFFIXES
-from .data import DataError
 
 MEDICAL_SUFFIXES = (".dcm", ".dicom", ".dic", ".nii", ".nii.gz")
 NO_CLASS = "(no class)"  # the class of an image that does not sit in a class folder
@@ -56,6 +53,13 @@ class Folder:
             [NO_CLASS] if NO_CLASS in seen and self.has_classes else [])
 
 
+def _data_error(message: str) -> Exception:
+    """braintumor.data.DataError (one line, exit 2), imported late: braintumor.data imports torch."""
+    from .data import DataError
+
+    return DataError(message)
+
+
 def cls_of(rel: str) -> str:
     parts = rel.split("/")
     return parts[0] if len(parts) > 1 else NO_CLASS
@@ -70,8 +74,11 @@ def _is_candidate(p: Path) -> bool:
         return False
     from .medical import looks_medical
 
-    with open(p, "rb") as f:
-        head = f.read(1024)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(1024)
+    except OSError:  # unreadable: let the fingerprinting report why
+        return True
     return looks_medical(head, p.name) or head.startswith((b"\xff\xd8\xff", b"\x89PNG", b"BM", b"II*\x00",
                                                            b"MM\x00*"))
 
@@ -90,9 +97,9 @@ def list_files(root: Path) -> tuple[list[Path], list[Path]]:
 def resolve(path: str | Path, what: str = "folder") -> Path:
     root = Path(path)
     if not root.exists():
-        raise DataError(f"{what} not found: {root}")
+        raise _data_error(f"{what} not found: {root}")
     if not root.is_dir():
-        raise DataError(f"not a folder: {root}")
+        raise _data_error(f"not a folder: {root}")
     return root
 
 
@@ -185,7 +192,7 @@ def audit(path: str | Path, against: str | Path | None = None, threshold: float 
     from .data import progress
 
     if not 0.0 < threshold <= 1.0:
-        raise DataError(f"--threshold must be in (0, 1], got {threshold}")
+        raise _data_error(f"--threshold must be in (0, 1], got {threshold}")
     root = resolve(path)
     other = resolve(against, "--against folder") if against is not None else None
     if other is None:
@@ -193,12 +200,12 @@ def audit(path: str | Path, against: str | Path | None = None, threshold: float 
     bar = progress if show_progress else None
     folder = read_folder(root, bar, "fingerprint " + root.name)
     if not folder.files and not folder.unreadable:
-        raise DataError(f"{root}: no image files found")
+        raise _data_error(f"{root}: no image files found")
     theirs = None
     if other is not None:
         theirs = read_folder(other, bar, "fingerprint " + other.name)
         if not theirs.files and not theirs.unreadable:
-            raise DataError(f"{other}: no image files found")
+            raise _data_error(f"{other}: no image files found")
     return find(folder, theirs, threshold)
 
 
@@ -313,8 +320,14 @@ def _table(rows: list[tuple[str, list[str]]], header: list[str]) -> list[str]:
     return lines
 
 
+def _n(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def _counts_line(counter: dict) -> str:
     items = list(counter.items())
+    if not items:
+        return "none"
     text = ", ".join(f"{k} {v:,}" for k, v in items[:4])
     return text + (f", {len(items) - 4} more" if len(items) > 4 else "")
 
@@ -330,7 +343,7 @@ def format_table(d: dict) -> str:
         vals = [pc[n][key] for n in names]
         return label, ([f"{v:,}" for v in vals] if s["classes"] else []) + [f"{sum(vals):,}"]
 
-    lines = [f"audit of {d['dir']}: {s['images']:,} images"
+    lines = [f"audit of {d['dir']}: {_n(s['images'], 'image')}"
              + (f" in {len(s['classes'])} class folders" if s["classes"] else " (no class folders)")
              + f", near-duplicate threshold {d['threshold']}",
              f"sizes: {_counts_line(s['sizes'])}; modes: {_counts_line(s['modes'])}"
@@ -351,7 +364,7 @@ def format_table(d: dict) -> str:
     if d["against"]:
         ag, ac = d["against_summary"], d["against_per_class"]
         an = list(ac)
-        lines += ["", f"against {d['against']}: {ag['images']:,} images"
+        lines += ["", f"against {d['against']}: {_n(ag['images'], 'image')}"
                   + (f" in {len(ag['classes'])} class folders" if ag["classes"] else " (no class folders)")]
         header2 = (an + ["total"]) if ag["classes"] else ["total"]
 
@@ -365,8 +378,8 @@ def format_table(d: dict) -> str:
         lines += _table(rows2, header2)
         cc = c["cross"]
         lines += ["", f"{cc['against_images']:,} of {ag['images']:,} images in --against "
-                  f"({cc['against_fraction']:.1%}) have a twin in DIR: accuracy measured on them "
-                  "partly measures memory"]
+                  f"({cc['against_fraction']:.1%}) have a twin in DIR"
+                  + (": accuracy measured on them partly measures memory" if cc["against_images"] else "")]
     return "\n".join(lines)
 
 
@@ -472,7 +485,7 @@ def write_report(a: Audit, out: str | Path, per_kind: int = 8) -> list[Path]:
     """Write the full lists as CSV, ``summary.json`` and ``contact_sheet.png`` into ``out``."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise DataError(f"--report: {out} exists and is not a folder")
+        raise _data_error(f"--report: {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     f, g = a.folder, a.against
     group_of = {i: k for k, grp in enumerate(a.groups) for i in grp}

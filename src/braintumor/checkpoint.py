@@ -148,3 +148,19 @@ def update_meta(path: str | Path, **entries) -> str:
     half = any(v.dtype == torch.float16 for v in ck.state_dict.values())
     model = ck.build()
     return save_checkpoint(path, model, ck.arch, ck.preprocessing, ck.classes, meta, half=half)
+
+
+PUBLIC_META_KEYS = ("name", "version", "epoch", "val", "val_loss", "train_images", "training",
+                    "temperature", "calibration", "conformal", "ood", "model_card")
+
+
+def public_meta(meta: dict) -> dict:
+    """The parts of a checkpoint's metadata that may be shown to anyone: figures and names, never
+    the training paths, and no large arrays (lists are dropped below the top level)."""
+
+    def small(v):
+        if isinstance(v, dict):
+            return {k: small(x) for k, x in v.items() if not isinstance(x, list) or len(x) <= 16}
+        return v
+
+    return {k: small(meta[k]) for k in PUBLIC_META_KEYS if k in meta}

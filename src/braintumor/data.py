@@ -13,7 +13,6 @@ import numpy as np
 
 from .config import CLASSES, IMAGE_SUFFIXES
 from .imaging import ImageError, load_image
-from .transforms import prepare
 
 
 class DataError(ValueError):
@@ -83,6 +82,8 @@ def progress(iterable=None, total=None, desc="", unit="img", disable=None):
 
 
 def _decode(args: tuple[str, int]) -> tuple[np.ndarray | None, str]:
+    from .transforms import prepare  # torch is imported only when images are decoded
+
     path, size = args
     try:
         return prepare(load_image(path), size), ""

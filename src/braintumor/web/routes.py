@@ -85,6 +85,7 @@ def health() -> Response:
 @bp.get("/model")
 def model() -> Response:
     from ..cam import CAM_METHODS
+    from ..checkpoint import public_meta
 
     p = current_predictor()
     return jsonify(
@@ -93,7 +94,7 @@ def model() -> Response:
         input_size=int(p.preprocessing.img_size),
         preprocessing=jsonable(p.preprocessing.to_dict()),
         cam_methods=list(CAM_METHODS),
-        card=jsonable(p.meta or {}),
+        card=jsonable(public_meta(p.meta or {})),
         limits={"max_upload_bytes": int(current_app.config["MAX_CONTENT_LENGTH"]),
                 "max_pixels": MAX_PIXELS},
     )
