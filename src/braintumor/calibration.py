@@ -214,32 +214,35 @@ class Decider:
 
 
 def network_outputs(checkpoint, files: Sequence[str | Path], batch_size: int = 32,
-                    desc: str = "outputs") -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]], np.ndarray]:
-    """Logits (N, C), pooled penultimate features (N, D), original sizes and the network's uint8
-    pixels (N, S, S) of image files, computed exactly as a Predictor computes them."""
+                    desc: str = "outputs") -> dict[str, np.ndarray]:
+    """What a Predictor computes for image files, in batches: ``logits`` (N, C), pooled penultimate
+    ``features`` (N, D), the out-of-distribution ``stats`` (N, 43) and pixel ``std`` (N,) of the
+    network's pixels, and the original ``sizes`` (N, 2) as (width, height)."""
     import torch
 
     from .cam import split_network
     from .data import progress
     from .imaging import load_image
+    from .ood import image_statistics, pooled_features
 
     model = checkpoint.build()
     body, head = split_network(model, checkpoint.arch)
     prep = checkpoint.preprocessing
-    logits, feats, sizes, pixels = [], [], [], []
+    parts: dict[str, list] = {"logits": [], "features": [], "stats": [], "std": [], "sizes": []}
     bar = progress(total=len(files), desc=desc)
     for start in range(0, len(files), batch_size):
         grays = [load_image(f) for f in files[start:start + batch_size]]
         px = np.stack([prep.pixels(g) for g in grays])
         with torch.inference_mode():
             f = body(prep.normalize(torch.from_numpy(px)))
-            logits.append(head(f).double().numpy())
-        feats.append(f.mean(dim=(2, 3)).double().numpy())
-        sizes += [g.size for g in grays]
-        pixels.append(px)
+            parts["logits"].append(head(f).double().numpy())
+        parts["features"].append(pooled_features(f))
+        parts["stats"].append(image_statistics(px))
+        parts["std"].append(px.reshape(len(px), -1).std(axis=1))
+        parts["sizes"].append(np.array([g.size for g in grays]))
         bar.update(len(grays))
     bar.close()
-    return np.concatenate(logits), np.concatenate(feats), sizes, np.concatenate(pixels)
+    return {k: np.concatenate(v) for k, v in parts.items()}
 
 
 def calibration_entries(val_logits: np.ndarray, val_labels: np.ndarray, coverage: float = DEFAULT_COVERAGE,
@@ -344,11 +347,12 @@ def calibrate(checkpoint_path: str | Path, data: str | Path, split_file: str | P
     def labels_of(rels):
         return np.array([ck.classes.index(r.split("/")[0]) for r in rels])
 
-    v_logits, v_feats, v_sizes, v_px = network_outputs(ck, [root / r for r in val], batch_size, "validation")
-    _, t_feats, _, _ = network_outputs(ck, [root / r for r in train], batch_size, "training")
-    entries = calibration_entries(v_logits, labels_of(val), coverage,
+    v = network_outputs(ck, [root / r for r in val], batch_size, "validation")
+    t = network_outputs(ck, [root / r for r in train], batch_size, "training")
+    entries = calibration_entries(v["logits"], labels_of(val), coverage,
                                   note=f"validation split of {Path(split_file).name}, {len(val)} images")
-    gate = ood.fit_gate(t_feats, labels_of(train), v_feats, v_sizes, v_px)
+    gate = ood.fit_gate(t["features"], t["stats"], v["features"], v["stats"],
+                        ood.failed_checks(v["sizes"], v["std"]))
     entries["ood"] = gate.to_meta()
     digest = update_meta(path, **entries)
     try:
