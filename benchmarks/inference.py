@@ -171,8 +171,9 @@ def eager_reference_checks(predictor, inputs: list[bytes]) -> dict:
 
 
 def split_accuracy(predictor, split_file: str, data: str | None, calibration: list) -> dict:
-    """Accuracy of the Predictor and of eager PyTorch (same checkpoint) on a run's validation images
-    (calibration images left out), and how often the two agree."""
+    """On a run's validation images (calibration images left out): accuracy of the Predictor with
+    and without test-time augmentation, and of its first checkpoint in eager PyTorch; how often the
+    Predictor and eager PyTorch agree, and their largest probability difference."""
     import torch
 
     from braintumor.imaging import load_image
@@ -184,33 +185,46 @@ def split_accuracy(predictor, split_file: str, data: str | None, calibration: li
     items = [(Path(data) / rel, rel.split("/")[0]) for rel in split["val"] if Path(rel).name not in calib]
     ck = predictor.checkpoints[0]
     model = ck.build()
-    labels = [predictor.classes.index(c) for _, c in items]
-    ours, eager, diffs = [], [], []
+    labels = np.array([predictor.classes.index(c) for _, c in items])
+    ours, ours_tta, eager, diffs = [], [], [], []
+
+    def probs(r):
+        return np.array([r["probabilities"][c] for c in predictor.classes])
+
     for i in range(0, len(items), 64):
         chunk = [path for path, _ in items[i:i + 64]]
-        res = predictor.predict_batch(chunk, batch_size=64)
+        plain = [probs(r) for r in predictor.predict_batch(chunk, batch_size=64)]
+        ours_tta += [int(probs(r).argmax()) for r in predictor.predict_batch(chunk, batch_size=16, tta=True)]
         with torch.inference_mode():
             x = ck.preprocessing.batch([load_image(path) for path in chunk])
             pe = (model(x).double() / float(ck.meta.get("temperature", 1.0) or 1.0)).softmax(1).numpy()
-        for r, q in zip(res, pe):
-            po = np.array([r["probabilities"][c] for c in predictor.classes])
-            ours.append(int(po.argmax()))
-            eager.append(int(q.argmax()))
-            diffs.append(float(np.abs(po - q).max()))
-    labels_a = np.array(labels)
+        ours += [int(p.argmax()) for p in plain]
+        eager += [int(q.argmax()) for q in pe]
+        diffs += [float(np.abs(p - q).max()) for p, q in zip(plain, pe)]
+    ours, ours_tta, eager = np.array(ours), np.array(ours_tta), np.array(eager)
     out = {
         "n": len(items),
-        "accuracy_ours": float((np.array(ours) == labels_a).mean()),
-        "accuracy_eager": float((np.array(eager) == labels_a).mean()),
-        "label_agreement": float((np.array(ours) == np.array(eager)).mean()),
+        "accuracy": float((ours == labels).mean()),
+        "accuracy_tta": float((ours_tta == labels).mean()),
+        "accuracy_eager_first_checkpoint": float((eager == labels).mean()),
+        "label_agreement_with_eager": float((ours == eager).mean()),
         "max_abs_prob_diff": max(diffs),
         "median_abs_prob_diff": statistics.median(diffs),
     }
-    print(f"validation split ({out['n']} images, calibration images left out): accuracy "
-          f"{out['accuracy_ours']:.4f} ({predictor.backend}) vs {out['accuracy_eager']:.4f} (eager), "
-          f"labels agree on {out['label_agreement']:.2%}, max |prob diff| {out['max_abs_prob_diff']:.3f} "
-          f"(median {out['median_abs_prob_diff']:.1e})")
+    print(f"\nvalidation split ({out['n']} images, calibration images left out):\n"
+          f"  accuracy {out['accuracy']:.4f} ({predictor.name}, {predictor.backend}), "
+          f"with TTA {out['accuracy_tta']:.4f}; eager PyTorch of {ck.name}: "
+          f"{out['accuracy_eager_first_checkpoint']:.4f}\n"
+          f"  labels agree with eager on {out['label_agreement_with_eager']:.2%}, max |prob diff| "
+          f"{out['max_abs_prob_diff']:.3f} (median {out['median_abs_prob_diff']:.1e})")
     return out
+
+
+def measure(obj, inputs: list[bytes], batch_size: int) -> dict:
+    (pw, pc), (ew, ec) = per_image_ms(obj.predict, inputs), per_image_ms(obj.explain, inputs)
+    return {"predict_ms": pw, "explain_ms": ew,
+            "batch_img_s": throughput(lambda xs: obj.predict_batch(xs, batch_size=batch_size), inputs),
+            "predict_cpu_ms": pc, "explain_cpu_ms": ec}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="split.json of the model's run: also measure accuracy on its validation images")
     ap.add_argument("--split-data", default=None, help="the Training folder that split.json refers to")
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=None, help="torch and ONNX Runtime threads (default: torch's)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads for the reference and ONNX Runtime threads for ours (default: all CPUs)")
     ap.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     args = ap.parse_args(argv)
 
@@ -235,29 +250,33 @@ def main(argv: list[str] | None = None) -> int:
     from braintumor import Predictor
     from braintumor.predictor import default_calibration
 
+    from braintumor import shipped
+
     if args.threads:
         torch.set_num_threads(args.threads)
-
     inputs = make_inputs(args.n, args.data)
     calibration = None
     if args.calibration or (args.backend in ("auto", "int8") and not default_calibration()):
         root = Path(args.calibration) if args.calibration else SAMPLE
         calibration = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+
+    figures = {}
+    # The reference first, with PyTorch's own thread count (a Predictor on ONNX Runtime sets it to 1).
+    ref = Reference(shipped.load(args.model[0] if args.model else None))
+    ref_threads = torch.get_num_threads()
+    figures["reference"] = measure(ref, inputs, args.batch_size)
     t = time.perf_counter()
     p = Predictor.load(args.model if args.model else None, backend=args.backend, calibration=calibration,
                        threads=args.threads)
     load_s = time.perf_counter() - t
-    ref = Reference(p.checkpoints[0])
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; model {p.name} ({p.arch}, {p.preprocessing.img_size} px, "
-          f"backend {p.backend}, loaded in {load_s:.1f} s); {len(inputs)} distinct images")
+    figures["ours"] = measure(p, inputs, args.batch_size)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
+          f"{torch.__version__}; {len(inputs)} distinct images\n"
+          f"ours: {p.name} ({p.arch}, {p.preprocessing.img_size} px), backend {p.backend}, loaded in "
+          f"{load_s:.1f} s, torch threads {torch.get_num_threads()}\n"
+          f"reference: torchvision resnet18, eager float32, 224 px, torch threads {ref_threads}, "
+          "a new GradCAM per image")
 
-    figures = {}
-    for who, obj, batch in (("ours", p, lambda xs: p.predict_batch(xs, batch_size=args.batch_size)),
-                            ("reference", ref, lambda xs: ref.predict_batch(xs, args.batch_size))):
-        (pw, pc), (ew, ec) = per_image_ms(obj.predict, inputs), per_image_ms(obj.explain, inputs)
-        figures[who] = {"predict_ms": pw, "explain_ms": ew, "batch_img_s": throughput(batch, inputs),
-                        "predict_cpu_ms": pc, "explain_cpu_ms": ec}
     o, r = figures["ours"], figures["reference"]
     print(f"\n{'wall clock, medians':28}{'ours':>10}{'reference':>12}{'speed-up':>10}{'target':>10}")
     print(f"{'predict, batch 1 (ms)':28}{o['predict_ms']:>10.1f}{r['predict_ms']:>12.1f}"

@@ -28,13 +28,16 @@ except ImportError:
 
 @pytest.fixture(scope="module", autouse=True)
 def private_cache(tmp_path_factory):
-    """Converted models go to a folder of this module, not the user's cache."""
+    """Converted models go to a folder of this module, not the user's cache; torch's thread count
+    (set to 1 by ONNX Runtime Predictors) is restored for the tests that follow."""
     import os
 
     old = os.environ.get("BRAINTUMOR_CACHE")
+    threads = torch.get_num_threads()
     folder = tmp_path_factory.mktemp("cache")
     os.environ["BRAINTUMOR_CACHE"] = str(folder)
     yield folder
+    torch.set_num_threads(threads)
     if old is None:
         del os.environ["BRAINTUMOR_CACHE"]
     else:
@@ -305,6 +308,7 @@ def test_one_predictor_shared_by_eight_threads_answers_as_if_alone(random_checkp
 def test_onnx_backend_agrees_with_eager(random_checkpoint, predictor, sample_files):
     fast = Predictor.load(random_checkpoint, backend="onnx")
     assert fast.backend == "onnx"
+    assert torch.get_num_threads() == 1  # ONNX Runtime gets the cores
     for path, _ in sample_files[::3]:
         assert np.abs(_probs(fast.predict(path)) - _probs(predictor.predict(path))).max() < 1e-4
         h1, h2 = fast.explain(path)["heatmap"], predictor.explain(path)["heatmap"]

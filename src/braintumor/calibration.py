@@ -205,7 +205,7 @@ class Decider:
         out = []
         for i in range(n):
             d = decide(probs[i], self.classes, self.threshold, self.policy, reasons[i])
-            d["ood_score"] = None if scores[i] is None else round(float(scores[i]), 4)
+            d["ood_score"] = None if scores[i] is None else float(scores[i])  # > 1: out of distribution
             out.append(d)
         return out
 
@@ -354,7 +354,9 @@ def calibrate(checkpoint_path: str | Path, data: str | Path, split_file: str | P
     gate = ood.fit_gate(t["features"], t["stats"], v["features"], v["stats"],
                         ood.failed_checks(v["sizes"], v["std"]))
     entries["ood"] = gate.to_meta()
+    mode = path.stat().st_mode & 0o777
     digest = update_meta(path, **entries)
+    path.chmod(mode | 0o444)  # the rewritten file keeps (at least readable) permissions
     try:
         is_shipped = path.resolve() == shipped.default_model_path().resolve()
     except Exception:

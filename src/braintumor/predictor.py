@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from . import calibration as _calibration
 from . import cam as _cam
 from .checkpoint import Checkpoint, CheckpointError
 from .imaging import ImageError, ImageInput, load_image
@@ -46,7 +47,11 @@ def _onnx_available() -> bool:
 
 
 def _default_threads() -> int:
-    return max(1, torch.get_num_threads())
+    """The CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 class _TorchBody:
@@ -73,6 +78,9 @@ class _OnnxBody:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.intra_op_num_threads = threads or _default_threads()
         so.inter_op_num_threads = 1
+        # Threads wait asleep rather than spinning: on two cores shared with request threads or
+        # other processes, spinning threads steal the CPU the work needs (measured 1.5x slower).
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.log_severity_level = 3
         self.session = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
         self.name = name
@@ -270,7 +278,8 @@ class Predictor:
 
     def __init__(self, checkpoints: Sequence[Checkpoint], backend: str = "auto",
                  threads: int | None = None, version: str | None = None,
-                 calibration: Sequence[ImageInput] | None = None):
+                 calibration: Sequence[ImageInput] | None = None,
+                 policy: "_calibration.DecisionPolicy | None" = None):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if not checkpoints:
@@ -287,19 +296,29 @@ class Predictor:
             calibration = default_calibration()
         self._members = [_make_member(ck, backend, threads, calibration) for ck in checkpoints]
         self._version = version
+        if any(m.backend != "torch" for m in self._members) and torch.get_num_threads() > 1:
+            # PyTorch now only does small steps (normalisation, the head, Grad-CAM on the last
+            # block's output); its OpenMP threads, spinning between them, slowed ONNX Runtime down
+            # 2-5x on two cores. ONNX Runtime gets the cores.
+            torch.set_num_threads(1)
+        # classified / uncertain / rejected (braintumor.calibration, braintumor.ood)
+        self._decider = _calibration.Decider([ck.meta for ck in checkpoints], classes, policy)
 
     # ---------------------------------------------------------------- loading and description
     @classmethod
     def load(cls, path: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
              backend: str = "auto", threads: int | None = None,
-             calibration: Sequence[ImageInput] | None = None) -> "Predictor":
+             calibration: Sequence[ImageInput] | None = None,
+             policy: "_calibration.DecisionPolicy | None" = None) -> "Predictor":
         """The shipped model (``path=None``), one checkpoint, or a list of them (an ensemble).
 
         ``backend``: ``torch`` (eager float32), ``onnx`` (ONNX Runtime float32), ``int8`` (ONNX
         Runtime, int8-quantised, calibrated on ``calibration`` images: the scans shipped in
         ``braintumor/sample`` by default) or ``auto`` (int8 when ONNX Runtime and calibration images
         are there, else onnx, else torch). ``threads``: ONNX Runtime threads (default: torch's).
-        Converted models are cached (see :func:`cache_dir`)."""
+        Converted models are cached (see :func:`cache_dir`). ``policy``: how results are decided
+        (:class:`braintumor.calibration.DecisionPolicy`: conformal coverage, default 0.95, or a
+        confidence threshold; whether the out-of-distribution gate may reject)."""
         from . import shipped
 
         if backend not in BACKENDS:
@@ -315,7 +334,13 @@ class Predictor:
             if not paths:
                 raise ValueError("an empty list of checkpoints")
             checkpoints = [shipped.load(p) for p in paths]
-        return cls(checkpoints, backend=backend, threads=threads, version=version, calibration=calibration)
+        return cls(checkpoints, backend=backend, threads=threads, version=version, calibration=calibration,
+                   policy=policy)
+
+    @property
+    def policy(self) -> "_calibration.DecisionPolicy":
+        """How results are decided: classified, uncertain (refer) or rejected."""
+        return self._decider.policy
 
     @property
     def checkpoints(self) -> list[Checkpoint]:
@@ -370,8 +395,8 @@ class Predictor:
     def predict(self, image: ImageInput, tta: bool = False, slice_index: int | None = None) -> dict:
         """{"label", "confidence", "probabilities": {class: p}} for one image."""
         gray = load_image(image, slice_index=slice_index)
-        probs, _ = self._forward([gray], tta)
-        return self._result(probs[0])
+        probs, parts = self._forward([gray], tta)
+        return self._result(probs[0]) | self._decisions([gray], probs, parts)[0]
 
     def explain(self, image: ImageInput, target: str | int | None = None, cam_method: str = "gradcam",
                 tta: bool = False, slice_index: int | None = None) -> dict:
@@ -384,6 +409,7 @@ class Predictor:
         method = _cam.canonical_method(cam_method)  # an unknown method is refused before any work
         gray = load_image(image, slice_index=slice_index)
         probs, parts = self._forward([gray], tta)
+        decision = self._decisions([gray], probs, parts)[0]
         probs = probs[0]
         t = self._target_index(target, probs)
         size = (self.preprocessing.img_size, self.preprocessing.img_size)
@@ -396,7 +422,7 @@ class Predictor:
             lo, hi = float(heat.min()), float(heat.max())
             heat = (heat - lo) / (hi - lo) if hi > lo else np.zeros_like(heat)
         heat = heat.astype(np.float32)
-        result = self._result(probs)
+        result = self._result(probs) | decision
         result["target"] = self.classes[t]
         result["cam_method"] = method
         result["heatmap"] = heat
@@ -418,9 +444,10 @@ class Predictor:
 
         def flush():
             if chunk:
-                probs, _ = self._forward([g for _, g in chunk], tta)
-                for (i, _), p in zip(chunk, probs):
-                    out[i] = self._result(p)
+                probs, parts = self._forward([g for _, g in chunk], tta)
+                decisions = self._decisions([g for _, g in chunk], probs, parts)
+                for (i, _), p, d in zip(chunk, probs, decisions):
+                    out[i] = self._result(p) | d
                 chunk.clear()
 
         for image in images:
@@ -477,6 +504,15 @@ class Predictor:
             "confidence": float(probs[i]),
             "probabilities": {c: float(p) for c, p in zip(self.classes, probs)},
         }
+
+    def _decisions(self, grays: list[Image.Image], probs: np.ndarray,
+                   parts: list[tuple[np.ndarray, torch.Tensor]]) -> list[dict]:
+        """"decision", "reason", "prediction_set" and "ood_score" of each image
+        (:class:`braintumor.calibration.Decider`), from what :meth:`_forward` computed."""
+        from .ood import pooled_features
+
+        return self._decider([g.size for g in grays], probs, [px for px, _ in parts],
+                             [pooled_features(f) for _, f in parts])
 
     def _target_index(self, target: str | int | None, probs: np.ndarray) -> int:
         if target is None:

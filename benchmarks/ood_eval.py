@@ -1,0 +1,185 @@
+"""How well the out-of-distribution gate separates brain MRI slices from everything else.
+
+    python benchmarks/ood_eval.py [--model FILE] [--backend auto] [--seed 0] [--data DIR] [--split FILE]
+
+In-distribution: the validation MRI slices of ``model/split.json`` (read from ``--data``, the
+Training folder; the benchmark skips cleanly when it is missing). Out-of-distribution:
+``benchmarks/ood_set.py`` (library photographs, drawn documents and screenshots, SYNTHETIC
+radiographs and CT, noise, blank, tiny and heavily cropped images), plus two groups of real files
+found on the machine, reported apart:
+
+- ``real-dicom``: the DICOM test files that ship with pydicom (head and spine CT, abdominal CT,
+  ultrasound, an abdominal MRI, a whole-body scan);
+- ``system``: screenshots, charts and icons that Debian packages install under /usr/share.
+
+Everything goes through ``Predictor.predict_batch`` (the backend users get by default), so the
+numbers are those of the real pipeline. Printed: AUROC of the gate's score (inputs refused by the
+size or blank check count as the most out-of-distribution), the share of each category rejected at
+the shipped threshold -- the split-conformal 99% quantile of the validation scores, so at most 1% of
+the validation slices are rejected -- the validation false-rejection rate (in sample, and
+cross-fitted: threshold from one half of the validation split, rejection measured on the other),
+and what the gate costs next to a prediction. A second real brain MRI from elsewhere (matplotlib's
+sagittal sample ``s1045.ima``) is reported as a should-accept check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import io
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import ood_set  # noqa: E402
+
+REAL_DICOM = ("693_J2KI", "CT_small", "J2K_pixelrep_mismatch", "JPEG2000", "examples_jpeg2k",
+              "examples_overlay", "examples_palette", "examples_rgb_color", "examples_ybr_color",
+              "liver_1frame", "image_dfl")
+CHECK_FAILED = 1e6  # score of an input refused by the size or blank check
+
+
+def auroc(neg: np.ndarray, pos: np.ndarray) -> float:
+    """P(score of a random positive > score of a random negative), ties counted half."""
+    from scipy.stats import rankdata
+
+    r = rankdata(np.concatenate([neg, pos]))
+    n0, n1 = len(neg), len(pos)
+    return float((r[n0:].sum() - n1 * (n1 + 1) / 2) / (n0 * n1))
+
+
+def real_files() -> list[tuple[str, str, object]]:
+    items: list[tuple[str, str, object]] = []
+    try:
+        from pydicom.data import get_testdata_file
+
+        for name in REAL_DICOM:
+            path = get_testdata_file(f"{name}.dcm")
+            if path:
+                items.append(("real-dicom", name, Path(path)))
+    except ImportError:
+        pass
+    files = sorted(glob.glob("/usr/share/doc/**/*.png", recursive=True))
+    files += sorted(glob.glob("/usr/share/icons/Adwaita/512x512/*/*.png"))[:30]
+    items += [("system", Path(f).name, Path(f)) for f in files]
+    return items
+
+
+def gate_score(r: dict) -> float:
+    """The gate's score of a result; inputs refused by the size or blank check rank above all."""
+    from braintumor.ood import ATYPICAL
+
+    if r.get("decision") == "rejected" and r.get("reason") != ATYPICAL:
+        return CHECK_FAILED
+    return float(r["ood_score"])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None, help="checkpoint (default: the shipped model)")
+    ap.add_argument("--backend", default="auto", help="Predictor backend (default: auto, as users get)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the generated set")
+    ap.add_argument("--data", default=str(ood_set.TRAINING), help="the Training folder")
+    ap.add_argument("--split", default=str(REPO / "model" / "split.json"))
+    ap.add_argument("--repeats", type=int, default=200, help="halvings for the cross-fitted rate")
+    args = ap.parse_args()
+    if not Path(args.data).is_dir() or not Path(args.split).is_file():
+        print(f"skipped: {args.data} or {args.split} is missing")
+        return 0
+
+    from braintumor import ood
+    from braintumor.predictor import Predictor
+
+    predictor = Predictor.load(args.model, backend=args.backend)
+    gate = ood.OodGate.from_meta(predictor.checkpoints[0].meta.get("ood"))
+    if not gate.fitted:
+        print("the checkpoint has no out-of-distribution statistics (python -m braintumor.calibration)")
+        return 1
+    val = [Path(args.data) / r for r in json.loads(Path(args.split).read_text())["val"]]
+    print(f"model {predictor.name}, backend {predictor.backend}; {len(val)} validation slices", flush=True)
+    t0 = time.perf_counter()
+    id_results = predictor.predict_batch(val, batch_size=32)
+    id_seconds = time.perf_counter() - t0
+    id_scores = np.array([gate_score(r) for r in id_results])
+    id_rejected = np.array([r["decision"] == "rejected" for r in id_results])
+
+    items = ood_set.build(args.seed, mri=val) + real_files()
+    images = [im for _, _, im in items]
+    cats = np.array([c for c, _, _ in items])
+    names = [n for _, n, _ in items]
+    print(f"{len(items)} out-of-distribution images", flush=True)
+    results = predictor.predict_batch(images, batch_size=32, errors="return")
+    unreadable = [n for n, r in zip(names, results) if "error" in r]
+    keep = np.array(["error" not in r for r in results])
+    scores = np.array([gate_score(r) if "error" not in r else np.nan for r in results])
+    rejected = np.array([r.get("decision") == "rejected" for r in results])
+
+    generated = keep & ~np.isin(cats, ["real-dicom", "system"])
+    print("\nout-of-distribution images rejected at the shipped threshold (<= 1% of validation slices):")
+    print(f"  {'category':<14}{'n':>5}{'rejected':>10}{'AUROC':>8}   accepted")
+    for c in dict.fromkeys(cats):
+        m = keep & (cats == c)
+        missed = [n for n, mm, rj in zip(names, m, rejected) if mm and not rj]
+        print(f"  {c:<14}{m.sum():>5}{100 * rejected[m].mean():>9.1f}%{auroc(id_scores, scores[m]):>8.4f}   "
+              f"{', '.join(missed[:6])}{' ...' if len(missed) > 6 else ''}")
+    print(f"  {'generated set':<14}{generated.sum():>5}{100 * rejected[generated].mean():>9.1f}%"
+          f"{auroc(id_scores, scores[generated]):>8.4f}   (targets: AUROC >= 0.99, rejected >= 95%)")
+    real = keep & np.isin(cats, ["real-dicom", "system"])
+    if real.any():
+        print(f"  {'real files':<14}{real.sum():>5}{100 * rejected[real].mean():>9.1f}%"
+              f"{auroc(id_scores, scores[real]):>8.4f}")
+    print(f"  {'all':<14}{keep.sum():>5}{100 * rejected[keep].mean():>9.1f}%{auroc(id_scores, scores[keep]):>8.4f}")
+    if unreadable:
+        print(f"  unreadable (not counted): {', '.join(unreadable)}")
+
+    # validation false rejections: in sample, and with the threshold fitted on the other half
+    raw = np.where(id_scores >= CHECK_FAILED, np.inf, id_scores * gate.threshold)
+    rng = np.random.default_rng(0)
+    rates = []
+    for _ in range(args.repeats):
+        perm = rng.permutation(len(raw))
+        a, b = perm[: len(raw) // 2], perm[len(raw) // 2:]
+        t = ood.conformal_quantile(raw[a], ood.FALSE_REJECTION)
+        rates.append((raw[b] > t).mean())
+    print(f"\nvalidation slices rejected: {100 * id_rejected.mean():.2f}% ({id_rejected.sum()} of {len(val)}, "
+          f"in sample); cross-fitted {100 * np.mean(rates):.2f}% +/- {100 * np.std(rates):.2f}")
+    print("  reasons:", {r["reason"][:40]: sum(x["reason"] == r["reason"] for x in id_results)
+                         for r in id_results if r["decision"] == "rejected"})
+
+    # a real brain MRI from elsewhere should pass
+    import matplotlib.cbook as cbook
+
+    with cbook.get_sample_data("s1045.ima.gz") as f:
+        mri = np.frombuffer(f.read(), np.uint16).reshape(256, 256)
+    r = predictor.predict(mri)
+    print(f"\nmatplotlib's sagittal brain MRI (s1045.ima): {r['decision']} (score {r['ood_score']:.2f})")
+
+    # cost of the gate next to a prediction
+    prep = predictor.preprocessing
+    sample = sorted((REPO / "tests" / "data" / "sample").rglob("*.jpg"))
+    from braintumor.imaging import load_image
+
+    grays = [load_image(p) for p in sample]
+    pixels = np.stack([prep.pixels(g) for g in grays])
+    feats = np.random.default_rng(0).normal(size=(len(grays), gate.features.mean.shape[0]))
+    t0 = time.perf_counter()
+    for _ in range(10):
+        gate.check([g.size for g in grays], pixels, feats)
+    gate_ms = (time.perf_counter() - t0) / (10 * len(grays)) * 1000
+    t0 = time.perf_counter()
+    for g in grays:
+        predictor.predict(g)
+    predict_ms = (time.perf_counter() - t0) / len(grays) * 1000
+    print(f"gate: {gate_ms:.2f} ms per image; a whole predict() (gate included): {predict_ms:.1f} ms "
+          f"(batch-1, backend {predictor.backend}); validation inference {id_seconds:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""Temperature scaling, split-conformal sets and the decision every Predictor result carries."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from braintumor import calibration as cal
+from braintumor.calibration import DecisionPolicy, decide
+from braintumor.metrics import expected_calibration_error
+
+CLASSES = ("glioma", "meningioma", "notumor", "pituitary")
+DECISIONS = {"classified", "uncertain", "rejected"}
+
+
+def synthetic_logits(n: int, temperature: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Logits whose labels follow softmax(logits / temperature): the true temperature is known."""
+    rng = np.random.default_rng(seed)
+    true = rng.normal(0, 2.0, (n, 4))
+    p = cal.softmax(true)
+    labels = np.array([rng.choice(4, p=row) for row in p])
+    return true * temperature, labels
+
+
+# ----------------------------------------------------------------------------------- temperature
+
+
+@pytest.mark.parametrize("t_true", [0.5, 1.0, 2.5])
+def test_fit_temperature_recovers_a_known_temperature(t_true):
+    logits, labels = synthetic_logits(20000, t_true)
+    t = cal.fit_temperature(logits, labels)
+    assert t == pytest.approx(t_true, rel=0.05)
+    assert cal.nll(logits, labels, t) <= cal.nll(logits, labels, 1.0) + 1e-9
+
+
+def test_temperature_scaling_lowers_ece_of_an_overconfident_model():
+    logits, labels = synthetic_logits(4000, 3.0, seed=1)
+    before = expected_calibration_error(cal.softmax(logits), labels)
+    after = expected_calibration_error(cal.softmax(logits, cal.fit_temperature(logits, labels)), labels)
+    assert before > 0.05 and after < before / 2
+
+
+def test_fit_temperature_refuses_no_data():
+    with pytest.raises(ValueError, match="no logits"):
+        cal.fit_temperature(np.zeros((0, 4)), np.zeros(0, int))
+
+
+# ----------------------------------------------------------------------------------- conformal
+
+
+def test_conformal_threshold_is_the_finite_sample_order_statistic():
+    scores = np.arange(1, 20) / 20  # 19 scores 0.05 .. 0.95
+    assert cal.conformal_threshold(scores, 0.9) == pytest.approx(0.90)  # ceil(20 * 0.9) = 18th
+    assert cal.conformal_threshold(scores, 0.5) == pytest.approx(0.50)  # 10th
+    assert cal.conformal_threshold(scores, 0.99) == 1.0  # too few scores: every class
+    with pytest.raises(ValueError):
+        cal.conformal_threshold(scores, 1.5)
+
+
+@pytest.mark.parametrize("coverage", [0.8, 0.95])
+def test_conformal_sets_reach_their_coverage_on_new_data(coverage):
+    logits, labels = synthetic_logits(8000, 1.0, seed=2)
+    probs = cal.softmax(logits)
+    fit, test = slice(0, 3000), slice(3000, None)
+    q = cal.conformal_threshold(cal.conformal_scores(probs[fit], labels[fit]), coverage)
+    sets = cal.prediction_sets(probs[test], q)
+    covered = sets[np.arange(len(sets)), labels[test]].mean()
+    assert coverage - 0.015 <= covered <= coverage + 0.03  # valid, and not trivially all classes
+    assert sets.sum(1).mean() < 4
+
+
+def test_top_mass_set_takes_the_fewest_most_probable_classes():
+    assert cal.top_mass_set(np.array([0.1, 0.6, 0.25, 0.05]), 0.8) == [1, 2]
+    assert cal.top_mass_set(np.array([0.97, 0.01, 0.01, 0.01]), 0.95) == [0]
+
+
+# ----------------------------------------------------------------------------------- decisions
+
+
+def test_decide_covers_every_branch():
+    sure = np.array([0.97, 0.01, 0.01, 0.01])
+    two = np.array([0.48, 0.47, 0.03, 0.02])
+    flat = np.array([0.55, 0.25, 0.15, 0.05])
+    policy = DecisionPolicy(coverage=0.95)
+    d = decide(sure, CLASSES, 0.1, policy)
+    assert d["decision"] == "classified" and d["prediction_set"] == ["glioma"]
+    d = decide(two, CLASSES, 0.6, policy)  # both above 1 - 0.6
+    assert d["decision"] == "uncertain" and d["prediction_set"] == ["glioma", "meningioma"]
+    assert "radiologist" in d["reason"]
+    d = decide(flat, CLASSES, 0.1, policy)  # no class reaches 0.9: the classes holding 95%
+    assert d["decision"] == "uncertain" and d["prediction_set"] == ["glioma", "meningioma", "notumor"]
+    d = decide(sure, CLASSES, 0.1, policy, rejection="not a scan")
+    assert d == {"decision": "rejected", "reason": "not a scan", "prediction_set": []}
+    d = decide(flat, CLASSES, None, policy)  # no conformal scores in the checkpoint
+    assert d["decision"] == "classified" and "no conformal" in d["reason"]
+    conf = DecisionPolicy(min_confidence=0.9)
+    assert decide(sure, CLASSES, None, conf)["decision"] == "classified"
+    d = decide(flat, CLASSES, None, conf)
+    assert d["decision"] == "uncertain" and d["prediction_set"] == ["glioma", "meningioma", "notumor"]
+
+
+def test_policy_refuses_impossible_values():
+    with pytest.raises(ValueError, match="coverage"):
+        DecisionPolicy(coverage=1.0)
+    with pytest.raises(ValueError, match="min_confidence"):
+        DecisionPolicy(min_confidence=0.0)
+
+
+def test_crossfit_reports_out_of_sample_numbers():
+    logits, labels = synthetic_logits(1000, 2.0, seed=3)
+    out = cal.crossfit(logits, labels, coverage=0.9, repeats=3)
+    s = out["summary"]
+    assert s["ece_after"]["mean"] < s["ece_before"]["mean"]
+    assert 0.85 <= s["coverage_lac"]["mean"] <= 0.95
+    assert 0.0 <= s["referral_rate"]["mean"] <= 1.0
+    assert out["oof_probs"].shape == logits.shape
+    assert np.allclose(out["oof_probs"].sum(1), 1.0)
+
+
+# ----------------------------------------------------------------------------------- the shipped model
+
+
+@pytest.fixture(scope="module")
+def shipped_predictor():
+    from braintumor.predictor import Predictor
+
+    return Predictor.load(backend="torch")
+
+
+def test_shipped_checkpoint_carries_its_calibration():
+    from braintumor import shipped
+
+    ck = shipped.load_default()  # also checks the manifest's SHA-256
+    meta = ck.meta
+    assert 0.05 < meta["temperature"] < 20
+    conf = meta["conformal"]
+    assert conf["coverage"] == 0.95 and conf["n"] == len(conf["scores"]) > 100
+    assert conf["scores"] == sorted(conf["scores"])
+    assert meta["ood"]["threshold"] > 0 and meta["ood"]["info"]["val_rejected"] <= 0.01
+    assert any(v.dtype.is_floating_point and v.dtype.itemsize == 2 for v in ck.state_dict.values())
+
+
+def test_predictor_results_carry_consistent_decisions(shipped_predictor, sample_files):
+    paths = [p for p, _ in sample_files]
+    batch = shipped_predictor.predict_batch(paths, batch_size=5)
+    for path, r in zip(paths, batch):
+        assert r["decision"] in DECISIONS and isinstance(r["reason"], str) and r["reason"]
+        if r["decision"] == "classified":
+            assert r["prediction_set"] == [r["label"]]
+        elif r["decision"] == "uncertain":
+            assert r["label"] in r["prediction_set"] and len(r["prediction_set"]) >= 1
+        else:
+            assert r["prediction_set"] == []
+        assert isinstance(r["ood_score"], float)
+        json.dumps(r)  # plain Python types only
+    one = shipped_predictor.predict(paths[0])
+    assert {k: one[k] for k in ("decision", "prediction_set")} == \
+        {k: batch[0][k] for k in ("decision", "prediction_set")}
+    e = shipped_predictor.explain(paths[0])
+    assert e["decision"] == one["decision"] and e["prediction_set"] == one["prediction_set"]
+
+
+def test_the_referral_policy_is_configurable(sample_files):
+    from braintumor import shipped
+    from braintumor.predictor import Predictor
+
+    paths = [p for p, _ in sample_files]
+    strict = Predictor.load(backend="torch", policy=DecisionPolicy(min_confidence=0.999999))
+    assert strict.policy.min_confidence == 0.999999
+    decisions = [r["decision"] for r in strict.predict_batch(paths)]
+    assert "uncertain" in decisions and "rejected" not in decisions
+    lax = Predictor.load(backend="torch", policy=DecisionPolicy(min_confidence=0.25))
+    assert all(r["decision"] == "classified" for r in lax.predict_batch(paths))
+    meta = [shipped.load_default().meta]
+    # a higher coverage admits less probable classes into the sets
+    assert cal.Decider(meta, CLASSES, DecisionPolicy(coverage=0.99)).threshold > \
+        cal.Decider(meta, CLASSES, DecisionPolicy(coverage=0.95)).threshold
+
+
+def test_calibration_entries_are_json_and_in_sample_consistent():
+    logits, labels = synthetic_logits(500, 2.0, seed=4)
+    e = cal.calibration_entries(logits, labels, coverage=0.9)
+    json.dumps(e)
+    assert e["calibration"]["nll_after"] <= e["calibration"]["nll_before"]
+    assert e["conformal"]["threshold"] == pytest.approx(
+        cal.conformal_threshold(np.array(e["conformal"]["scores"]), 0.9), abs=1e-6)
+
+
+def test_evaluate_still_works_on_the_sample_scans(sample_dir):
+    from braintumor.evaluate import evaluate
+
+    report = evaluate(str(sample_dir), device="cpu", show_progress=False)
+    assert report["n"] == 12 and report["accuracy"] >= 0.75
+    assert report["model"]["temperature"] != 1.0
