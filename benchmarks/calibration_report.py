@@ -113,7 +113,7 @@ def main() -> int:
     png = Path(args.png)
     png.parent.mkdir(parents=True, exist_ok=True)
     curves = {}
-    for name, probs in (("raw (T = 1)", raw), (f"temperature-scaled, cross-fitted", first)):
+    for name, probs in (("raw (T = 1)", raw), ("temperature-scaled, cross-fitted", first)):
         c, acc, conf, cnt = reliability(probs, labels)
         curves[name] = (c, acc, conf, cnt, expected_calibration_error(probs, labels))
     reliability_diagram(curves, png)

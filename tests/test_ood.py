@@ -131,6 +131,8 @@ def test_conformal_quantile_bounds_the_rejected_share():
     t = ood.conformal_quantile(scores, 0.05)
     assert t == 191.0  # ceil(0.95 * 201) = 191st smallest
     assert (scores > t).mean() <= 0.05
+    m = ood.conformal_quantile(scores, 0.05, midpoint=True)
+    assert m == 191.5 and (scores > m).sum() == (scores > t).sum()  # same scores rejected, with room
 
 
 def test_a_fitted_gate_survives_the_checkpoint_metadata(tmp_path):

@@ -316,9 +316,12 @@ def test_onnx_backend_agrees_with_eager(random_checkpoint, predictor, sample_fil
 
 
 @pytest.mark.skipif(not HAVE_ORT, reason="onnxruntime is not installed")
-def test_int8_backend_stays_close_to_eager(random_checkpoint, predictor, sample_files):
-    calibration = [p for p, _ in sample_files]
-    fast = Predictor.load(random_checkpoint, backend="auto", calibration=calibration)
+def test_int8_backend_stays_close_to_eager(random_checkpoint, predictor, sample_dir, sample_files, monkeypatch):
+    from braintumor.predictor import default_calibration
+
+    monkeypatch.setenv("BRAINTUMOR_CALIBRATION", str(sample_dir))  # calibration scans by default
+    assert len(default_calibration()) == 12
+    fast = Predictor.load(random_checkpoint)
     assert fast.backend == "int8"
     for path, _ in sample_files[1::2]:
         assert np.abs(_probs(fast.predict(path)) - _probs(predictor.predict(path))).max() < 0.03

@@ -16,13 +16,17 @@ Every result then carries a decision (:class:`Decider`):
 - ``"rejected"``: the input failed the out-of-distribution gate (not a brain MRI slice the model can
   judge); ``"prediction_set"`` is empty;
 - ``"uncertain"``: the conformal set holds several classes, or none (no class is as probable as the
-  true class is on 1 - alpha of the validation scans); ``"prediction_set"`` lists the plausible
+  true class is on ``coverage`` of the validation scans); ``"prediction_set"`` lists the plausible
   classes, most probable first (for an empty conformal set: the fewest top classes that together
-  hold 1 - alpha of the probability); refer to a radiologist;
-- ``"classified"``: the set is exactly the predicted class.
+  hold ``coverage`` of the probability); refer to a radiologist;
+- ``"classified"``: the conformal set is exactly the predicted class.
 
-With a confidence threshold instead (``DecisionPolicy(min_confidence=0.9)``) a result is classified
-when its top probability reaches the threshold.
+What ``coverage`` guarantees: the conformal set holds the true class with probability at least
+``coverage`` on scans like the validation ones, so at most ``1 - coverage`` of such scans get a
+single-class answer that is wrong. The share of scans referred is *not* monotone in ``coverage``
+(empty sets are frequent at low coverage, sets of two at high coverage); the measured table is in
+``docs/calibration.md``. With a confidence threshold instead (``DecisionPolicy(min_confidence=0.9)``)
+a result is classified when its top calibrated probability reaches the threshold.
 
 Measured numbers (cross-fitted, never in-sample) come from ``benchmarks/calibration_report.py``.
 """
@@ -131,6 +135,10 @@ def _names(classes: Sequence[str], idx: Sequence[int]) -> list[str]:
     return [classes[i] for i in idx]
 
 
+def _fields(decision: str, reason: str, prediction_set: list[str]) -> dict:
+    return {"decision": decision, "reason": reason, "prediction_set": prediction_set}
+
+
 def decide(probs: np.ndarray, classes: Sequence[str], threshold: float | None,
            policy: DecisionPolicy, rejection: str | None = None) -> dict:
     """The decision fields of one result from its (C,) calibrated probabilities.
@@ -140,33 +148,28 @@ def decide(probs: np.ndarray, classes: Sequence[str], threshold: float | None,
     probs = np.asarray(probs, dtype=np.float64)
     top = int(probs.argmax())
     if rejection:
-        return {"decision": "rejected", "reason": rejection, "prediction_set": []}
+        return _fields("rejected", rejection, [])
     if policy.min_confidence is not None:
         c = float(policy.min_confidence)
         if probs[top] >= c:
-            return {"decision": "classified", "prediction_set": [classes[top]],
-                    "reason": f"{classes[top]} with probability {probs[top]:.0%}, at or above the "
-                              f"confidence threshold of {c:.0%}"}
-        plausible = top_mass_set(probs, c)
-        return {"decision": "uncertain", "prediction_set": _names(classes, plausible),
-                "reason": f"the most probable class, {classes[top]}, has {probs[top]:.0%}, below the "
-                          f"confidence threshold of {c:.0%}; refer to a radiologist"}
+            return _fields("classified", f"{classes[top]} with probability {probs[top]:.0%}, at or above "
+                                         f"the confidence threshold of {c:.0%}", [classes[top]])
+        return _fields("uncertain", f"the most probable class, {classes[top]}, has {probs[top]:.0%}, below "
+                                    f"the confidence threshold of {c:.0%}; refer to a radiologist",
+                       _names(classes, top_mass_set(probs, c)))
     if threshold is None:
-        return {"decision": "classified", "prediction_set": [classes[top]],
-                "reason": "this model carries no conformal calibration, so every scan it accepts is "
-                          "classified (calibrate it to get referrals)"}
+        return _fields("classified", "this model carries no conformal calibration, so every scan it "
+                                     "accepts is classified (calibrate it to get referrals)", [classes[top]])
     cov = f"{policy.coverage:.0%}"
     in_set = [int(i) for i in np.argsort(-probs) if 1.0 - probs[i] <= threshold + 1e-12]
     if len(in_set) == 1:
-        return {"decision": "classified", "prediction_set": [classes[top]],
-                "reason": f"only {classes[top]} is plausible at {cov} coverage"}
+        return _fields("classified", f"only {classes[top]} is plausible at {cov} coverage", [classes[top]])
     if len(in_set) > 1:
-        return {"decision": "uncertain", "prediction_set": _names(classes, in_set),
-                "reason": f"{len(in_set)} classes are plausible at {cov} coverage; refer to a radiologist"}
-    plausible = top_mass_set(probs, policy.coverage)
-    return {"decision": "uncertain", "prediction_set": _names(classes, plausible),
-            "reason": f"no class is probable enough at {cov} coverage (the most probable, "
-                      f"{classes[top]}, has {probs[top]:.0%}); refer to a radiologist"}
+        return _fields("uncertain", f"{len(in_set)} classes are plausible at {cov} coverage; refer to a "
+                                    "radiologist", _names(classes, in_set))
+    return _fields("uncertain", f"no class is probable enough at {cov} coverage (the most probable, "
+                                f"{classes[top]}, has {probs[top]:.0%}); refer to a radiologist",
+                   _names(classes, top_mass_set(probs, policy.coverage)))
 
 
 class Decider:

@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
                         f"{name} - {args.cam_method} for {e['target']} - not for diagnosis")
                     target = outdir / _figure_name(name, used)
                     fig.save(target)
-                    preds.append({k: e[k] for k in ("label", "confidence", "probabilities")}
+                    preds.append({k: v for k, v in e.items() if k not in ("heatmap", "overlay")}
                                  | {"explanation": str(target)})
             else:
                 preds = predictor.predict_batch(grays, batch_size=args.batch_size, tta=args.tta)

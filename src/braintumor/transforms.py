@@ -29,7 +29,7 @@ def prepare(img: Image.Image, size: int) -> np.ndarray:
     if (nw, nh) != (w, h):
         img = img.resize((nw, nh), Image.BILINEAR)
     left, top = (nw - size) // 2, (nh - size) // 2
-    return np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
+    return np.array(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
 
 
 @dataclass(frozen=True)
