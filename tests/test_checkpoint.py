@@ -83,3 +83,9 @@ def test_public_meta_hides_paths_and_arrays():
             "ood": {"threshold": 3.0, "mean": list(range(512))}}
     pub = public_meta(meta)
     assert pub == {"name": "m", "val": {"accuracy": 0.9}, "ood": {"threshold": 3.0}}
+
+
+def test_shipped_public_meta_is_small_and_has_the_figures():
+    pub = public_meta(shipped.load_default().meta)
+    assert len(json.dumps(pub)) < 20_000  # no gate arrays or conformal scores in /api/model
+    assert "config" not in pub and pub["val"]["accuracy"] > 0.95 and "temperature" in pub

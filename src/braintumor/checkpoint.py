@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,6 +87,9 @@ def save_checkpoint(path: str | Path, model: nn.Module, arch: str, preprocessing
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     save_file(state, str(tmp), metadata={"braintumor": json.dumps(header)})
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # an ordinary file, readable as the user's umask allows
     tmp.replace(path)
     return sha256_file(path)
 
@@ -156,11 +160,16 @@ PUBLIC_META_KEYS = ("name", "version", "epoch", "val", "val_loss", "train_images
 
 def public_meta(meta: dict) -> dict:
     """The parts of a checkpoint's metadata that may be shown to anyone: figures and names, never
-    the training paths, and no large arrays (lists are dropped below the top level)."""
+    the training paths, and no large arrays (long lists and long encoded strings are dropped)."""
+
+    def big(v) -> bool:  # arrays, whether stored as lists or as encoded strings
+        return (isinstance(v, (list, tuple)) and len(v) > 16) or (isinstance(v, str) and len(v) > 2000)
 
     def small(v):
         if isinstance(v, dict):
-            return {k: small(x) for k, x in v.items() if not isinstance(x, list) or len(x) <= 16}
+            return {k: small(x) for k, x in v.items() if not big(x)}
+        if isinstance(v, (list, tuple)):
+            return [small(x) for x in v if not big(x)]
         return v
 
     return {k: small(meta[k]) for k in PUBLIC_META_KEYS if k in meta}

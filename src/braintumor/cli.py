@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("braintumor.audit", "find duplicates, near-duplicates and label conflicts"),
     "predict": ("braintumor.predict_cli", "classify images, with Grad-CAM heat maps"),
     "serve": ("braintumor.web.serve", "start the web app and JSON API"),
+    "calibrate": ("braintumor.calibration", "fit temperature, referral and the OOD gate on a split"),
 }
 
 

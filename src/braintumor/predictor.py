@@ -7,10 +7,10 @@
 
 Every input goes through :func:`braintumor.imaging.load_image` and then the checkpoint's own
 :class:`~braintumor.transforms.Preprocessing`. The network is split at its last convolutional block
-(:func:`braintumor.cam.split_network`): the body runs once per image (PyTorch, or ONNX Runtime when
-installed), and Grad-CAM runs on the head alone, so an explanation costs little more than a
-prediction and no hook is ever put on the shared model. A Predictor holds no per-call state and may
-be shared by threads.
+(:func:`braintumor.cam.split_network`): the body runs once per image (eager PyTorch, or ONNX Runtime
+in float32 or int8 when installed: see ``Predictor.load``), and Grad-CAM runs on the head alone, so
+an explanation costs little more than a prediction and no hook is ever put on the shared model. A
+Predictor holds no per-call state and may be shared by threads.
 """
 
 from __future__ import annotations
