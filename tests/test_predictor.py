@@ -336,7 +336,7 @@ def test_converted_models_are_cached(random_checkpoint, private_cache, monkeypat
     import braintumor.predictor as mod
 
     first = Predictor.load(random_checkpoint, backend="onnx")
-    assert any(f.name.endswith("-fp32-" + f.name.split("-fp32-")[-1]) for f in private_cache.iterdir())
+    assert any("-fp32-" in f.name for f in private_cache.iterdir())
 
     def no_export(*args, **kwargs):
         raise AssertionError("exported again instead of reading the cache")
@@ -345,9 +345,28 @@ def test_converted_models_are_cached(random_checkpoint, private_cache, monkeypat
     again = Predictor.load(random_checkpoint, backend="onnx")
     path = sample_files[0][0]
     assert again.predict(path) == first.predict(path)
+    # the same weights with other metadata (a temperature) reuse the converted model
+    ck = load_checkpoint(random_checkpoint)
+    retuned = private_cache.parent / "retuned.safetensors"
+    save_checkpoint(retuned, ck.build(), ck.arch, ck.preprocessing, meta={"temperature": 2.0})
+    assert Predictor.load(retuned, backend="onnx").backend == "onnx"
     monkeypatch.setenv("BRAINTUMOR_CACHE", "")  # no cache: the export runs (and fails here)
     with pytest.raises(CheckpointError, match="onnx backend is unavailable"):
         Predictor.load(random_checkpoint, backend="onnx")
+
+
+def test_the_cache_keeps_the_newest_files(private_cache, monkeypatch):
+    import time
+
+    import braintumor.predictor as mod
+
+    monkeypatch.setattr(mod, "CACHE_KEEP", 2)
+    for i, name in enumerate(("a", "b", "c")):
+        assert mod._cached(f"test-{name}", lambda: name.encode()) == name.encode()
+        time.sleep(0.01)
+    names = sorted(f.name for f in private_cache.glob("test-*.onnx"))
+    assert names == ["test-b.onnx", "test-c.onnx"]
+    assert mod._cached("test-c", lambda: b"rebuilt") == b"c"  # read back, not rebuilt
 
 
 def test_auto_backend_falls_back_to_torch_without_onnxruntime(random_checkpoint, monkeypatch):

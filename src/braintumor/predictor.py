@@ -36,6 +36,7 @@ BACKENDS = ("auto", "torch", "onnx", "int8")
 TTA_SHIFT = 0.04  # test-time shifts, as a fraction of the input side
 CALIBRATION_MAX = 64  # images used to calibrate int8 activation ranges
 INT8_RECIPE = "qdq/per-channel/minmax/float-conv1"  # part of the cache key: change it with the recipe
+CACHE_KEEP = 8  # converted models kept on disk (45 MB float32, 11 MB int8 for ResNet18)
 
 
 def _onnx_available() -> bool:
@@ -158,13 +159,16 @@ def cache_dir() -> Path | None:
     return Path(base) / "braintumor"
 
 
-def _cached(key: str | None, build: Callable[[], bytes]) -> bytes:
-    """``build()``, kept on disk under ``key`` when a cache folder is usable."""
-    folder = cache_dir() if key else None
+def _cached(key: str, build: Callable[[], bytes]) -> bytes:
+    """``build()``, kept on disk under ``key`` when a cache folder is usable (the newest
+    CACHE_KEEP files are kept)."""
+    folder = cache_dir()
     path = folder / f"{key}.onnx" if folder else None
     if path is not None and path.is_file():
         try:
-            return path.read_bytes()
+            data = path.read_bytes()
+            os.utime(path)  # recently used: kept when older files are pruned
+            return data
         except OSError:
             pass
     data = build()
@@ -174,9 +178,25 @@ def _cached(key: str | None, build: Callable[[], bytes]) -> bytes:
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_bytes(data)
             tmp.replace(path)
+            old = sorted(folder.glob("*.onnx"), key=lambda f: f.stat().st_mtime, reverse=True)
+            for stale in old[CACHE_KEEP:]:
+                stale.unlink(missing_ok=True)
         except OSError:
             pass
     return data
+
+
+def weights_digest(ck: Checkpoint) -> str:
+    """SHA-256 of the architecture and weights alone: a converted model stays valid when only the
+    checkpoint's metadata changes (temperature, thresholds)."""
+    import hashlib
+
+    h = hashlib.sha256(ck.arch.encode())
+    for name in sorted(ck.state_dict):
+        t = ck.state_dict[name].detach().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
 
 
 @dataclass
@@ -226,7 +246,7 @@ def _make_member(ck: Checkpoint, backend: str, threads: int | None,
         try:
             import onnxruntime as ort
 
-            tag = f"{ck.sha256}|{size}|{ort.__version__}|{torch.__version__}"
+            tag = f"{weights_digest(ck)}|{size}|{ort.__version__}|{torch.__version__}"
             if want == "int8":
                 if not calibration:
                     raise ValueError("int8 needs calibration images (calibration=...)")
@@ -248,15 +268,11 @@ def _make_member(ck: Checkpoint, backend: str, threads: int | None,
     return _Member(ck, runner, head, model)
 
 
-def _key(kind: str, tag: str, ck: Checkpoint) -> str | None:
-    """A cache file name: checkpoint digest, size, kind and a hash of everything the file depends on
-    (None for a checkpoint without a file digest)."""
+def _key(kind: str, tag: str, ck: Checkpoint) -> str:
+    """A cache file name: input size, kind and a hash of everything the file depends on."""
     import hashlib
 
-    if not ck.sha256:
-        return None
-    digest = hashlib.sha256(tag.encode()).hexdigest()[:16]
-    return f"{ck.sha256[:16]}-{ck.preprocessing.img_size}-{kind}-{digest}"
+    return f"{ck.preprocessing.img_size}-{kind}-{hashlib.sha256(tag.encode()).hexdigest()[:24]}"
 
 
 def tta_views(pixels: np.ndarray, shift: float = TTA_SHIFT) -> np.ndarray:
