@@ -96,7 +96,7 @@ def test_table_output_and_errors_on_stderr(capsys, random_checkpoint, mixed_dir)
     code, out, err = _run(capsys, mixed_dir, "--model", random_checkpoint)
     assert code == 1
     lines = out.strip().splitlines()
-    assert lines[0].split() == ["file", "label", "confidence", *CLASSES]
+    assert lines[0].split() == ["file", "label", "confidence", *CLASSES, "decision"]
     assert len(lines) == 3 and "a.jpg" in out and "b.png" in out
     assert "broken.jpg" in err and "Traceback" not in err
 
@@ -108,6 +108,7 @@ def test_csv_output(capsys, random_checkpoint, mixed_dir):
     ok = [r for r in rows if not r["error"]]
     assert len(ok) == 2 and all(r["label"] in CLASSES for r in ok)
     assert all(abs(sum(float(r[c]) for c in CLASSES) - 1) < 1e-4 for r in ok)
+    assert all(r["decision"] in ("classified", "uncertain", "rejected") for r in ok)
     assert [Path(r["file"]).name for r in rows if r["error"]] == ["broken.jpg"]
 
 

@@ -150,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
                     e = predictor.explain(gray, cam_method=args.cam_method, tta=args.tta)
                     fig = explanation_figure(
                         predictor.preprocessing.pixels(gray), e["overlay"],
-                        f"{e['label']}  {e['confidence']:.1%}",
+                        f"{e['label']}  {e['confidence']:.1%}"
+                        + (f"  ({_decision(e)})" if e.get("decision", "classified") != "classified" else ""),
                         f"{name} - {args.cam_method} for {e['target']} - not for diagnosis")
                     target = outdir / _figure_name(name, used)
                     fig.save(target)
@@ -176,10 +177,18 @@ def run(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def _decision(r: dict) -> str:
+    """classified, or uncertain with the plausible classes, or rejected."""
+    d = r.get("decision", "")
+    if d == "uncertain":
+        return "uncertain: " + "/".join(r.get("prediction_set", []))
+    return d
+
+
 def format_table(results: list[dict], classes: tuple[str, ...]) -> str:
-    header = ["file", "label", "confidence", *classes]
+    header = ["file", "label", "confidence", *classes, "decision"]
     rows = [[r["file"], r["label"], f"{r['confidence']:.4f}",
-             *(f"{r['probabilities'][c]:.4f}" for c in classes)] for r in results]
+             *(f"{r['probabilities'][c]:.4f}" for c in classes), _decision(r)] for r in results]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = []
     for row in [header, *rows]:
@@ -191,10 +200,11 @@ def format_table(results: list[dict], classes: tuple[str, ...]) -> str:
 def format_csv(results: list[dict], errors: list[dict], classes: tuple[str, ...]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["file", "label", "confidence", *classes, "error"])
+    w.writerow(["file", "label", "confidence", *classes, "decision", "prediction_set", "error"])
     for r in results:
         w.writerow([r["file"], r["label"], f"{r['confidence']:.6f}",
-                    *(f"{r['probabilities'][c]:.6f}" for c in classes), ""])
+                    *(f"{r['probabilities'][c]:.6f}" for c in classes), r.get("decision", ""),
+                    " ".join(r.get("prediction_set", [])), ""])
     for e in errors:
-        w.writerow([e["file"], "", "", *([""] * len(classes)), e["error"]])
+        w.writerow([e["file"], "", "", *([""] * len(classes)), "", "", e["error"]])
     return buf.getvalue()
