@@ -58,7 +58,8 @@ def plain_loop(data: Path, img_size: int, batch_size: int, steps: int, warmup: i
     return steps * batch_size / (time.perf_counter() - t0)
 
 
-def our_loop(data: Path, img_size: int, batch_size: int, steps: int, warmup: int) -> tuple[float, float]:
+def our_loop(data: Path, img_size: int, batch_size: int, steps: int, warmup: int,
+             amp: bool = True) -> tuple[float, float]:
     """Returns (images/s of the training steps, seconds spent building the cache once)."""
     from braintumor.data import build_cache, list_samples
     from braintumor.engine import train_one_epoch
@@ -77,7 +78,7 @@ def our_loop(data: Path, img_size: int, batch_size: int, steps: int, warmup: int
     gen = torch.Generator().manual_seed(0)
     order = torch.randperm(len(cache.labels), generator=gen).numpy()
     dev = torch.device("cpu")
-    kw = dict(label_smoothing=0.0, amp=False, channels_last=True, show_progress=False)
+    kw = dict(label_smoothing=0.0, amp=amp, channels_last=True, show_progress=False)
     train_one_epoch(model, opt, None, cache.images, cache.labels, order[: warmup * batch_size], batch_size,
                     aug, prep, dev, gen, **kw)
     t0 = time.perf_counter()
@@ -104,14 +105,23 @@ def main() -> int:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"ResNet18, {args.img_size} px, batch {args.batch_size}, {args.steps} timed steps after {args.warmup}")
-    ours, cache_s = our_loop(args.data, args.img_size, args.batch_size, args.steps, args.warmup)
-    print(f"ours:  {ours:7.1f} img/s  (one-off cache build: {cache_s:.1f} s)")
+    from braintumor.engine import cpu_has_bf16
+
+    bf16 = cpu_has_bf16()
+    ours, cache_s = our_loop(args.data, args.img_size, args.batch_size, args.steps, args.warmup, amp=bf16)
+    print(f"ours:  {ours:7.1f} img/s  ({'bfloat16 autocast, as braintumor train does on this CPU' if bf16 else 'float32'};"
+          f" one-off cache build: {cache_s:.1f} s)")
+    if bf16:
+        ours32, _ = our_loop(args.data, args.img_size, args.batch_size, args.steps, args.warmup, amp=False)
+        print(f"ours:  {ours32:7.1f} img/s  (float32, --no-amp)")
     plain = {}
     for w in ([args.workers] if args.workers is not None else [0, 2]):
         plain[w] = plain_loop(args.data, args.img_size, args.batch_size, args.steps, args.warmup, w)
         print(f"plain: {plain[w]:7.1f} img/s  (ImageFolder + DataLoader, num_workers={w})")
     best_w = max(plain, key=plain.get)
     print(f"ratio: {ours / plain[best_w]:.2f}x the best plain loop (num_workers={best_w})")
+    if bf16:
+        print(f"ratio in float32 (--no-amp): {ours32 / plain[best_w]:.2f}x")
     return 0
 
 

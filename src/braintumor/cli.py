@@ -48,6 +48,8 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-images", type=int, default=None, help="use a random subset (debugging)")
     p.add_argument("--workers", type=int, default=None, help="processes that decode images once")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="bfloat16 mixed precision on CUDA, and on CPUs with native bfloat16 (default: on)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
 
@@ -67,7 +69,7 @@ def run_train(args: argparse.Namespace) -> int:
     else:
         overrides = {k: getattr(args, k) for k in (
             "epochs", "img_size", "batch_size", "lr", "weight_decay", "warmup_epochs", "patience",
-            "time_budget", "label_smoothing",
+            "time_budget", "label_smoothing", "amp",
             "ema_decay", "mixup", "val_fraction", "split_file", "max_images", "workers")}
         cfg = TrainConfig.recipe(args.pretrained, data=args.data, out=args.out, arch=args.arch,
                                  device=args.device, seed=args.seed, resume=args.resume, **overrides)

@@ -56,7 +56,7 @@ class TrainConfig:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     classes: tuple[str, ...] = CLASSES
-    amp: bool = True  # mixed precision on CUDA
+    amp: bool = True  # bfloat16 mixed precision: CUDA, and training on CPUs with native bfloat16
     channels_last: bool = True
     extra: dict = field(default_factory=dict)  # free-form notes kept with the run
 

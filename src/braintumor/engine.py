@@ -39,9 +39,20 @@ def warmup_cosine(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
 
-def _autocast(device: torch.device, enabled: bool):
+def cpu_has_bf16() -> bool:
+    """True where the CPU computes bfloat16 natively (AVX-512 BF16 or AMX), so autocast pays."""
+    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool((probe and probe()) or (amx and amx()))
+
+
+def _autocast(device: torch.device, enabled: bool, cpu: bool = False):
+    """bfloat16 mixed precision on CUDA; on the CPU only for training (``cpu=True``) and only where
+    the CPU has native bfloat16. Evaluation on the CPU stays float32."""
     if device.type == "cuda" and enabled:
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    if device.type == "cpu" and enabled and cpu and cpu_has_bf16():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return torch.autocast("cpu", enabled=False)
 
 
@@ -72,7 +83,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, schedule
         y_soft = F.one_hot(y, model_classes(model)).float()
         if mixup > 0 and torch.rand(1, generator=gen).item() < mixup:
             x, y_soft = _cutmix(x, y_soft, gen)
-        with _autocast(device, amp):
+        with _autocast(device, amp, cpu=True):
             logits = model(x)
             loss = F.cross_entropy(logits.float(), y_soft, label_smoothing=label_smoothing)
         optimizer.zero_grad(set_to_none=True)
