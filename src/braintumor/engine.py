@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import torch
@@ -11,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import progress
-from .transforms import Augment, Preprocessing
+from .transforms import Augment, Preprocessing, center_crop
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -133,22 +132,12 @@ def predict_logits(model: nn.Module, images, prep: Preprocessing, device: torch.
     model.eval()
     out = []
     n = len(images)
-    size = prep.img_size
     for start in progress(range(0, n, batch_size), desc=desc, unit="batch",
                           disable=not show_progress or None):
         idx = np.arange(start, min(start + batch_size, n))
-        x = _batch_tensor(images, idx, device)
-        s = x.shape[-1]
-        top = (s - size) // 2
-        x = prep.normalize(x[:, top:top + size, top:top + size])
+        x = prep.normalize(center_crop(_batch_tensor(images, idx, device), prep.img_size))
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(device, amp):
             out.append(model(x).float().cpu())
     return torch.cat(out) if out else torch.zeros(0)
-
-
-def timed(fn, *args, **kwargs):
-    t = time.perf_counter()
-    r = fn(*args, **kwargs)
-    return r, time.perf_counter() - t

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from . import shipped
+from .calibration import softmax
 from .data import build_cache, list_samples, resolve_root
 from .engine import pick_device, predict_logits
 from .metrics import summarize
@@ -23,7 +24,7 @@ def evaluate(data: str, model: str | None = None, device: str = "auto", batch_si
     images = torch.from_numpy(np.asarray(cache.images)).to(dev) if dev.type != "cpu" else cache.images
     logits = predict_logits(net, images, ck.preprocessing, dev, batch_size, show_progress=show_progress)
     temperature = float(ck.meta.get("temperature", 1.0))
-    probs = (logits / temperature).softmax(1).numpy()
+    probs = softmax(logits.numpy(), temperature)
     report = summarize(probs, cache.labels, ck.classes)
     report["model"] = {"name": ck.name, "arch": ck.arch, "sha256": ck.sha256, "temperature": temperature}
     report["data"] = str(root)
