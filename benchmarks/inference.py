@@ -160,8 +160,8 @@ def eager_reference_checks(predictor, inputs: list[bytes]) -> dict:
             if e is not None:
                 with GradCAM(model=model, target_layers=[full_model_target_layer(model, ck.arch)]) as cam:
                     ref = cam(input_tensor=x, targets=[ClassifierOutputTarget(predictor.classes.index(e["target"]))])[0]
-                if ref.std() > 0 and e["heatmap"].std() > 0:
-                    corrs.append(float(np.corrcoef(ref.ravel(), e["heatmap"].ravel())[0, 1]))
+                if ref.std() > 0 and e["heatmap_input"].std() > 0:
+                    corrs.append(float(np.corrcoef(ref.ravel(), e["heatmap_input"].ravel())[0, 1]))
     return {
         "max_abs_prob_diff": max(diffs),
         "label_agreement": agree / len(inputs),

@@ -75,7 +75,7 @@ def gate_score(r: dict) -> float:
     """The gate's score of a result; inputs refused by the size or blank check rank above all."""
     from braintumor.ood import ATYPICAL
 
-    if r.get("decision") == "rejected" and r.get("reason") != ATYPICAL:
+    if r.get("decision") == "rejected" and not str(r.get("reason", "")).startswith(ATYPICAL):
         return CHECK_FAILED
     return float(r["ood_score"])
 

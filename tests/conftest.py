@@ -59,3 +59,23 @@ def synthetic_scan(seed: int = 0, size: int = 128) -> np.ndarray:
     img += 120 * np.exp(-((yy - by) ** 2 + (xx - bx) ** 2) / (2 * (0.06 * size) ** 2))
     img += rng.normal(0, 4, img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def box_checkpoint(path: Path, always: int | None = None, size: int = 64, seed: int = 1) -> Path:
+    """A ResNet18 checkpoint with a box head and random weights; with ``always``, its classifier
+    bias makes every answer that class (so that tests know whether an answer carries a box)."""
+    import torch
+
+    from braintumor.checkpoint import save_checkpoint
+    from braintumor.models import build_model
+    from braintumor.transforms import Preprocessing
+
+    torch.manual_seed(seed)
+    model = build_model("resnet18", 4, box_head=True).eval()
+    if always is not None:
+        bias = torch.zeros(4)
+        bias[always] = 20.0
+        with torch.no_grad():
+            model.fc.bias.copy_(bias)
+    save_checkpoint(path, model, "resnet18", Preprocessing(img_size=size), meta={"name": path.stem})
+    return path

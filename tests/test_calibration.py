@@ -194,3 +194,34 @@ def test_evaluate_still_works_on_the_sample_scans(sample_dir):
     report = evaluate(str(sample_dir), device="cpu", show_progress=False)
     assert report["n"] == 12 and report["accuracy"] >= 0.75
     assert report["model"]["temperature"] != 1.0
+
+
+# ----------------------------------------------------------------------------------- no tumour rule
+
+
+def test_notumor_rule_refers_no_tumour_answers_that_carry_tumour_evidence():
+    rng = np.random.default_rng(0)
+    n = 200
+    healthy = np.tile([0.01, 0.01, 0.97, 0.01], (n, 1)) + rng.uniform(0, 0.01, (n, 4))
+    missed = np.tile([0.35, 0.02, 0.6, 0.03], (5, 1))  # tumours the model calls "no tumour"
+    probs = np.vstack([healthy, missed])
+    probs /= probs.sum(1, keepdims=True)
+    labels = np.array([2] * n + [0] * 5)
+    rule = cal.fit_notumor_rule(probs, labels, CLASSES)
+    assert rule["val_missed_tumours"] == 5 and rule["val_missed_tumours_classified"] == 0
+    assert rule["val_notumor_referred"] <= cal.NOTUMOR_MAX_REFERRAL
+    policy = DecisionPolicy()
+    for p in missed:
+        d = decide(p / p.sum(), CLASSES, None, policy, notumor_rule=rule)
+        assert d["decision"] == "uncertain" and "glioma" in d["prediction_set"] and "missed tumour" in d["reason"]
+    d = decide(healthy[0] / healthy[0].sum(), CLASSES, None, policy, notumor_rule=rule)
+    assert d["decision"] == "classified"
+    # the box head's score is a second piece of evidence
+    boxes = np.r_[rng.uniform(0, 0.1, n), np.full(5, 0.9)]
+    rule2 = cal.fit_notumor_rule(probs, labels, CLASSES, boxes)
+    assert "max_box_score" in rule2
+    d = decide(healthy[0] / healthy[0].sum(), CLASSES, None, policy, notumor_rule=rule2, box_score=0.95)
+    assert d["decision"] == "uncertain" and "locator" in d["reason"]
+    # tumour answers are never touched by the rule
+    sure = np.array([0.97, 0.01, 0.01, 0.01])
+    assert decide(sure, CLASSES, None, policy, notumor_rule=rule)["decision"] == "classified"

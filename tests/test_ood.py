@@ -150,3 +150,29 @@ def test_a_fitted_gate_survives_the_checkpoint_metadata(tmp_path):
     assert np.allclose(back.scores(px, feats), gate.scores(px, feats))
     checks = back.check([(32, 32), (100, 100), (100, 100)], px, feats)
     assert "32x32" in checks[0][0]
+
+
+def test_per_class_fitting_bounds_the_rejections_of_every_class():
+    """One class (a kind of tumour) sits further out than the others: with the labels, the gate's
+    threshold is raised so that this class too loses at most the allowed share."""
+    rng = np.random.default_rng(1)
+    train_f, train_s = rng.normal(size=(600, 8)), rng.normal(size=(600, 43))
+    val_f, val_s = rng.normal(size=(400, 8)), rng.normal(size=(400, 43))
+    labels = np.repeat(np.arange(4), 100)
+    val_f[labels == 1] *= 1.6  # class 1 is unusual
+    plain = ood.fit_gate(train_f, train_s, val_f, val_s, rate=0.02)
+    fair = ood.fit_gate(train_f, train_s, val_f, val_s, rate=0.02, val_labels=labels)
+    raw = np.maximum(fair.features.distance(val_f) / fair.scale_features,
+                     fair.stats.distance(val_s) / fair.scale_stats)
+    assert (raw[labels == 1] > plain.threshold).mean() > 0.02  # one threshold fails class 1
+    for c in range(4):
+        assert (raw[labels == c] > fair.threshold).mean() <= 0.02
+    assert set(fair.info["val_rejected_per_class"]) == {"0", "1", "2", "3"}
+
+
+def test_an_atypical_rejection_names_the_failed_check():
+    r = ood.atypical_reason(2.4, 0.5)
+    assert r.startswith(ood.ATYPICAL) and "feature check, 2.4x" in r and "image-statistics" not in r
+    r = ood.atypical_reason(0.3, 1.7)
+    assert "image-statistics check, 1.7x" in r and "feature check" not in r
+    assert "does not look like a brain" not in r and "radiologist" in r

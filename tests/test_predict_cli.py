@@ -185,3 +185,22 @@ def test_configuring_the_command_imports_nothing_heavy():
             "print(sorted(k for k in ('torch', 'braintumor.predictor', 'pytorch_grad_cam') if k in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_tumour_boxes_in_json_csv_and_pictures(capsys, mixed_dir, tmp_path):
+    from conftest import box_checkpoint
+
+    ck = box_checkpoint(tmp_path / "box.safetensors", always=1)
+    code, out, _ = _run(capsys, mixed_dir, "--model", ck, "--csv")
+    rows = [r for r in csv.DictReader(io.StringIO(out)) if not r["error"]]
+    assert rows and all(r["label"] == "meningioma" for r in rows)
+    for r in rows:
+        x0, y0, x1, y1 = (int(r[k]) for k in ("box_x0", "box_y0", "box_x1", "box_y1"))
+        assert 0 <= x0 <= x1 and 0 <= y0 <= y1
+    outdir = tmp_path / "pics"
+    code, out, _ = _run(capsys, mixed_dir, "--model", ck, "--json", "--explain", outdir)
+    results = json.loads(out)["results"]
+    assert all(len(r["box"]) == 4 for r in results)
+    img = np.asarray(Image.open(outdir / "a.png").convert("RGB")).astype(int)
+    green = (img[..., 1] > 200) & (img[..., 0] < 60) & (img[..., 2] < 60)
+    assert green.sum() > 50  # the box is drawn on the pictures

@@ -135,13 +135,15 @@ def test_temperature_in_the_checkpoint_divides_the_logits(tmp_path, sample_files
     assert np.abs(_probs(r) - _eager_probs(path, sample_files[0][0], 1.0)).max() > 1e-3
 
 
-def test_explain_returns_heatmap_and_overlay_at_the_input_size(predictor, sample_files):
+def test_explain_returns_heatmaps_over_the_input_and_the_whole_image(predictor, sample_files):
     e = predictor.explain(sample_files[0][0])
     _check_result(e)
-    heat = e["heatmap"]
+    heat = e["heatmap_input"]
     assert heat.shape == (64, 64) and heat.dtype == np.float32
     assert heat.min() >= 0.0 and heat.max() <= 1.0 and heat.max() > 0.5
-    assert isinstance(e["overlay"], Image.Image) and e["overlay"].mode == "RGB" and e["overlay"].size == (64, 64)
+    size = Image.open(sample_files[0][0]).size
+    assert e["heatmap"].shape == (size[1], size[0]) and e["heatmap"].dtype == np.float32
+    assert isinstance(e["overlay"], Image.Image) and e["overlay"].mode == "RGB" and e["overlay"].size == size
     assert e["target"] == e["label"] and e["cam_method"] == "gradcam"
     assert e["probabilities"] == predictor.predict(sample_files[0][0])["probabilities"]
 
@@ -157,7 +159,7 @@ def test_explain_matches_pytorch_grad_cam_on_the_whole_model(predictor, random_c
         with GradCAM(model=model, target_layers=[model.layer4[-1]]) as c:
             ref = c(input_tensor=ck.preprocessing.tensor(load_image(path)),
                     targets=[ClassifierOutputTarget(CLASSES.index(target))])[0]
-        got = predictor.explain(path, target=target)["heatmap"]
+        got = predictor.explain(path, target=target)["heatmap_input"]
         assert np.corrcoef(ref.ravel(), got.ravel())[0, 1] >= 0.999
 
 
@@ -179,8 +181,8 @@ def test_target_by_name_or_index_and_bad_targets(predictor, sample_files):
 @pytest.mark.parametrize("method", ["gradcam++", "hirescam", "eigencam", "GradCAM++"])
 def test_other_cam_methods(predictor, sample_files, method):
     e = predictor.explain(sample_files[0][0], cam_method=method)
-    assert e["cam_method"] == method.lower() and e["heatmap"].shape == (64, 64)
-    assert 0.0 <= e["heatmap"].min() and e["heatmap"].max() <= 1.0
+    assert e["cam_method"] == method.lower() and e["heatmap_input"].shape == (64, 64)
+    assert 0.0 <= e["heatmap_input"].min() and e["heatmap_input"].max() <= 1.0
 
 
 def test_no_hooks_or_gradients_are_left_on_the_shared_model(predictor, sample_files):
@@ -242,7 +244,7 @@ def test_an_ensemble_averages_its_members(random_checkpoint, second_checkpoint, 
     want = (_probs(a.predict(path)) + _probs(b.predict(path))) / 2
     assert np.abs(_probs(both.predict(path)) - want).max() < 1e-6
     e = both.explain(path)
-    assert e["heatmap"].shape == (64, 64) and abs(float(e["heatmap"].max()) - 1.0) < 1e-6
+    assert e["heatmap_input"].shape == (64, 64) and abs(float(e["heatmap_input"].max()) - 1.0) < 1e-6
     assert both.sha256 == f"{a.sha256},{b.sha256}" and both.name == "random-r18-64 + second"
     assert "ensemble" in both.meta
 
@@ -392,4 +394,4 @@ def test_the_shipped_model_labels_the_sample_scans(sample_files):
     wrong = [(path.name, r["label"]) for (path, label), r in zip(sample_files, results) if r["label"] != label]
     assert not wrong
     e = p.explain(sample_files[0][0])
-    assert e["heatmap"].shape == (p.preprocessing.img_size,) * 2
+    assert e["heatmap_input"].shape == (p.preprocessing.img_size,) * 2

@@ -138,10 +138,11 @@ def test_predict_answers_with_probabilities_heat_map_and_timing(client, predicto
     # the same numbers as the Python API on the same image
     direct = predictor.predict(load_image(path))
     assert probs == pytest.approx([direct["probabilities"][c] for c in CLASSES], abs=1e-9)
-    size = predictor.preprocessing.img_size
+    size = load_image(path).size  # the heat map covers the whole scan as uploaded
     heat, original = decode_data_url(body["gradcam"]), decode_data_url(body["original"])
-    assert heat.size == original.size == (size, size)
+    assert heat.size == original.size == size == tuple(body["image_size"])
     assert heat.mode == "RGB" and original.mode == "L"
+    assert body["box"] is None  # this model has no box head
     assert body["model"] == {"name": predictor.name, "version": predictor.version, "sha256": predictor.sha256}
     t = body["timing_ms"]
     assert set(t) == {"preprocess", "predict", "explain", "total"}
@@ -549,3 +550,23 @@ def test_serve_cli_says_where_and_which_model(random_checkpoint):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_predict_gives_the_tumour_box_in_pixels_of_the_upload(tmp_path, sample_files):
+    from braintumor.predictor import Predictor
+    from braintumor.web import create_app
+    from conftest import box_checkpoint
+
+    p = Predictor.load(box_checkpoint(tmp_path / "box.safetensors", always=0), backend="torch")
+    client = create_app(predictor=p).test_client()
+    img = Image.open(sample_files[0][0]).convert("L").resize((320, 240))
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    body = post(client, buf.getvalue(), "scan.png").get_json()
+    assert body["image_size"] == [320, 240]
+    direct = p.predict(img)
+    assert body["label"] == "glioma" and body["box"] == direct["box"] and body["box"] is not None
+    x0, y0, x1, y1 = body["box"]
+    assert 0 <= x0 <= x1 <= 320 and 0 <= y0 <= y1 <= 240
+    assert 40 <= x0 and x1 <= 280  # inside the centre square the network sees
+    assert decode_data_url(body["gradcam"]).size == (320, 240)

@@ -139,12 +139,95 @@ def _fields(decision: str, reason: str, prediction_set: list[str]) -> dict:
     return {"decision": decision, "reason": reason, "prediction_set": prediction_set}
 
 
+NO_TUMOUR = "notumor"
+NOTUMOR_MAX_REFERRAL = 0.10  # share of validation no-tumour scans the rule may refer
+
+
+def tumour_evidence(probs: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """The largest calibrated probability of any tumour class, per row of (N, C) ``probs``."""
+    probs = np.atleast_2d(np.asarray(probs, dtype=np.float64))
+    cols = [i for i, c in enumerate(classes) if c != NO_TUMOUR]
+    return probs[:, cols].max(1)
+
+
+def fit_notumor_rule(probs: np.ndarray, labels: np.ndarray, classes: Sequence[str],
+                     box_scores: np.ndarray | None = None,
+                     max_referral: float = NOTUMOR_MAX_REFERRAL) -> dict:
+    """When may "no tumour" be answered as classified? Only when the evidence for every tumour class
+    is low: the largest tumour-class probability at most ``max_tumour_probability`` and (with a box
+    head) the box head's score at most ``max_box_score``.
+
+    Both thresholds are quantiles of the no-tumour validation scans. Of the pairs that refer at most
+    ``max_referral`` of them, the one that lets the fewest validation tumours through as a
+    classified "no tumour" is kept (ties: the one that refers the fewest)."""
+    labels = np.asarray(labels)
+    nt = list(classes).index(NO_TUMOUR)
+    ev = tumour_evidence(probs, classes)
+    bs = np.zeros(len(labels)) if box_scores is None else np.asarray(box_scores, dtype=np.float64)
+    healthy = labels == nt
+    said_none = np.asarray(probs).argmax(1) == nt
+    missed = ~healthy & said_none
+    qs = np.linspace(1 - max_referral, 1.0, 21)
+    best = None
+    for qp in qs:
+        tp = float(np.quantile(ev[healthy], qp))
+        for qb in (qs if box_scores is not None else [1.0]):
+            tb = float(np.quantile(bs[healthy], qb)) if box_scores is not None else 1.0
+            ok = (ev <= tp) & (bs <= tb)
+            referral = float((healthy & said_none & ~ok).sum() / max(1, (healthy & said_none).sum()))
+            if referral > max_referral + 1e-9:
+                continue
+            key = (int((missed & ok).sum()), referral)
+            if best is None or key < best[0]:
+                best = (key, tp, tb)
+    if best is None:  # cannot happen: qp = qb = 1 refers nothing
+        best = ((int(missed.sum()), 0.0), 1.0, 1.0)
+    (n_through, referral), tp, tb = best
+    rule = {"method": "no tumour is classified only when max tumour-class probability <= "
+                      "max_tumour_probability" + (" and box score <= max_box_score" if box_scores is not None else ""),
+            "max_tumour_probability": round(tp, 6),
+            "fitted_on": f"validation split, {len(labels)} images (in sample)",
+            "val_missed_tumours": int(missed.sum()),
+            "val_missed_tumours_classified": n_through,
+            "val_notumor_referred": round(referral, 5)}
+    if box_scores is not None:
+        rule["max_box_score"] = round(tb, 6)
+    return rule
+
+
 def decide(probs: np.ndarray, classes: Sequence[str], threshold: float | None,
-           policy: DecisionPolicy, rejection: str | None = None) -> dict:
+           policy: DecisionPolicy, rejection: str | None = None, notumor_rule: dict | None = None,
+           box_score: float | None = None) -> dict:
     """The decision fields of one result from its (C,) calibrated probabilities.
 
     ``threshold``: the conformal quantile for ``policy.coverage`` (None when the checkpoint has no
-    conformal scores); ``rejection``: why the out-of-distribution gate refused the input, if it did."""
+    conformal scores); ``rejection``: why the out-of-distribution gate refused the input, if it did;
+    ``notumor_rule``: when a "no tumour" answer may stand (:func:`fit_notumor_rule`), with the box
+    head's ``box_score``."""
+    d = _decide(probs, classes, threshold, policy, rejection)
+    if d["decision"] != "classified" or not notumor_rule or NO_TUMOUR not in classes:
+        return d
+    probs = np.asarray(probs, dtype=np.float64)
+    if classes[int(probs.argmax())] != NO_TUMOUR:
+        return d
+    cols = [i for i, c in enumerate(classes) if c != NO_TUMOUR]
+    strongest = max(cols, key=lambda i: probs[i])
+    tp = float(notumor_rule.get("max_tumour_probability", 1.0))
+    tb = notumor_rule.get("max_box_score")
+    if probs[strongest] > tp:
+        why = (f"{classes[strongest]} has {probs[strongest]:.1%}, more than the model gives any tumour "
+               f"on most scans without one ({tp:.1%})")
+    elif tb is not None and box_score is not None and box_score > float(tb):
+        why = f"the tumour locator's score is {box_score:.2f}, above {float(tb):.2f}"
+    else:
+        return d
+    return _fields("uncertain", f"no tumour is the most probable answer, but a missed tumour costs more "
+                                f"than a referral: {why}; refer to a radiologist",
+                   [NO_TUMOUR, classes[strongest]])
+
+
+def _decide(probs: np.ndarray, classes: Sequence[str], threshold: float | None,
+            policy: DecisionPolicy, rejection: str | None = None) -> dict:
     probs = np.asarray(probs, dtype=np.float64)
     top = int(probs.argmax())
     if rejection:
@@ -191,11 +274,14 @@ class Decider:
                 self.threshold = conformal_threshold(np.asarray(conf["scores"]), self.policy.coverage)
                 break
         self.gates = [OodGate.from_meta(m.get("ood")) for m in metas]
+        self.notumor_rule = next((m["notumor_rule"] for m in metas if m.get("notumor_rule")), None)
 
     def __call__(self, sizes: Sequence[tuple[int, int]], probs: np.ndarray,
-                 pixels: Sequence[np.ndarray], features: Sequence[np.ndarray]) -> list[dict]:
+                 pixels: Sequence[np.ndarray], features: Sequence[np.ndarray],
+                 box_scores: Sequence[float | None] | None = None) -> list[dict]:
         """Decision fields for N images: their original (width, height), (N, C) probabilities, and
-        per checkpoint the network's (N, S, S) uint8 pixels and (N, D) pooled features."""
+        per checkpoint the network's (N, S, S) uint8 pixels and (N, D) pooled features; the box
+        head's scores where there is one."""
         n = len(probs)
         reasons: list[str | None] = [None] * n
         scores: list[float | None] = [None] * n
@@ -207,7 +293,8 @@ class Decider:
                     reasons[i] = reasons[i] or reason
         out = []
         for i in range(n):
-            d = decide(probs[i], self.classes, self.threshold, self.policy, reasons[i])
+            d = decide(probs[i], self.classes, self.threshold, self.policy, reasons[i], self.notumor_rule,
+                       None if box_scores is None else box_scores[i])
             d["ood_score"] = None if scores[i] is None else float(scores[i])  # > 1: out of distribution
             out.append(d)
         return out
@@ -232,6 +319,8 @@ def network_outputs(checkpoint, files: Sequence[str | Path], batch_size: int = 3
     body, head = split_network(model, checkpoint.arch)
     prep = checkpoint.preprocessing
     parts: dict[str, list] = {"logits": [], "features": [], "stats": [], "std": [], "sizes": []}
+    if hasattr(model, "box_head"):
+        parts["box_score"] = []
     bar = progress(total=len(files), desc=desc)
     for start in range(0, len(files), batch_size):
         grays = [load_image(f) for f in files[start:start + batch_size]]
@@ -239,6 +328,10 @@ def network_outputs(checkpoint, files: Sequence[str | Path], batch_size: int = 3
         with torch.inference_mode():
             f = body(prep.normalize(torch.from_numpy(px)))
             parts["logits"].append(head(f).double().numpy())
+            if "box_score" in parts:
+                from .localize import decode_boxes
+
+                parts["box_score"].append(decode_boxes(*model.box_head(f))[1].double().numpy())
         parts["features"].append(pooled_features(f))
         parts["stats"].append(image_statistics(px))
         parts["std"].append(px.reshape(len(px), -1).std(axis=1))
@@ -354,9 +447,12 @@ def calibrate(checkpoint_path: str | Path, data: str | Path, split_file: str | P
     t = network_outputs(ck, [root / r for r in train], batch_size, "training")
     entries = calibration_entries(v["logits"], labels_of(val), coverage,
                                   note=f"validation split of {Path(split_file).name}, {len(val)} images")
+    val_labels = labels_of(val)
     gate = ood.fit_gate(t["features"], t["stats"], v["features"], v["stats"],
-                        ood.failed_checks(v["sizes"], v["std"]))
+                        ood.failed_checks(v["sizes"], v["std"]), val_labels=val_labels)
     entries["ood"] = gate.to_meta()
+    entries["notumor_rule"] = fit_notumor_rule(softmax(v["logits"], entries["temperature"]), val_labels,
+                                               ck.classes, v.get("box_score"))
     mode = path.stat().st_mode & 0o777
     digest = update_meta(path, **entries)
     path.chmod(mode | 0o444)  # the rewritten file keeps (at least readable) permissions
@@ -369,7 +465,7 @@ def calibrate(checkpoint_path: str | Path, data: str | Path, split_file: str | P
         manifest = json.loads(mpath.read_text())
         manifest["sha256"] = digest
         mpath.write_text(json.dumps(manifest, indent=2) + "\n")
-    brief = {k: v for k, v in entries.items() if k not in ("conformal", "ood")}
+    brief = {k: v for k, v in entries.items() if k not in ("conformal", "ood")}  # notumor_rule stays
     brief["conformal"] = {k: v for k, v in entries["conformal"].items() if k != "scores"}
     brief["ood"] = gate.describe()
     return {"entries": brief, "sha256": digest, "shipped": is_shipped}

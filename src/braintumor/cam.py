@@ -116,6 +116,21 @@ def resize_heatmap(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
 
 
+def heatmap_on_image(heatmap: np.ndarray, size: tuple[int, int], prep) -> np.ndarray:
+    """A heat map over the network's input -> (H, W) over the whole image of ``size`` (width,
+    height): the input's centre square gets the map, the rest (never seen by the network) zero."""
+    w, h = size
+    side = min(w, h) * prep.img_size / prep.resize_size
+    left, top = (w - side) / 2, (h - side) / 2
+    # sample the map at every image pixel's centre (bilinear, outside -> 0)
+    t = torch.from_numpy(np.ascontiguousarray(heatmap, dtype=np.float32))[None, None]
+    xs = ((torch.arange(w, dtype=torch.float32) + 0.5 - left) / side) * 2 - 1
+    ys = ((torch.arange(h, dtype=torch.float32) + 0.5 - top) / side) * 2 - 1
+    grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], dim=-1)[None]
+    out = torch.nn.functional.grid_sample(t, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return np.clip(out[0, 0].numpy(), 0.0, 1.0).astype(np.float32)
+
+
 def render_overlay(gray: np.ndarray, heatmap: np.ndarray, image_weight: float = 0.5) -> Image.Image:
     """The scan (H, W uint8) with the heat map (values in [0, 1]) laid over it in the jet colour map."""
     from pytorch_grad_cam.utils.image import show_cam_on_image
@@ -136,16 +151,25 @@ def _font(size: int):
 
 
 def explanation_figure(gray: np.ndarray, overlay: Image.Image, caption: str,
-                       subtitle: str = "") -> Image.Image:
-    """Scan and overlay side by side, with a caption bar above (for ``predict --explain``)."""
+                       subtitle: str = "", box: list[int] | None = None,
+                       image_size: tuple[int, int] | None = None) -> Image.Image:
+    """Scan and overlay side by side (aspect kept), with a caption bar above (for ``predict
+    --explain``); ``box`` ([x0, y0, x1, y1] in pixels of an image of ``image_size``) is drawn on both."""
     gray = np.asarray(gray)
-    side = max(256, gray.shape[0])
-    scan = Image.fromarray(gray, "L").convert("RGB").resize((side, side), Image.BILINEAR)
-    over = overlay.convert("RGB").resize((side, side), Image.BILINEAR)
+    h, w = gray.shape[:2]
+    scale = max(256 / max(h, w), 1.0)
+    size = (round(w * scale), round(h * scale))
+    scan = Image.fromarray(gray, "L").convert("RGB").resize(size, Image.BILINEAR)
+    over = overlay.convert("RGB").resize(size, Image.BILINEAR)
+    if box is not None and image_size is not None:
+        fx, fy = size[0] / image_size[0], size[1] / image_size[1]
+        rect = [box[0] * fx, box[1] * fy, box[2] * fx, box[3] * fy]
+        for im in (scan, over):
+            ImageDraw.Draw(im).rectangle(rect, outline=(0, 255, 0), width=max(2, size[0] // 160))
     bar = 56 if subtitle else 34
-    fig = Image.new("RGB", (2 * side + 8, side + bar), (255, 255, 255))
+    fig = Image.new("RGB", (2 * size[0] + 8, size[1] + bar), (255, 255, 255))
     fig.paste(scan, (0, bar))
-    fig.paste(over, (side + 8, bar))
+    fig.paste(over, (size[0] + 8, bar))
     draw = ImageDraw.Draw(fig)
     draw.text((8, 6), caption, fill=(0, 0, 0), font=_font(20))
     if subtitle:

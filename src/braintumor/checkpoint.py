@@ -40,9 +40,13 @@ class Checkpoint:
     def name(self) -> str:
         return self.meta.get("name") or (self.path.stem if self.path else self.arch)
 
+    @property
+    def has_box_head(self) -> bool:
+        return any(k.startswith("box_head.") for k in self.state_dict)
+
     def build(self) -> nn.Module:
         """The network in eval mode with these weights, float32 on the CPU."""
-        model = build_model(self.arch, len(self.classes))
+        model = build_model(self.arch, len(self.classes), box_head=self.has_box_head)
         state = {k: v.float() if v.is_floating_point() else v for k, v in self.state_dict.items()}
         try:
             model.load_state_dict(state)
@@ -155,7 +159,7 @@ def update_meta(path: str | Path, **entries) -> str:
 
 
 PUBLIC_META_KEYS = ("name", "version", "epoch", "val", "val_loss", "train_images", "training",
-                    "temperature", "calibration", "conformal", "ood", "model_card")
+                    "temperature", "calibration", "conformal", "ood", "notumor_rule", "localization", "model_card")
 
 
 def public_meta(meta: dict) -> dict:

@@ -52,6 +52,20 @@ def configure_train(p: argparse.ArgumentParser) -> None:
                    help="bfloat16 mixed precision on CUDA, and on CPUs with native bfloat16 (default: on)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    p.add_argument("--init", default=None, metavar="CHECKPOINT",
+                   help="start from all weights of a braintumor checkpoint (fine-tuning)")
+    p.add_argument("--freeze-early", action="store_true", default=None,
+                   help="with --init: keep the early blocks fixed (about 2x faster on a CPU)")
+    g = p.add_argument_group("tumour boxes", "teach where the tumour is and break the source-class link")
+    g.add_argument("--boxes", default=None, metavar="TSV",
+                   help="radiologist boxes (file xc yc w h): adds a box head, the CAM-in-box loss, "
+                        "tumour copy-paste, style mixing and MRI artefacts")
+    g.add_argument("--cam-loss", type=float, default=None, help="weight of the CAM-in-box loss (1)")
+    g.add_argument("--box-loss", type=float, default=None, help="weight of the box head's loss (1)")
+    g.add_argument("--paste", type=float, default=None, help="share of no-tumour images given a tumour (0.3)")
+    g.add_argument("--erase", type=float, default=None, help="share of tumour images with it covered (0.2)")
+    g.add_argument("--style-mix", type=float, default=None, help="share given the other source's histogram (0.3)")
+    g.add_argument("--artefacts", type=float, default=None, help="how often each TorchIO artefact applies (0.3)")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -70,7 +84,8 @@ def run_train(args: argparse.Namespace) -> int:
         overrides = {k: getattr(args, k) for k in (
             "epochs", "img_size", "batch_size", "lr", "weight_decay", "warmup_epochs", "patience",
             "time_budget", "label_smoothing", "amp",
-            "ema_decay", "mixup", "val_fraction", "split_file", "max_images", "workers")}
+            "ema_decay", "mixup", "val_fraction", "split_file", "max_images", "workers", "init", "freeze_early", "boxes",
+            "cam_loss", "box_loss", "paste", "erase", "style_mix", "artefacts")}
         cfg = TrainConfig.recipe(args.pretrained, data=args.data, out=args.out, arch=args.arch,
                                  device=args.device, seed=args.seed, resume=args.resume, **overrides)
     result = main(cfg)

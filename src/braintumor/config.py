@@ -48,7 +48,17 @@ class TrainConfig:
     rotation: float = 15.0  # degrees, +/-
     hflip: bool = True
     jitter: float = 0.15  # brightness and contrast
-    mixup: float = 0.0  # probability of a CutMix/MixUp batch
+    mixup: float = 0.0  # probability of a CutMix batch (not used with boxes)
+    # Tumour boxes: teach the network where the tumour is and break the source-class link
+    boxes: str = ""  # TSV of radiologist boxes (file xc yc w h); "" = classification only
+    cam_loss: float = 1.0  # weight of the CAM-in-box loss (with boxes)
+    box_loss: float = 1.0  # weight of the box head's loss (with boxes)
+    paste: float = 0.3  # share of no-tumour images that get a tumour pasted in (with boxes)
+    erase: float = 0.2  # share of boxed tumour images whose tumour is covered (with boxes)
+    style_mix: float = 0.3  # share of images given the other source's histogram (with boxes)
+    artefacts: float = 0.3  # TorchIO MRI artefacts: how often each kind is applied (with boxes)
+    init: str = ""  # start from this checkpoint's weights (all of them, head included)
+    freeze_early: bool = False  # keep the early blocks (ResNet conv1-layer2) fixed: 2x faster on a CPU
     # Split
     val_fraction: float = 0.15
     split_file: str = ""  # reuse an existing split.json instead of computing one

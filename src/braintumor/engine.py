@@ -65,26 +65,40 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, schedule
                     order: np.ndarray, batch_size: int, augment: Augment, prep: Preprocessing,
                     device: torch.device, gen: torch.Generator, label_smoothing: float = 0.0,
                     amp: bool = True, channels_last: bool = True, ema=None, mixup: float = 0.0,
-                    epoch: int = 0, show_progress: bool = True) -> dict:
-    """Train over ``order`` (indices into ``images``) once. Returns mean loss and accuracy."""
+                    epoch: int = 0, show_progress: bool = True, supervision=None) -> dict:
+    """Train over ``order`` (indices into ``images``) once. Returns mean loss and accuracy.
+
+    With ``supervision`` (a :class:`braintumor.box_training.BoxSupervision`), ``model`` is a
+    :class:`braintumor.localize.LocalizingNet`: batches go through source-breaking augmentation and
+    the loss adds the CAM-in-box and box-head terms."""
     model.train()
     labels_t = torch.as_tensor(labels, device=device) if not isinstance(labels, torch.Tensor) else labels
     n_batches = len(order) // batch_size if len(order) >= batch_size else 1
     total_loss, correct, seen = 0.0, 0, 0
+    extra_cam = extra_box = 0.0
     bar = progress(range(n_batches), desc=f"epoch {epoch}", unit="batch", disable=not show_progress or None)
     for b in bar:
         idx = order[b * batch_size:(b + 1) * batch_size]
-        x = augment(_batch_tensor(images, idx, device), gen)
+        y = labels_t[torch.as_tensor(idx, device=labels_t.device)]
+        if supervision is not None:
+            x, y, boxes, has, masks = supervision.batch(_batch_tensor(images, idx, device), y, idx, augment, gen)
+        else:
+            x = augment(_batch_tensor(images, idx, device), gen)
         x = prep.normalize(x)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        y = labels_t[torch.as_tensor(idx, device=labels_t.device)]
         y_soft = F.one_hot(y, model_classes(model)).float()
-        if mixup > 0 and torch.rand(1, generator=gen).item() < mixup:
+        if mixup > 0 and supervision is None and torch.rand(1, generator=gen).item() < mixup:
             x, y_soft = _cutmix(x, y_soft, gen)
         with _autocast(device, amp, cpu=True):
-            logits = model(x)
+            out = model(x)
+            logits = out[0] if supervision is not None else out
             loss = F.cross_entropy(logits.float(), y_soft, label_smoothing=label_smoothing)
+            if supervision is not None:
+                parts = supervision.loss(model, out, y, boxes, has, masks)
+                loss = loss + parts["total"]
+                extra_cam += float(parts["cam"].detach()) * len(idx)
+                extra_box += float(parts["box"].detach()) * len(idx)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -97,7 +111,10 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, schedule
         seen += len(idx)
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
-    return {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1), "seen": seen}
+    stats = {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1), "seen": seen}
+    if supervision is not None:
+        stats.update(cam_loss=extra_cam / max(seen, 1), box_loss=extra_box / max(seen, 1))
+    return stats
 
 
 def model_classes(model: nn.Module) -> int:

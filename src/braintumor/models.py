@@ -74,11 +74,18 @@ def _set_head(model: nn.Module, path: str, num_classes: int) -> None:
     setattr(parent, leaf, nn.Linear(old.in_features, num_classes))
 
 
-def build_model(arch: str, num_classes: int) -> nn.Module:
-    """A randomly initialised network of the named architecture with a ``num_classes`` head."""
+def build_model(arch: str, num_classes: int, box_head: bool = False) -> nn.Module:
+    """A randomly initialised network of the named architecture with a ``num_classes`` head.
+
+    With ``box_head``, the model also holds ``model.box_head`` (:class:`braintumor.localize.BoxHead`),
+    which reads the last block's features; the model's own ``forward`` still returns logits only."""
     spec = get_arch(arch)
     model = spec.build()
     _set_head(model, spec.head, num_classes)
+    if box_head:
+        from .localize import BoxHead
+
+        model.box_head = BoxHead(model.get_submodule(spec.head).in_features)
     return model
 
 

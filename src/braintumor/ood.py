@@ -51,8 +51,24 @@ SHRINK_STATS = 1e-2
 
 TOO_SMALL = "the image is only {w}x{h} pixels; a scan needs at least {m} pixels a side"
 BLANK = "the image is blank (nearly a single grey level); there is nothing to classify"
-ATYPICAL = ("this does not look like a brain MRI slice (axial, coronal or sagittal) of the kind the "
-            "model was trained on, so it gives no tumour label")
+ATYPICAL = "unlike the scans the model was trained on"
+FAILED_FEATURES = ("the network's features for this image are far from those of every training scan "
+                   "(feature check, {score:.1f}x the threshold)")
+FAILED_STATS = ("its intensity and edge statistics are far from those of the training scans "
+                "(image-statistics check, {score:.1f}x the threshold)")
+ATYPICAL_END = ("; it may still be a brain MRI (another sequence, scanner or view), but the model "
+                "gives no tumour label for it: have it read by a radiologist")
+
+
+def atypical_reason(feature_score: float, stats_score: float) -> str:
+    """Why an image is rejected as atypical, naming the check that failed (scores relative to the
+    threshold: above 1 fails)."""
+    parts = []
+    if feature_score > 1.0:
+        parts.append(FAILED_FEATURES.format(score=feature_score))
+    if stats_score > 1.0:
+        parts.append(FAILED_STATS.format(score=stats_score))
+    return f"{ATYPICAL}: " + " and ".join(parts or [FAILED_FEATURES.format(score=feature_score)]) + ATYPICAL_END
 
 
 # ----------------------------------------------------------------------------------- image statistics
@@ -179,11 +195,15 @@ class OodGate:
     def fitted(self) -> bool:
         return self.features is not None and self.stats is not None
 
-    def raw_scores(self, pixels: np.ndarray, features: np.ndarray) -> np.ndarray:
-        """max(feature distance / its scale, statistics distance / its scale), per image."""
+    def part_scores(self, pixels: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(feature distance / its scale, statistics distance / its scale), per image."""
         f = self.features.distance(features) / self.scale_features
         s = self.stats.distance(image_statistics(pixels)) / self.scale_stats
-        return np.maximum(f, s)
+        return f, s
+
+    def raw_scores(self, pixels: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """max(feature distance / its scale, statistics distance / its scale), per image."""
+        return np.maximum(*self.part_scores(pixels, features))
 
     def scores(self, pixels: np.ndarray, features: np.ndarray) -> np.ndarray:
         """Scores relative to the threshold: above 1 is out of distribution."""
@@ -194,17 +214,20 @@ class OodGate:
         """(reason to reject or None, score or None) for each image, from its original (width,
         height), the network's (N, S, S) uint8 pixels and its (N, D) pooled features."""
         pixels = np.asarray(pixels)
-        scores = self.scores(pixels, features) if self.fitted else [None] * len(pixels)
+        if self.fitted:
+            fs, ss = (a / self.threshold for a in self.part_scores(pixels, features))
+        else:
+            fs = ss = [None] * len(pixels)
         stds = pixels.reshape(len(pixels), -1).std(axis=1)
         out = []
-        for (w, h), std, score in zip(sizes, stds, scores):
-            score = None if score is None else float(score)
+        for (w, h), std, f, st in zip(sizes, stds, fs, ss):
+            score = None if f is None else float(max(f, st))
             if min(w, h) < self.min_side:
                 out.append((TOO_SMALL.format(w=w, h=h, m=self.min_side), score))
             elif std < self.blank_std:
                 out.append((BLANK, score))
             elif score is not None and score > 1.0:
-                out.append((ATYPICAL, score))
+                out.append((atypical_reason(float(f), float(st)), score))
             else:
                 out.append((None, score))
         return out
@@ -249,9 +272,11 @@ class OodGate:
 
 def fit_gate(train_features: np.ndarray, train_stats: np.ndarray, val_features: np.ndarray,
              val_stats: np.ndarray, val_failed: np.ndarray | None = None,
-             rate: float = FALSE_REJECTION) -> OodGate:
+             rate: float = FALSE_REJECTION, val_labels: np.ndarray | None = None) -> OodGate:
     """Fit the Gaussians on training-split images and the scales and threshold on validation-split
-    images, so that at most ``rate`` of the validation slices are rejected by the whole gate.
+    images, so that at most ``rate`` of the validation slices are rejected by the whole gate; with
+    ``val_labels``, at most ``rate`` of each class (the threshold is the largest of the per-class
+    quantiles), so that no kind of tumour is refused more often than the others.
 
     ``*_stats`` are :func:`image_statistics`; ``val_failed`` marks validation slices that the size or
     blank check already rejects (they use up part of the budget)."""
@@ -264,6 +289,13 @@ def fit_gate(train_features: np.ndarray, train_stats: np.ndarray, val_features: 
     if val_failed is not None:
         raw = np.where(np.asarray(val_failed, bool), np.inf, raw)
     threshold = conformal_quantile(raw, rate, midpoint=True)
+    per_class = {}
+    if val_labels is not None:
+        val_labels = np.asarray(val_labels)
+        for c in np.unique(val_labels):
+            q = conformal_quantile(raw[val_labels == c], rate, midpoint=True)
+            per_class[int(c)] = q
+            threshold = max(threshold, q)
     if not np.isfinite(threshold):
         raise ValueError("the size and blank checks reject more than the allowed share of validation slices")
     return OodGate(feats, stats, sf, ss, threshold, info={
@@ -271,6 +303,8 @@ def fit_gate(train_features: np.ndarray, train_stats: np.ndarray, val_features: 
                       "threshold": f"validation split, {len(val_features)} images"},
         "false_rejection_target": rate,
         "val_rejected": round(float((raw > threshold).mean()), 5),
+        **({"val_rejected_per_class": {str(c): round(float((raw[val_labels == c] > threshold).mean()), 5)
+                                       for c in per_class}} if per_class else {}),
     })
 
 

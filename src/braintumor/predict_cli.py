@@ -122,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
             raise _usage(f"--explain: {outdir} exists and is not a folder")
 
     from .cam import explanation_figure
+    from .predictor import display_pixels
     from .data import progress
     from .imaging import ImageError, load_image
     from .predictor import Predictor
@@ -149,13 +150,14 @@ def run(args: argparse.Namespace) -> int:
                 for gray, (file, name) in zip(grays, names):
                     e = predictor.explain(gray, cam_method=args.cam_method, tta=args.tta)
                     fig = explanation_figure(
-                        predictor.preprocessing.pixels(gray), e["overlay"],
+                        display_pixels(gray), e["overlay"],
                         f"{e['label']}  {e['confidence']:.1%}"
                         + (f"  ({_decision(e)})" if e.get("decision", "classified") != "classified" else ""),
-                        f"{name} - {args.cam_method} for {e['target']} - not for diagnosis")
+                        f"{name} - {args.cam_method} for {e['target']} - not for diagnosis",
+                        box=e.get("box"), image_size=gray.size)
                     target = outdir / _figure_name(name, used)
                     fig.save(target)
-                    preds.append({k: v for k, v in e.items() if k not in ("heatmap", "overlay")}
+                    preds.append({k: v for k, v in e.items() if k not in ("heatmap", "heatmap_input", "overlay")}
                                  | {"explanation": str(target)})
             else:
                 preds = predictor.predict_batch(grays, batch_size=args.batch_size, tta=args.tta)
@@ -200,11 +202,13 @@ def format_table(results: list[dict], classes: tuple[str, ...]) -> str:
 def format_csv(results: list[dict], errors: list[dict], classes: tuple[str, ...]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["file", "label", "confidence", *classes, "decision", "prediction_set", "error"])
+    w.writerow(["file", "label", "confidence", *classes, "decision", "prediction_set",
+                "box_x0", "box_y0", "box_x1", "box_y1", "error"])
     for r in results:
+        box = r.get("box") or [""] * 4
         w.writerow([r["file"], r["label"], f"{r['confidence']:.6f}",
                     *(f"{r['probabilities'][c]:.6f}" for c in classes), r.get("decision", ""),
-                    " ".join(r.get("prediction_set", [])), ""])
+                    " ".join(r.get("prediction_set", [])), *box, ""])
     for e in errors:
-        w.writerow([e["file"], "", "", *([""] * len(classes)), "", "", e["error"]])
+        w.writerow([e["file"], "", "", *([""] * len(classes)), "", "", *([""] * 4), e["error"]])
     return buf.getvalue()

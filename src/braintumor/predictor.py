@@ -2,7 +2,7 @@
 
     from braintumor import Predictor
     p = Predictor.load()                       # the shipped model
-    p.predict("scan.jpg")                      # {"label", "confidence", "probabilities"}
+    p.predict("scan.jpg")                      # {"label", "confidence", "probabilities", "box", ...}
     p.explain("scan.jpg")                      # ... plus "heatmap" and "overlay"
 
 Every input goes through :func:`braintumor.imaging.load_image` and then the checkpoint's own
@@ -289,6 +289,37 @@ def tta_views(pixels: np.ndarray, shift: float = TTA_SHIFT) -> np.ndarray:
     return np.ascontiguousarray(np.stack(views))
 
 
+NO_TUMOUR = "notumor"
+
+
+def input_window(size: tuple[int, int], prep: Preprocessing) -> tuple[float, float, float]:
+    """Where the network's square input lies in an image of ``size`` (width, height): its left and
+    top edge and its side, in the image's pixels (the centre square; see transforms.prepare)."""
+    w, h = size
+    side = min(w, h) * prep.img_size / prep.resize_size
+    return (w - side) / 2, (h - side) / 2, side
+
+
+def box_in_image(frac: Sequence[float], size: tuple[int, int], prep: Preprocessing) -> list[int]:
+    """A box in fractions of the network input -> [x0, y0, x1, y1] in pixels of the image."""
+    left, top, side = input_window(size, prep)
+    w, h = size
+    x0, y0, x1, y1 = frac
+    box = [left + x0 * side, top + y0 * side, left + x1 * side, top + y1 * side]
+    lim = (w, h, w, h)
+    return [int(min(max(round(v), 0), m)) for v, m in zip(box, lim)]
+
+
+def display_pixels(gray: Image.Image, max_side: int = 1024) -> np.ndarray:
+    """The image as uint8 grey pixels for display, longer side at most ``max_side``."""
+    w, h = gray.size
+    scale = min(1.0, max_side / max(w, h))
+    if scale < 1.0:
+        gray = gray.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
+    arr = np.asarray(gray.convert("L") if gray.mode != "L" else gray)
+    return arr
+
+
 class Predictor:
     """A loaded model (or an ensemble of models) that classifies scans and explains its answers."""
 
@@ -412,22 +443,23 @@ class Predictor:
         """{"label", "confidence", "probabilities": {class: p}} for one image."""
         gray = load_image(image, slice_index=slice_index)
         probs, parts = self._forward([gray], tta)
-        return self._result(probs[0]) | self._decisions([gray], probs, parts)[0]
+        return self._answers([gray], probs, parts)[0]
 
     def explain(self, image: ImageInput, target: str | int | None = None, cam_method: str = "gradcam",
                 tta: bool = False, slice_index: int | None = None) -> dict:
-        """The prediction plus "heatmap" (H x W float32 in [0, 1], the network input size), "overlay"
-        (a PIL RGB image: the network's view of the scan with the heat map), "target" (the class
-        explained: ``target`` or the predicted one) and "cam_method".
+        """The prediction plus "heatmap" (H x W float32 in [0, 1] over the whole image as given; zero
+        outside the centre square the network sees), "heatmap_input" (the same at the network's
+        input size), "overlay" (a PIL RGB image: the scan with the heat map, longer side at most
+        1024 pixels), "target" (the class explained: ``target`` or the predicted one) and
+        "cam_method".
 
         With ``tta`` the probabilities are averaged over the augmented views; the heat map is always
         that of the unaugmented image."""
         method = _cam.canonical_method(cam_method)  # an unknown method is refused before any work
         gray = load_image(image, slice_index=slice_index)
         probs, parts = self._forward([gray], tta)
-        decision = self._decisions([gray], probs, parts)[0]
-        probs = probs[0]
-        t = self._target_index(target, probs)
+        result = self._answers([gray], probs, parts)[0]
+        t = self._target_index(target, probs[0])
         size = (self.preprocessing.img_size, self.preprocessing.img_size)
         heat = np.zeros(size, dtype=np.float32)
         for m, (pixels, feats) in zip(self._members, parts):
@@ -438,11 +470,11 @@ class Predictor:
             lo, hi = float(heat.min()), float(heat.max())
             heat = (heat - lo) / (hi - lo) if hi > lo else np.zeros_like(heat)
         heat = heat.astype(np.float32)
-        result = self._result(probs) | decision
         result["target"] = self.classes[t]
         result["cam_method"] = method
-        result["heatmap"] = heat
-        result["overlay"] = _cam.render_overlay(parts[0][0][0], heat)
+        result["heatmap_input"] = heat
+        result["heatmap"] = _cam.heatmap_on_image(heat, gray.size, self.preprocessing)
+        result["overlay"] = _cam.render_overlay(display_pixels(gray), result["heatmap"])
         return result
 
     def predict_batch(self, images: Iterable[ImageInput], batch_size: int = 32, tta: bool = False,
@@ -461,9 +493,8 @@ class Predictor:
         def flush():
             if chunk:
                 probs, parts = self._forward([g for _, g in chunk], tta)
-                decisions = self._decisions([g for _, g in chunk], probs, parts)
-                for (i, _), p, d in zip(chunk, probs, decisions):
-                    out[i] = self._result(p) | d
+                for (i, _), answer in zip(chunk, self._answers([g for _, g in chunk], probs, parts)):
+                    out[i] = answer
                 chunk.clear()
 
         for image in images:
@@ -521,14 +552,44 @@ class Predictor:
             "probabilities": {c: float(p) for c, p in zip(self.classes, probs)},
         }
 
+    def _answers(self, grays: list[Image.Image], probs: np.ndarray,
+                 parts: list[tuple[np.ndarray, torch.Tensor]]) -> list[dict]:
+        """Label, probabilities, decision and tumour box of each image."""
+        boxes = self._boxes(grays, parts)
+        decisions = self._decisions(grays, probs, parts, [sc for _, sc in boxes])
+        out = []
+        for p, d, (box, score) in zip(probs, decisions, boxes):
+            r = self._result(p) | d
+            tumour = r["label"] != NO_TUMOUR and r["decision"] != "rejected"
+            r["box"] = box if tumour and box is not None else None
+            r["box_score"] = score
+            out.append(r)
+        return out
+
+    def _boxes(self, grays: list[Image.Image], parts: list[tuple[np.ndarray, torch.Tensor]]
+               ) -> list[tuple[list[int] | None, float | None]]:
+        """Each image's tumour box from the first member with a box head, in pixels of the image
+        as given ([x0, y0, x1, y1]), and the box head's score; (None, None) without a box head."""
+        for m, (_, feats) in zip(self._members, parts):
+            if hasattr(m.model, "box_head"):
+                from .localize import decode_boxes
+
+                with torch.inference_mode():
+                    centre, sides = m.model.box_head(feats.float())
+                    frac, score = decode_boxes(centre, sides)
+                return [(box_in_image(f.tolist(), g.size, m.preprocessing), float(sc))
+                        for f, g, sc in zip(frac, grays, score)]
+        return [(None, None)] * len(grays)
+
     def _decisions(self, grays: list[Image.Image], probs: np.ndarray,
-                   parts: list[tuple[np.ndarray, torch.Tensor]]) -> list[dict]:
+                   parts: list[tuple[np.ndarray, torch.Tensor]],
+                   box_scores: list[float | None] | None = None) -> list[dict]:
         """"decision", "reason", "prediction_set" and "ood_score" of each image
         (:class:`braintumor.calibration.Decider`), from what :meth:`_forward` computed."""
         from .ood import pooled_features
 
         return self._decider([g.size for g in grays], probs, [px for px, _ in parts],
-                             [pooled_features(f) for _, f in parts])
+                             [pooled_features(f) for _, f in parts], box_scores)
 
     def _target_index(self, target: str | int | None, probs: np.ndarray) -> int:
         if target is None:

@@ -93,14 +93,49 @@ def fit_time_budget(cfg: TrainConfig, done: int, elapsed: float, epoch_seconds: 
 
 
 def make_model(cfg: TrainConfig, device: torch.device):
-    model = build_model(cfg.arch, len(cfg.classes))
-    if cfg.pretrained != "none":
+    model = build_model(cfg.arch, len(cfg.classes), box_head=bool(cfg.boxes))
+    if cfg.init:
+        init_from_checkpoint(model, cfg)
+        if cfg.freeze_early:
+            freeze_for_finetune(model, cfg.arch)
+    elif cfg.pretrained != "none":
         load_pretrained(model, cfg.arch, cfg.pretrained)
         freeze_for_finetune(model, cfg.arch)
     model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def init_from_checkpoint(model, cfg: TrainConfig) -> None:
+    """Every tensor of ``cfg.init`` (a braintumor checkpoint) that the model has; a box head the
+    checkpoint lacks keeps its fresh initialisation."""
+    from .checkpoint import load_checkpoint
+
+    ck = load_checkpoint(cfg.init)
+    if ck.arch != cfg.arch or tuple(ck.classes) != tuple(cfg.classes):
+        raise DataError(f"--init {cfg.init}: a {ck.arch} checkpoint for {list(ck.classes)}, "
+                        f"not {cfg.arch} for {list(cfg.classes)}")
+    own = model.state_dict()
+    state = {k: v.to(own[k].dtype) for k, v in ck.state_dict.items() if k in own}
+    missing = [k for k in own if k not in state and not k.startswith("box_head.")]
+    if missing:
+        raise DataError(f"--init {cfg.init}: {len(missing)} tensors missing, e.g. {missing[0]}")
+    own.update(state)
+    model.load_state_dict(own)
+
+
+def make_supervision(cfg: TrainConfig, root: Path, paths: list[str]):
+    """Box supervision for the training images, or None without ``cfg.boxes``."""
+    if not cfg.boxes:
+        return None
+    from .box_training import BoxSupervision, box_table, read_boxes
+    from .models import get_arch
+
+    table = torch.from_numpy(box_table(paths, root, read_boxes(cfg.boxes)))
+    return BoxSupervision(boxes=table, figshare=~torch.isnan(table[:, 0]), cam_weight=cfg.cam_loss,
+                          box_weight=cfg.box_loss, paste=cfg.paste, erase=cfg.erase,
+                          style=cfg.style_mix, artefacts=cfg.artefacts, head=get_arch(cfg.arch).head)
 
 
 def parameters_digest(model) -> str:
@@ -167,7 +202,16 @@ def main(cfg: TrainConfig) -> dict:
     train_images = torch.from_numpy(np.asarray(tr.images)).to(device) if device.type != "cpu" else tr.images
     val_images = torch.from_numpy(np.asarray(va.images)).to(device) if device.type != "cpu" else va.images
 
-    ddp_model = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
+    supervision = make_supervision(cfg, root, tr.paths)
+    if supervision is not None:
+        from .localize import LocalizingNet
+
+        n_boxed = int(supervision.figshare.sum())
+        _log(f"boxes: {n_boxed} of {len(tr.paths)} training images have a tumour box", rank)
+        net = LocalizingNet(model, cfg.arch)
+    else:
+        net = model
+    ddp_model = torch.nn.parallel.DistributedDataParallel(net) if distributed else net
     per_rank = cfg.batch_size // world if distributed else cfg.batch_size
     steps = max(1, len(tr.labels) // cfg.batch_size)
     opt, sched = build_optimizer(model, cfg, steps)
@@ -203,6 +247,10 @@ def main(cfg: TrainConfig) -> dict:
         except ImportError:
             _log("tensorboard is not installed: no event files", rank)
     val_labels = torch.as_tensor(va.labels)
+    if supervision is not None:
+        from .box_training import box_table, read_boxes
+
+        val_boxes = torch.from_numpy(box_table(va.paths, root, read_boxes(cfg.boxes)))
     last_cm = None
     epoch = start_epoch - 1
     run_start = time.perf_counter()
@@ -217,11 +265,20 @@ def main(cfg: TrainConfig) -> dict:
         tr_stats = train_one_epoch(
             ddp_model, opt, sched, train_images, tr.labels, order, per_rank, augment, prep, device, gen,
             label_smoothing=cfg.label_smoothing, amp=cfg.amp, channels_last=cfg.channels_last, ema=ema,
-            mixup=cfg.mixup, epoch=epoch, show_progress=rank == 0,
+            mixup=cfg.mixup, epoch=epoch, show_progress=rank == 0, supervision=supervision,
         )
         eval_model = ema.module if ema is not None else model
-        logits = predict_logits(eval_model, val_images, prep, device, amp=cfg.amp,
-                                channels_last=cfg.channels_last)
+        loc = {}
+        if supervision is not None:
+            from .box_training import evaluate_localization
+            from .localize import LocalizingNet
+
+            logits, loc = evaluate_localization(LocalizingNet(eval_model, cfg.arch), val_images, prep, device,
+                                                val_boxes, channels_last=cfg.channels_last,
+                                                head=supervision.head)
+        else:
+            logits = predict_logits(eval_model, val_images, prep, device, amp=cfg.amp,
+                                    channels_last=cfg.channels_last)
         val_loss = float(F.cross_entropy(logits, val_labels))
         probs = logits.softmax(1).numpy()
         summary = summarize(probs, va.labels, cfg.classes)
@@ -231,6 +288,10 @@ def main(cfg: TrainConfig) -> dict:
                "val_loss": round(val_loss, 5), "val_acc": round(summary["accuracy"], 5),
                "val_macro_f1": round(summary["macro_f1"], 5), "lr": opt.param_groups[0]["lr"],
                "seconds": round(secs, 1)}
+        for k in ("cam_loss", "box_loss"):
+            if k in tr_stats:
+                row[k] = round(tr_stats[k], 5)
+        row.update({f"val_{k}": round(v, 5) for k, v in loc.items()})
         rows.append(row)
         if cfg.time_budget and epoch == start_epoch + 1 and not distributed:
             fit_time_budget(cfg, epoch, time.perf_counter() - run_start, secs, out)
@@ -242,7 +303,8 @@ def main(cfg: TrainConfig) -> dict:
         if rank == 0:
             _log(f"epoch {epoch:3d}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}"
                  f"  val loss {val_loss:.4f} acc {row['val_acc']:.4f} macro-F1 {row['val_macro_f1']:.4f}"
-                 f"  {secs:.0f}s" + ("  *best" if improved else ""))
+                 + "".join(f"  {k} {v:.3f}" for k, v in loc.items())
+                 + f"  {secs:.0f}s" + ("  *best" if improved else ""))
             meta = {"name": out.name, "epoch": epoch, "val": {k: summary[k] for k in ("n", "accuracy", "macro_f1", "ece")},
                     "val_loss": val_loss, "train_images": len(tr.labels), "config": json.loads(cfg.to_json())}
             save_checkpoint(out / "last.safetensors", eval_model, cfg.arch, prep, cfg.classes, meta)

@@ -97,8 +97,11 @@ class Augment:
     hflip: bool = True
     jitter: float = 0.15
 
-    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """(N, H, W) uint8 -> (N, 1, img_size, img_size) float in [0, 1]."""
+    def __call__(self, x: torch.Tensor, gen: torch.Generator, masks: torch.Tensor | None = None):
+        """(N, H, W) uint8 -> (N, 1, img_size, img_size) float in [0, 1].
+
+        With ``masks`` ((N, H, W) float, e.g. tumour boxes drawn as 1s), returns ``(images, masks)``
+        with the masks moved by the same warp (and not jittered)."""
         n = x.shape[0]
         dev = x.device
 
@@ -122,13 +125,17 @@ class Augment:
             ],
             dim=1,
         )
-        xf = x.unsqueeze(1).float().div_(255.0)
-        grid = F.affine_grid(theta, [n, 1, self.img_size, self.img_size], align_corners=False)
+        xf = x.unsqueeze(1).float() if x.dtype != torch.uint8 else x.unsqueeze(1).float().div_(255.0)
+        if masks is not None:
+            xf = torch.cat([xf, masks.unsqueeze(1).to(xf.dtype)], dim=1)
+        grid = F.affine_grid(theta, [n, xf.shape[1], self.img_size, self.img_size], align_corners=False)
         out = F.grid_sample(xf, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        warped_masks = out[:, 1] if masks is not None else None
+        out = out[:, :1]
         if self.jitter > 0:
             b = 1 + self.jitter * (2 * rand(n, 1, 1, 1) - 1)
             c = 1 + self.jitter * (2 * rand(n, 1, 1, 1) - 1)
             out = out * b
             m = out.mean(dim=(2, 3), keepdim=True)
             out = ((out - m) * c + m).clamp_(0, 1)
-        return out
+        return out if masks is None else (out, warped_masks)

@@ -71,7 +71,8 @@ SCHEMAS: dict = {
     },
     "Prediction": {
         "type": "object",
-        "required": ["label", "confidence", "predictions", "gradcam", "original", "model", "timing_ms"],
+        "required": ["label", "confidence", "predictions", "gradcam", "original", "model", "timing_ms",
+                     "image_size", "box"],
         "properties": {
             "label": {"type": "string", "enum": list(CLASSES), "description": "the most likely class"},
             "confidence": NUMBER_0_1,
@@ -107,6 +108,15 @@ SCHEMAS: dict = {
             "reason": {"type": "string", "description": "why the input was rejected or is uncertain"},
             "prediction_set": {"type": "array", "items": {"type": "string"},
                                "description": "classes that cannot be ruled out (conformal set)"},
+            "image_size": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2,
+                           "maxItems": 2, "description": "width and height of the image as uploaded"},
+            "box": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 4, "maxItems": 4,
+                    "nullable": True,
+                    "description": "the tumour's box [x0, y0, x1, y1] in pixels of the image as uploaded; "
+                                   "null when the answer is no tumour, the scan is rejected, or the model "
+                                   "has no box head"},
+            "box_score": {"type": "number", "minimum": 0, "maximum": 1, "nullable": True,
+                          "description": "the box head's confidence that a tumour centre is in the image"},
         },
         "additionalProperties": True,
     },

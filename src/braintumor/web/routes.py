@@ -43,7 +43,7 @@ FALSE = {"0", "false", "no", "off"}
 SUFFIXES = (".nii.gz", ".nii", ".dcm", ".dicom", ".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff",
             ".gif", ".webp")
 # Keys of a Predictor result that the answer carries in its own form.
-CONVERTED = {"label", "confidence", "probabilities", "heatmap", "overlay"}
+CONVERTED = {"label", "confidence", "probabilities", "heatmap", "heatmap_input", "overlay"}
 
 
 class ApiError(Exception):
@@ -155,6 +155,8 @@ def build_answer(p: Any, image: Image.Image, result: dict) -> dict:
         "gradcam": png_data_url(result["overlay"]) if result.get("overlay") is not None else None,
         "original": png_data_url(display_original(p, image, result.get("overlay"))),
         "model": model_summary(p),
+        "image_size": [int(image.size[0]), int(image.size[1])],  # the box is in these pixels
+        "box": result.get("box"),
     }
     for key, value in result.items():  # later additions (decision, reason, prediction_set, ...)
         if key not in CONVERTED and key not in answer:
@@ -165,15 +167,10 @@ def build_answer(p: Any, image: Image.Image, result: dict) -> dict:
 
 
 def display_original(p: Any, image: Image.Image, overlay: Image.Image | None) -> Image.Image:
-    """The scan as shown beside the overlay: the pixels the network sees when the overlay is drawn
-    on them, otherwise the whole image, at most ORIGINAL_MAX_SIDE a side."""
+    """The whole scan as shown beside the overlay (which covers the whole scan too): at the
+    overlay's size, otherwise at most ORIGINAL_MAX_SIDE a side."""
     if overlay is not None:
-        prep = p.preprocessing
-        if overlay.size == (prep.img_size, prep.img_size):
-            return Image.fromarray(prep.pixels(image), "L")
-        if overlay.size != image.size:
-            return image.resize(overlay.size, Image.BILINEAR)
-        return image
+        return image.resize(overlay.size, Image.BILINEAR) if overlay.size != image.size else image
     img = image.copy()
     img.thumbnail((ORIGINAL_MAX_SIDE, ORIGINAL_MAX_SIDE), Image.BILINEAR)
     return img

@@ -150,8 +150,26 @@
       heat.removeAttribute("src");
       $("gradcam-caption").textContent = "No heat map (switched off in Options)";
     }
+    renderBox(answer);
     applyOpacity();
     result.dataset.state = "done";
+  }
+
+  /* The tumour box ([x0, y0, x1, y1] in pixels of the uploaded image) over both pictures, placed
+     in percent of the picture so that it follows any display size. */
+  function renderBox(answer) {
+    var size = answer.image_size, box = answer.box;
+    ["box-original", "box-gradcam"].forEach(function (id) {
+      var el = $(id);
+      if (!box || !size || !size[0] || !size[1]) { el.hidden = true; return; }
+      el.style.left = (100 * box[0] / size[0]) + "%";
+      el.style.top = (100 * box[1] / size[1]) + "%";
+      el.style.width = (100 * (box[2] - box[0]) / size[0]) + "%";
+      el.style.height = (100 * (box[3] - box[1]) / size[1]) + "%";
+      el.title = "Where the model places the tumour";
+      el.hidden = false;
+    });
+    $("original-caption").textContent = box ? "Original, with the tumour box the model found" : "Original";
   }
 
   function renderDecision(answer) {

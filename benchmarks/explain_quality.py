@@ -1,0 +1,260 @@
+"""Does the model look at the tumour? Source robustness, heat maps and boxes on the validation split.
+
+Everything goes through :class:`braintumor.Predictor` (the path users get, int8 by default), on the
+validation images of a split file, with the radiologist boxes of the figshare collection
+(``../shared/data/tumour-boxes``). It prints and writes (``--out``/explain_quality.json):
+
+- accuracy and macro-F1; accuracy on the tumour images that are *not* figshare slices (the tumour
+  images without a box row);
+- style swap: each image given the intensity distribution of a random validation image of the
+  other source (exact histogram matching); the share of labels unchanged and the accuracy;
+- pointing game (heat-map maximum within 15 px of the box, at the network's 224 px input) and
+  energy-in-box ratio (share of heat-map mass in the box / the box's share of the image), per class
+  and per CAM method, beside a fixed Gaussian at the image centre;
+- the tumour box of each answer against the radiologist box: mean IoU and share with IoU >= 0.5
+  (an answer without a box counts as IoU 0);
+- tumour erased: each boxed tumour slice with its box (plus 15% a side) inpainted away (OpenCV
+  Telea); the share still given a tumour label as ``classified``;
+- decisions: rejections per class, and tumours answered "no tumour" as ``classified``.
+
+    python benchmarks/explain_quality.py [--model FILE] [--backend auto] [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+DEFAULT_DATA = SHARED / "brain-tumor-mri" / "Training"
+DEFAULT_BOXES = SHARED / "tumour-boxes" / "training-boxes.tsv"
+TOLERANCE = 15  # pixels at 224 px
+METHODS = ("gradcam", "gradcam++", "hirescam", "eigencam")
+
+
+def centre_gaussian(size: int, sigma: float = 0.25) -> np.ndarray:
+    u = (np.arange(size) + 0.5) / size - 0.5
+    g = np.exp(-(u[:, None] ** 2 + u[None, :] ** 2) / (2 * sigma ** 2))
+    return (g / g.max()).astype(np.float32)
+
+
+def pointing_and_energy(heat: np.ndarray, box: np.ndarray) -> tuple[bool, float]:
+    """box: x0, y0, x1, y1 in pixels of the (S, S) heat map."""
+    s = heat.shape[0]
+    y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
+    cx, cy = x + 0.5, y + 0.5
+    dx = max(box[0] - cx, 0.0, cx - box[2])
+    dy = max(box[1] - cy, 0.0, cy - box[3])
+    hit = bool(np.hypot(dx, dy) <= TOLERANCE * s / 224)
+    x0, y0 = int(np.floor(box[0])), int(np.floor(box[1]))
+    x1, y1 = int(np.ceil(box[2])), int(np.ceil(box[3]))
+    inside = float(heat[y0:y1, x0:x1].sum())
+    total = float(heat.sum())
+    area = max(1, (y1 - y0) * (x1 - x0)) / (s * s)
+    return hit, (inside / total / area) if total > 0 else 0.0
+
+
+def iou(a, b) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def load_gray(path: Path):
+    from braintumor.imaging import load_image
+
+    return load_image(path)
+
+
+def style_swapped(grays, figshare: np.ndarray, seed: int = 0):
+    """Each image given the histogram of a random image of the other source."""
+    import torch
+    from PIL import Image
+
+    from braintumor.source_aug import match_histograms
+
+    rng = np.random.default_rng(seed)
+    other = {True: np.flatnonzero(~figshare), False: np.flatnonzero(figshare)}
+    out = []
+    g = torch.Generator().manual_seed(seed)
+    for i, im in enumerate(grays):
+        pool = other[bool(figshare[i])]
+        ref = grays[int(rng.choice(pool))].resize(im.size, Image.BILINEAR)
+        a = torch.from_numpy(np.asarray(im, dtype=np.float32))[None]
+        b = torch.from_numpy(np.asarray(ref, dtype=np.float32))[None]
+        m = match_histograms(a, b, g)[0].numpy()
+        out.append(Image.fromarray(np.clip(m, 0, 255).astype(np.uint8), "L"))
+    return out
+
+
+def erase_tumour(gray, box_px) -> "Image.Image":
+    import cv2
+    from PIL import Image
+
+    arr = np.asarray(gray, dtype=np.uint8).copy()
+    x0, y0, x1, y1 = box_px
+    mx, my = 0.15 * (x1 - x0), 0.15 * (y1 - y0)
+    mask = np.zeros_like(arr)
+    h, w = arr.shape
+    mask[max(0, int(y0 - my)):min(h, int(np.ceil(y1 + my))), max(0, int(x0 - mx)):min(w, int(np.ceil(x1 + mx)))] = 255
+    return Image.fromarray(cv2.inpaint(arr, mask, 5, cv2.INPAINT_TELEA), "L")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(DEFAULT_DATA))
+    ap.add_argument("--boxes", default=str(DEFAULT_BOXES))
+    ap.add_argument("--split", default=str(REPO / "model" / "split.json"))
+    ap.add_argument("--model", default=None, help="checkpoint (default: the shipped model)")
+    ap.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "int8"])
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--limit", type=int, default=0, help="at most N validation images (quick look)")
+    ap.add_argument("--out", default=str(REPO / "docs" / "model"))
+    args = ap.parse_args(argv)
+    data = Path(args.data)
+    if not data.is_dir() or not Path(args.boxes).is_file():
+        print(f"skipped: needs {data} and {args.boxes}", file=sys.stderr)
+        return 0
+
+    from braintumor.box_training import boxes_in_prepared, read_boxes
+    from braintumor.data import progress
+    from braintumor.metrics import summarize
+    from braintumor.predictor import Predictor
+
+    predictor = Predictor.load(args.model, backend=args.backend)
+    classes = predictor.classes
+    prep = predictor.preprocessing
+    S = prep.img_size
+    split = json.loads(Path(args.split).read_text())
+    val = split["val"]
+    if args.limit:
+        rng = np.random.default_rng(0)
+        val = sorted(rng.choice(val, min(args.limit, len(val)), replace=False).tolist())
+    boxes = read_boxes(args.boxes)
+    y = np.array([classes.index(r.split("/")[0]) for r in val])
+    nt = classes.index("notumor")
+    figshare = np.array([r in boxes for r in val])
+    t0 = time.perf_counter()
+    grays = [load_gray(data / r) for r in progress(val, desc="read")]
+
+    def answers(images, desc):
+        out = []
+        for i in progress(range(0, len(images), 64), desc=desc, unit="batch"):
+            out += predictor.predict_batch(images[i:i + 64], batch_size=64)
+        return out
+
+    base = answers(grays, "predict")
+    probs = np.array([[r["probabilities"][c] for c in classes] for r in base])
+    pred = probs.argmax(1)
+    s = summarize(probs, y, classes)
+    report: dict = {"model": predictor.name, "sha256": predictor.sha256, "backend": predictor.backend,
+                    "n_val": len(val), "accuracy": s["accuracy"], "macro_f1": s["macro_f1"]}
+    other_tumour = (y != nt) & ~figshare
+    report["non_figshare_tumour"] = {"n": int(other_tumour.sum()),
+                                     "accuracy": float((pred[other_tumour] == y[other_tumour]).mean())
+                                     if other_tumour.any() else None,
+                                     "said_notumor": int((pred[other_tumour] == nt).sum())}
+    swapped = answers(style_swapped(grays, figshare), "style swap")
+    sp = np.array([classes.index(r["label"]) for r in swapped])
+    report["style_swap"] = {"unchanged": float((sp == pred).mean()), "accuracy": float((sp == y).mean()),
+                            "unchanged_figshare": float((sp == pred)[figshare].mean()),
+                            "unchanged_other": float((sp == pred)[~figshare].mean())}
+    # decisions
+    dec = np.array([r["decision"] for r in base])
+    report["decisions"] = {
+        "rejected_per_class": {c: float((dec[y == k] == "rejected").mean()) for k, c in enumerate(classes)},
+        "referred_per_class": {c: float((dec[y == k] == "uncertain").mean()) for k, c in enumerate(classes)},
+        "tumour_called_notumor": int(((y != nt) & (pred == nt)).sum()),
+        "tumour_called_notumor_classified": int(((y != nt) & (pred == nt) & (dec == "classified")).sum()),
+    }
+    # heat maps and boxes on boxed tumour slices
+    boxed = np.flatnonzero(figshare & (y != nt))
+    gauss = centre_gaussian(S)
+    methods = [m for m in args.methods.split(",") if m]
+    point = {m: {c: [] for c in classes if c != "notumor"} for m in methods + ["centre_gaussian"]}
+    energy = {m: {c: [] for c in classes if c != "notumor"} for m in methods + ["centre_gaussian"]}
+    ious, erased = [], []
+    for i in progress(boxed, desc="explain", unit="img"):
+        g = grays[i]
+        frac = boxes_in_prepared(boxes[val[i]], *g.size)
+        bx = np.array(frac) * S
+        c = classes[y[i]]
+        hit, en = pointing_and_energy(gauss, bx)
+        point["centre_gaussian"][c].append(hit)
+        energy["centre_gaussian"][c].append(en)
+        for m in methods:
+            e = predictor.explain(g, cam_method=m)
+            hit, en = pointing_and_energy(e["heatmap_input"], bx)
+            point[m][c].append(hit)
+            energy[m][c].append(en)
+        w, h = g.size
+        side = min(w, h)
+        left, top = (w - side) / 2, (h - side) / 2
+        true_px = [left + frac[0] * side, top + frac[1] * side, left + frac[2] * side, top + frac[3] * side]
+        b = base[i].get("box")
+        ious.append(iou(b, true_px) if b is not None else 0.0)
+        r = predictor.predict(erase_tumour(g, true_px))
+        erased.append((r["label"] != "notumor", r["decision"], r["confidence"]))
+
+    def summary(d):
+        out = {c: float(np.mean(v)) if v else None for c, v in d.items()}
+        allv = [x for v in d.values() for x in v]
+        out["all"] = float(np.mean(allv)) if allv else None
+        return out
+
+    report["pointing"] = {m: summary(point[m]) for m in point}
+    report["energy_in_box"] = {m: summary(energy[m]) for m in energy}
+    ious_a = np.array(ious)
+    report["box"] = {"n": int(len(ious_a)), "mean_iou": float(ious_a.mean()) if len(ious_a) else None,
+                     "iou_at_least_0.5": float((ious_a >= 0.5).mean()) if len(ious_a) else None}
+    kept = [t for t, d, _ in erased if t and d == "classified"]
+    report["tumour_erased"] = {"n": len(erased), "tumour_label": float(np.mean([t for t, _, _ in erased])) if erased else None,
+                               "tumour_label_classified": len(kept) / len(erased) if erased else None,
+                               "median_confidence": float(np.median([c for _, _, c in erased])) if erased else None}
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    report["machine"] = f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} CPUs"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "explain_quality.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(format_report(report))
+    return 0
+
+
+def format_report(r: dict) -> str:
+    pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    lines = [f"model {r['model']} ({r['backend']}), {r['n_val']} validation images, {r['seconds']} s",
+             f"accuracy {pct(r['accuracy'])}  macro-F1 {r['macro_f1']:.4f}",
+             f"non-figshare tumour images: {r['non_figshare_tumour']['n']}, accuracy "
+             f"{pct(r['non_figshare_tumour']['accuracy'])}, said no tumour {r['non_figshare_tumour']['said_notumor']}",
+             f"style swap: labels unchanged {pct(r['style_swap']['unchanged'])} (figshare "
+             f"{pct(r['style_swap']['unchanged_figshare'])}, other {pct(r['style_swap']['unchanged_other'])}), "
+             f"accuracy {pct(r['style_swap']['accuracy'])}",
+             "", f"{'pointing game':<18}" + "".join(f"{c:>12}" for c in ("glioma", "meningioma", "pituitary", "all"))]
+    for m, row in r["pointing"].items():
+        lines.append(f"{m:<18}" + "".join(f"{pct(row.get(c)):>12}" for c in ("glioma", "meningioma", "pituitary", "all")))
+    lines += ["", f"{'energy in box':<18}" + "".join(f"{c:>12}" for c in ("glioma", "meningioma", "pituitary", "all"))]
+    for m, row in r["energy_in_box"].items():
+        lines.append(f"{m:<18}" + "".join(f"{'-' if row.get(c) is None else format(row[c], '.2f') + 'x':>12}"
+                                          for c in ("glioma", "meningioma", "pituitary", "all")))
+    b, e, d = r["box"], r["tumour_erased"], r["decisions"]
+    lines += ["", f"tumour box: mean IoU {b['mean_iou']:.3f}, IoU >= 0.5 for {pct(b['iou_at_least_0.5'])} of {b['n']}",
+              f"tumour erased: tumour label {pct(e['tumour_label'])}, as classified {pct(e['tumour_label_classified'])}"
+              f" (median confidence {e['median_confidence']:.3f}) of {e['n']}",
+              "rejected per class: " + ", ".join(f"{c} {pct(v)}" for c, v in d["rejected_per_class"].items()),
+              "referred per class: " + ", ".join(f"{c} {pct(v)}" for c, v in d["referred_per_class"].items()),
+              f"tumours answered no tumour: {d['tumour_called_notumor']}, of them classified "
+              f"{d['tumour_called_notumor_classified']}"]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
