@@ -182,7 +182,7 @@ def main(argv=None) -> int:
     methods = [m for m in args.methods.split(",") if m]
     point = {m: {c: [] for c in classes if c != "notumor"} for m in methods + ["centre_gaussian"]}
     energy = {m: {c: [] for c in classes if c != "notumor"} for m in methods + ["centre_gaussian"]}
-    ious, erased = [], []
+    ious, erased, examples = [], [], []
     for i in progress(boxed, desc="explain", unit="img"):
         g = grays[i]
         frac = boxes_in_prepared(boxes[val[i]], *g.size)
@@ -191,8 +191,10 @@ def main(argv=None) -> int:
         hit, en = pointing_and_energy(gauss, bx)
         point["centre_gaussian"][c].append(hit)
         energy["centre_gaussian"][c].append(en)
+        e_first = None
         for m in methods:
             e = predictor.explain(g, cam_method=m)
+            e_first = e_first or e
             hit, en = pointing_and_energy(e["heatmap_input"], bx)
             point[m][c].append(hit)
             energy[m][c].append(en)
@@ -202,6 +204,8 @@ def main(argv=None) -> int:
         true_px = [left + frac[0] * side, top + frac[1] * side, left + frac[2] * side, top + frac[3] * side]
         b = base[i].get("box")
         ious.append(iou(b, true_px) if b is not None else 0.0)
+        if len(examples) < 12 and i % 7 == 0:
+            examples.append((g, e_first if methods else None, true_px, b, c))
         r = predictor.predict(erase_tumour(g, true_px))
         erased.append((r["label"] != "notumor", r["decision"], r["confidence"]))
 
@@ -225,8 +229,48 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "explain_quality.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot(report, examples, out / "explain_quality.png")
     print(format_report(report))
     return 0
+
+
+def plot(r: dict, examples: list, path: Path) -> None:
+    """Pointing game per class and method beside the centre Gaussian, and example answers: the
+    radiologist's box (green) and the model's (cyan) over the heat map."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    classes = ["glioma", "meningioma", "pituitary", "all"]
+    methods = list(r["pointing"])
+    n_ex = len(examples)
+    fig = plt.figure(figsize=(14, 4 + 2.4 * ((n_ex + 5) // 6)))
+    ax = fig.add_axes([0.06, 1 - 3.2 / fig.get_figheight(), 0.9, 2.6 / fig.get_figheight()])
+    w = 0.8 / len(methods)
+    for k, m in enumerate(methods):
+        vals = [100 * (r["pointing"][m].get(c) or 0) for c in classes]
+        ax.bar([i + k * w for i in range(len(classes))], vals, w, label=m,
+               color="#9ca3af" if m == "centre_gaussian" else None)
+    ax.set_xticks([i + 0.4 - w / 2 for i in range(len(classes))], classes)
+    ax.axhline(90, color="k", lw=0.8, ls="--")
+    ax.set_ylabel("pointing game (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(ncol=len(methods), fontsize=8, loc="lower right")
+    ax.set_title(f"{r['model']}: heat-map maximum within 15 px of the radiologist box (validation)")
+    for j, (g, e, true_px, box, c) in enumerate(examples):
+        a = fig.add_subplot((n_ex + 5) // 6 + 2, 6, 12 + j + 1)
+        a.imshow(e["overlay"] if e is not None else g, cmap="gray")
+        sx = (e["overlay"].size[0] / g.size[0]) if e is not None else 1.0
+        x0, y0, x1, y1 = (v * sx for v in true_px)
+        a.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="lime", lw=1.5))
+        if box is not None:
+            x0, y0, x1, y1 = (v * sx for v in box)
+            a.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="cyan", lw=1.5, ls="--"))
+        a.set_title(c, fontsize=8)
+        a.axis("off")
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
 
 
 def format_report(r: dict) -> str:

@@ -133,9 +133,10 @@ def test_dropped_scan_shows_chart_label_and_heat_map(browser, server, predictor,
     assert chart["type"] == "doughnut"
     assert chart["data"] == pytest.approx([expected["probabilities"][c] for c in predictor.classes])
     assert chart["colours"] == COLOURS
-    size = predictor.preprocessing.img_size
-    assert page.evaluate("() => document.getElementById('gradcam').naturalWidth") == size
-    assert page.evaluate("() => document.getElementById('original').naturalWidth") == size
+    width = load_image(scan).size[0]  # both pictures show the whole scan as uploaded
+    assert page.evaluate("() => document.getElementById('gradcam').naturalWidth") == width
+    assert page.evaluate("() => document.getElementById('original').naturalWidth") == width
+    assert page.is_hidden("#box-original")  # this model has no box head
     assert page.is_visible("#preview")
 
     page.fill("#opacity", "30")
@@ -245,3 +246,32 @@ if __name__ == "__main__":
     ap.add_argument("--scan", type=Path, default=SAMPLE / "glioma" / "Tr-gl_0118.jpg")
     args = ap.parse_args()
     print(take_screenshot(args.out, args.model, args.scan))
+
+
+def test_the_tumour_box_is_drawn_over_both_pictures(browser, sample_files, tmp_path):
+    from PIL import Image
+
+    from braintumor.predictor import Predictor
+    from braintumor.web import create_app
+    from braintumor.web.serve import BackgroundServer
+    from conftest import box_checkpoint
+
+    p = Predictor.load(box_checkpoint(tmp_path / "box.safetensors", always=0), backend="torch")
+    scan = tmp_path / "wide.png"
+    Image.open(sample_files[0][0]).convert("L").resize((400, 300)).save(scan)
+    expected = p.predict(scan)["box"]
+    with BackgroundServer(create_app(predictor=p), threads=2) as srv:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(srv.url)
+        drop_file(page, "#dropzone", scan, mime="image/png")
+        wait_for_result(page)
+        for fig in ("original", "gradcam"):
+            assert page.is_visible(f"#box-{fig}")
+            left = page.evaluate(f"() => document.getElementById('box-{fig}').style.left")
+            assert float(left.rstrip("%")) == pytest.approx(100 * expected[0] / 400, abs=0.01)
+            # the box sits where it should on the picture as displayed
+            pic = page.evaluate(f"() => document.getElementById('box-{fig}').parentElement.getBoundingClientRect().width")
+            box = page.evaluate(f"() => document.getElementById('box-{fig}').getBoundingClientRect().width")
+            assert box == pytest.approx(pic * (expected[2] - expected[0]) / 400, abs=2)
+        assert "tumour box" in page.text_content("#original-caption")
+        page.close()

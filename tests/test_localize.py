@@ -256,3 +256,25 @@ def test_no_tumour_answers_have_no_box(tmp_path, sample_files):
 def test_no_box_without_a_box_head(random_checkpoint, sample_files):
     r = Predictor.load(random_checkpoint, backend="torch").predict(sample_files[0][0])
     assert r["box"] is None and r["box_score"] is None
+
+
+def test_fit_boxes_refits_only_the_box_head(sample_dir, tmp_path):
+
+    ck_path = box_checkpoint(tmp_path / "ck.safetensors", size=64)
+    files = sorted(p for p in sample_dir.rglob("*.jpg"))
+    rels = [f"{p.parent.name}/{p.name}" for p in files]
+    split = {"train": rels[::2], "val": rels[1::2]}
+    (tmp_path / "split.json").write_text(json.dumps(split))
+    boxes = _boxes_file(sample_dir, tmp_path / "boxes.tsv")
+    out = tmp_path / "refit.safetensors"
+    args = ["fit-boxes", "--model", ck_path, "--data", sample_dir, "--boxes", boxes, "--split",
+            tmp_path / "split.json", "--passes", "2", "--epochs", "5", "--lr", "3e-3", "--out", out]
+    assert cli_main([str(a) for a in args]) == 0
+    before, after = load_checkpoint(ck_path), load_checkpoint(out)
+    for k, v in before.state_dict.items():
+        same = torch.equal(v, after.state_dict[k])
+        assert same != k.startswith("box_head."), k  # only the box head changed
+    loc = after.meta["localization"]
+    assert loc["val"]["n"] > 0 and 0 <= loc["val"]["mean_iou"] <= 1
+    assert cli_main(["fit-boxes", "--model", str(tmp_path / "none.safetensors"), "--data", str(sample_dir),
+                     "--boxes", str(boxes), "--split", str(tmp_path / "split.json")]) == 2

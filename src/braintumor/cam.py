@@ -118,17 +118,18 @@ def resize_heatmap(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def heatmap_on_image(heatmap: np.ndarray, size: tuple[int, int], prep) -> np.ndarray:
     """A heat map over the network's input -> (H, W) over the whole image of ``size`` (width,
-    height): the input's centre square gets the map, the rest (never seen by the network) zero."""
+    height): the input's centre square gets the map (bilinear), the rest (never seen by the
+    network) zero."""
     w, h = size
     side = min(w, h) * prep.img_size / prep.resize_size
-    left, top = (w - side) / 2, (h - side) / 2
-    # sample the map at every image pixel's centre (bilinear, outside -> 0)
-    t = torch.from_numpy(np.ascontiguousarray(heatmap, dtype=np.float32))[None, None]
-    xs = ((torch.arange(w, dtype=torch.float32) + 0.5 - left) / side) * 2 - 1
-    ys = ((torch.arange(h, dtype=torch.float32) + 0.5 - top) / side) * 2 - 1
-    grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], dim=-1)[None]
-    out = torch.nn.functional.grid_sample(t, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return np.clip(out[0, 0].numpy(), 0.0, 1.0).astype(np.float32)
+    left, top = round((w - side) / 2), round((h - side) / 2)
+    n = max(1, round(side))
+    square = resize_heatmap(np.asarray(heatmap, dtype=np.float32), (n, n))
+    out = np.zeros((h, w), dtype=np.float32)
+    y0, x0 = max(0, top), max(0, left)
+    y1, x1 = min(h, top + n), min(w, left + n)
+    out[y0:y1, x0:x1] = square[y0 - top:y1 - top, x0 - left:x1 - left]
+    return out
 
 
 def render_overlay(gray: np.ndarray, heatmap: np.ndarray, image_weight: float = 0.5) -> Image.Image:

@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("braintumor.predict_cli", "classify images, with Grad-CAM heat maps"),
     "serve": ("braintumor.web.serve", "start the web app and JSON API"),
     "calibrate": ("braintumor.calibration", "fit temperature, referral and the OOD gate on a split"),
+    "fit-boxes": ("braintumor.box_refit", "refit a checkpoint's tumour-box head on its frozen features"),
 }
 
 

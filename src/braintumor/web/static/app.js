@@ -182,7 +182,7 @@
       box.classList.add("uncertain");
       box.hidden = false;
     } else if (answer.decision === "rejected") {
-      box.textContent = "Not classified: " + (answer.reason || "this image does not look like a brain MRI slice the model can judge.");
+      box.textContent = "Not classified: " + (answer.reason || "this image is unlike the scans the model was trained on.");
       box.classList.add("rejected");
       box.hidden = false;
       $("label").textContent = "Not classified";
