@@ -72,7 +72,7 @@ class BoxSupervision:
     cam_weight: float = 1.0
     box_weight: float = 1.0
     paste: float = 0.3
-    erase: float = 0.2
+    erase: float = 0.12
     style: float = 0.3
     artefacts: float = 0.3
     head: str = "fc"  # attribute path of the classifier's Linear layer (models.Architecture.head)

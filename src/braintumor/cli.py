@@ -64,7 +64,7 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cam-loss", type=float, default=None, help="weight of the CAM-in-box loss (1)")
     g.add_argument("--box-loss", type=float, default=None, help="weight of the box head's loss (1)")
     g.add_argument("--paste", type=float, default=None, help="share of no-tumour images given a tumour (0.3)")
-    g.add_argument("--erase", type=float, default=None, help="share of tumour images with it covered (0.2)")
+    g.add_argument("--erase", type=float, default=None, help="share of tumour images with it covered (0.12)")
     g.add_argument("--style-mix", type=float, default=None, help="share given the other source's histogram (0.3)")
     g.add_argument("--artefacts", type=float, default=None, help="how often each TorchIO artefact applies (0.3)")
 

@@ -54,7 +54,7 @@ class TrainConfig:
     cam_loss: float = 1.0  # weight of the CAM-in-box loss (with boxes)
     box_loss: float = 1.0  # weight of the box head's loss (with boxes)
     paste: float = 0.3  # share of no-tumour images that get a tumour pasted in (with boxes)
-    erase: float = 0.2  # share of boxed tumour images whose tumour is covered (with boxes)
+    erase: float = 0.12  # share of boxed tumour images whose tumour is covered (with boxes)
     style_mix: float = 0.3  # share of images given the other source's histogram (with boxes)
     artefacts: float = 0.3  # TorchIO MRI artefacts: how often each kind is applied (with boxes)
     init: str = ""  # start from this checkpoint's weights (all of them, head included)

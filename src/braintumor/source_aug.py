@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 
 NOTUMOR = 2  # index of "notumor" in braintumor.config.CLASSES
+ERASE_MARGIN = 0.35  # a covered tumour's patch: its box grown by this share of its size a side
 
 
 def soft_box(boxes: torch.Tensor, size: int, margin: float = 0.15, feather: float = 0.08) -> torch.Tensor:
@@ -104,10 +105,12 @@ def copy_paste(x: torch.Tensor, labels: torch.Tensor, boxes: torch.Tensor, gen: 
     tgt = (has_box & (r < erase)).nonzero().view(-1)
     if len(tgt):
         f = pick(fillers, len(tgt))
-        region = soft_box(boxes[tgt], size, margin=0.2, feather=0.01)
-        ring = (soft_box(boxes[tgt], size, margin=0.8, feather=0.01) - region).clamp(0, 1)
+        # a wide margin: an infiltrating tumour (glioma) reaches past its box, and what is left
+        # of it must not be taught as "no tumour"
+        region = soft_box(boxes[tgt], size, margin=ERASE_MARGIN, feather=0.01)
+        ring = (soft_box(boxes[tgt], size, margin=ERASE_MARGIN + 0.6, feather=0.01) - region).clamp(0, 1)
         # the healthy tissue takes the level of the tissue around the tumour it covers
-        blended, ok = _blend(src[tgt], src[f], soft_box(boxes[tgt], size, margin=0.2), (src[f], region),
+        blended, ok = _blend(src[tgt], src[f], soft_box(boxes[tgt], size, margin=ERASE_MARGIN), (src[f], region),
                              (src[tgt], ring), min_tissue, tissue_of_target=False)
         tgt = tgt[ok]
         x[tgt] = blended[ok]
