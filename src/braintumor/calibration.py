@@ -140,7 +140,7 @@ def _fields(decision: str, reason: str, prediction_set: list[str]) -> dict:
 
 
 NO_TUMOUR = "notumor"
-NOTUMOR_MAX_REFERRAL = 0.10  # share of validation no-tumour scans the rule may refer
+NOTUMOR_REFERRAL = (0.05, 0.10)  # share of validation no-tumour answers the rule refers: at least, at most
 
 
 def tumour_evidence(probs: np.ndarray, classes: Sequence[str]) -> np.ndarray:
@@ -152,14 +152,17 @@ def tumour_evidence(probs: np.ndarray, classes: Sequence[str]) -> np.ndarray:
 
 def fit_notumor_rule(probs: np.ndarray, labels: np.ndarray, classes: Sequence[str],
                      box_scores: np.ndarray | None = None,
-                     max_referral: float = NOTUMOR_MAX_REFERRAL) -> dict:
+                     referral: tuple[float, float] = NOTUMOR_REFERRAL) -> dict:
     """When may "no tumour" be answered as classified? Only when the evidence for every tumour class
     is low: the largest tumour-class probability at most ``max_tumour_probability`` and (with a box
     head) the box head's score at most ``max_box_score``.
 
-    Both thresholds are quantiles of the no-tumour validation scans. Of the pairs that refer at most
-    ``max_referral`` of them, the one that lets the fewest validation tumours through as a
-    classified "no tumour" is kept (ties: the one that refers the fewest)."""
+    Both thresholds are quantiles of the no-tumour validation scans, between ``1 - referral[1]``
+    and ``1 - referral[0]``: the rule always refers some of the no-tumour answers (a validation
+    split with no missed tumour says little about scans from elsewhere), at most ``referral[1]``.
+    Of those pairs, the one that lets the fewest validation tumours through as a classified
+    "no tumour" is kept (ties: the one that refers the fewest)."""
+    lo, hi = referral
     labels = np.asarray(labels)
     nt = list(classes).index(NO_TUMOUR)
     ev = tumour_evidence(probs, classes)
@@ -167,29 +170,33 @@ def fit_notumor_rule(probs: np.ndarray, labels: np.ndarray, classes: Sequence[st
     healthy = labels == nt
     said_none = np.asarray(probs).argmax(1) == nt
     missed = ~healthy & said_none
-    qs = np.linspace(1 - max_referral, 1.0, 21)
+    qs = np.linspace(1 - hi, 1 - lo, 11)
     best = None
     for qp in qs:
         tp = float(np.quantile(ev[healthy], qp))
-        for qb in (qs if box_scores is not None else [1.0]):
+        for qb in (qs if box_scores is not None else [None]):
             tb = float(np.quantile(bs[healthy], qb)) if box_scores is not None else 1.0
             ok = (ev <= tp) & (bs <= tb)
             referral = float((healthy & said_none & ~ok).sum() / max(1, (healthy & said_none).sum()))
-            if referral > max_referral + 1e-9:
+            if referral > hi + 1e-9:
                 continue
             key = (int((missed & ok).sum()), referral)
             if best is None or key < best[0]:
                 best = (key, tp, tb)
-    if best is None:  # cannot happen: qp = qb = 1 refers nothing
-        best = ((int(missed.sum()), 0.0), 1.0, 1.0)
-    (n_through, referral), tp, tb = best
+    if best is None:  # every pair refers too many: the loosest one
+        tp = float(np.quantile(ev[healthy], 1 - lo))
+        tb = float(np.quantile(bs[healthy], 1 - lo)) if box_scores is not None else 1.0
+        ok = (ev <= tp) & (bs <= tb)
+        referral = float((healthy & said_none & ~ok).sum() / max(1, (healthy & said_none).sum()))
+        best = ((int((missed & ok).sum()), referral), tp, tb)
+    (n_through, referred), tp, tb = best
     rule = {"method": "no tumour is classified only when max tumour-class probability <= "
                       "max_tumour_probability" + (" and box score <= max_box_score" if box_scores is not None else ""),
             "max_tumour_probability": round(tp, 6),
             "fitted_on": f"validation split, {len(labels)} images (in sample)",
             "val_missed_tumours": int(missed.sum()),
             "val_missed_tumours_classified": n_through,
-            "val_notumor_referred": round(referral, 5)}
+            "val_notumor_referred": round(referred, 5)}
     if box_scores is not None:
         rule["max_box_score"] = round(tb, 6)
     return rule
