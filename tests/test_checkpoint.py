@@ -1,4 +1,4 @@
-"""Self-describing checkpoints and the shipped model's integrity check (issues 2 and 4)."""
+"""Self-describing checkpoints and the shipped model's integrity check."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DICOM and NIfTI input (issue 8): pixels, orientation, slices, bad files, and no patient data let out.
+"""DICOM and NIfTI input: pixels, orientation, slices, bad files, and no patient data let out.
 
 Every file here is built in the test from the shipped sample scans with pydicom and nibabel."""
 

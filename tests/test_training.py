@@ -1,4 +1,4 @@
-"""Training, evaluation and the `braintumor` command (issue 2)."""
+"""Training, evaluation and the `braintumor` command."""
 
 from __future__ import annotations
 

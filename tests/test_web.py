@@ -171,7 +171,7 @@ def test_predict_passes_through_later_result_keys(predictor, scan_bytes):
     """Keys a Predictor adds (decision, reason, prediction_set) reach the JSON as plain values."""
     from braintumor.web import create_app
 
-    class Abstaining:  # the real predictor, with the fields issue 7 adds to its results
+    class Abstaining:  # the real predictor, with the decision fields it adds to its results
         def __getattr__(self, name):
             return getattr(predictor, name)
 

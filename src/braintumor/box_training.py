@@ -95,10 +95,9 @@ class BoxSupervision:
         if self._artefacts is not None:
             x = self._artefacts(x)
         boxes, visible = localize.boxes_from_masks(masks)
-        has = has & visible
-        return x, labels, boxes, has, masks
+        return x, labels, boxes, has & visible
 
-    def loss(self, model: torch.nn.Module, logits_feats_box, labels, boxes, has, masks) -> dict:
+    def loss(self, model: torch.nn.Module, logits_feats_box, labels, boxes, has) -> dict:
         _, feats, centre, sides = logits_feats_box
         fc = _classifier_weight(model, self.head)
         cells = localize.cell_targets(boxes, has, feats.shape[-2], feats.shape[-1])
@@ -111,7 +110,6 @@ def _classifier_weight(model: torch.nn.Module, head: str) -> torch.Tensor:
     m = getattr(model, "module", model)  # DDP
     m = getattr(m, "model", m)  # localize.LocalizingNet
     return m.get_submodule(head).weight
-
 
 
 @torch.no_grad()

@@ -121,8 +121,8 @@ def heatmap_on_image(heatmap: np.ndarray, size: tuple[int, int], prep) -> np.nda
     height): the input's centre square gets the map (bilinear), the rest (never seen by the
     network) zero."""
     w, h = size
-    side = min(w, h) * prep.img_size / prep.resize_size
-    left, top = round((w - side) / 2), round((h - side) / 2)
+    left, top, side = prep.input_window(size)
+    left, top = round(left), round(top)
     n = max(1, round(side))
     square = resize_heatmap(np.asarray(heatmap, dtype=np.float32), (n, n))
     out = np.zeros((h, w), dtype=np.float32)

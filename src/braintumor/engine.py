@@ -81,7 +81,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, schedule
         idx = order[b * batch_size:(b + 1) * batch_size]
         y = labels_t[torch.as_tensor(idx, device=labels_t.device)]
         if supervision is not None:
-            x, y, boxes, has, masks = supervision.batch(_batch_tensor(images, idx, device), y, idx, augment, gen)
+            x, y, boxes, has = supervision.batch(_batch_tensor(images, idx, device), y, idx, augment, gen)
         else:
             x = augment(_batch_tensor(images, idx, device), gen)
         x = prep.normalize(x)
@@ -95,7 +95,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, schedule
             logits = out[0] if supervision is not None else out
             loss = F.cross_entropy(logits.float(), y_soft, label_smoothing=label_smoothing)
             if supervision is not None:
-                parts = supervision.loss(model, out, y, boxes, has, masks)
+                parts = supervision.loss(model, out, y, boxes, has)
                 loss = loss + parts["total"]
                 extra_cam += float(parts["cam"].detach()) * len(idx)
                 extra_box += float(parts["box"].detach()) * len(idx)

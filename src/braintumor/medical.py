@@ -1,4 +1,4 @@
-"""DICOM and NIfTI input (issue 8). Recognised by content, never by extension alone.
+"""DICOM and NIfTI input. Recognised by content, never by extension alone.
 
 Every entry point reads images through :func:`braintumor.imaging.read_bytes`, which hands DICOM and
 NIfTI bytes to :func:`read_medical_bytes`; the result is an ordinary 8-bit grayscale PIL image made

@@ -292,17 +292,9 @@ def tta_views(pixels: np.ndarray, shift: float = TTA_SHIFT) -> np.ndarray:
 NO_TUMOUR = "notumor"
 
 
-def input_window(size: tuple[int, int], prep: Preprocessing) -> tuple[float, float, float]:
-    """Where the network's square input lies in an image of ``size`` (width, height): its left and
-    top edge and its side, in the image's pixels (the centre square; see transforms.prepare)."""
-    w, h = size
-    side = min(w, h) * prep.img_size / prep.resize_size
-    return (w - side) / 2, (h - side) / 2, side
-
-
 def box_in_image(frac: Sequence[float], size: tuple[int, int], prep: Preprocessing) -> list[int]:
     """A box in fractions of the network input -> [x0, y0, x1, y1] in pixels of the image."""
-    left, top, side = input_window(size, prep)
+    left, top, side = prep.input_window(size)
     w, h = size
     x0, y0, x1, y1 = frac
     box = [left + x0 * side, top + y0 * side, left + x1 * side, top + y1 * side]
@@ -316,8 +308,7 @@ def display_pixels(gray: Image.Image, max_side: int = 1024) -> np.ndarray:
     scale = min(1.0, max_side / max(w, h))
     if scale < 1.0:
         gray = gray.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
-    arr = np.asarray(gray.convert("L") if gray.mode != "L" else gray)
-    return arr
+    return np.asarray(gray.convert("L") if gray.mode != "L" else gray)
 
 
 class Predictor:

@@ -57,6 +57,13 @@ class Preprocessing:
             std=tuple(float(v) for v in d.get("std", IMAGENET_STD)),
         )
 
+    def input_window(self, size: tuple[int, int]) -> tuple[float, float, float]:
+        """Where the network's square input lies in an image of ``size`` (width, height): its left
+        and top edge and its side, in the image's pixels (the centre square :meth:`pixels` keeps)."""
+        w, h = size
+        side = min(w, h) * self.img_size / self.resize_size
+        return (w - side) / 2, (h - side) / 2, side
+
     def pixels(self, img: Image.Image) -> np.ndarray:
         """The (img_size, img_size) uint8 pixels the network sees, before normalisation."""
         return center_crop(prepare(img, self.resize_size), self.img_size)
