@@ -87,7 +87,10 @@ class BackgroundServer:
         srv = self.server
         if self._thread.is_alive():
             # Close every socket from the server's own loop thread; the loop ends when none is left.
-            srv.trigger.pull_trigger(lambda: wasyncore.close_all(srv._map))
+            try:
+                srv.trigger.pull_trigger(lambda: wasyncore.close_all(srv._map))
+            except OSError:  # the loop is already closing its sockets, the trigger among them
+                pass
             self._thread.join(10)
         srv.task_dispatcher.shutdown()
 
