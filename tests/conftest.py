@@ -49,6 +49,14 @@ def random_checkpoint(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def predictor(random_checkpoint):
+    """A Predictor on the random checkpoint (the default backend, as the app uses it)."""
+    from braintumor.predictor import Predictor
+
+    return Predictor.load(random_checkpoint)
+
+
 def synthetic_scan(seed: int = 0, size: int = 128) -> np.ndarray:
     """A grey disc with a bright blob on black: scan-like, but not a real MRI."""
     rng = np.random.default_rng(seed)

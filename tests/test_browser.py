@@ -81,13 +81,6 @@ def sync_api():
 
 
 @pytest.fixture(scope="module")
-def predictor(random_checkpoint):
-    from braintumor.predictor import Predictor
-
-    return Predictor.load(random_checkpoint)
-
-
-@pytest.fixture(scope="module")
 def server(predictor):
     from braintumor.web import create_app
     from braintumor.web.serve import BackgroundServer
@@ -179,6 +172,61 @@ def test_phone_file_picker_and_errors_in_words(browser, server, sample_files, tm
     # the 4xx above is logged by chromium as a failed resource load; nothing else may fail
     assert all("status of 415" in e for e in seen["errors"]), seen["errors"]
     page.close()
+
+
+def test_feedback_with_and_without_consent(browser, predictor, sample_files, tmp_path):
+    """'Was this right?': a correction without consent keeps no image; with consent the pixels."""
+    import io
+    import sqlite3
+
+    import numpy as np
+    from PIL import Image
+
+    from braintumor.imaging import load_image
+    from braintumor.web import create_app
+    from braintumor.web.serve import BackgroundServer
+
+    db = tmp_path / "feedback.sqlite"
+    with BackgroundServer(create_app({"FEEDBACK_DB": str(db)}, predictor=predictor), threads=2) as srv:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        seen = watch(page, srv.url)
+        page.goto(srv.url)
+        assert page.is_hidden("#feedback")
+
+        first, second = sample_files[0], sample_files[6]
+        drop_file(page, "#dropzone", first[0])
+        wait_for_result(page)
+        assert page.is_visible("#feedback")
+        shown = page.text_content("#label")
+        predicted = next(k for k, v in NAMES.items() if v == shown)
+        assert page.is_checked(f"#feedback input[value='{predicted}']")  # the answer, preselected
+        corrected = next(c for c in NAMES if c != predicted)
+        page.check(f"#feedback input[value='{corrected}']")
+        page.fill("#fb-comment", "second reader disagrees")
+        assert not page.is_checked("#fb-keep")
+        page.click("#fb-send")
+        page.wait_for_function("() => document.getElementById('fb-status').textContent.startsWith('Thank you')")
+        assert "without the scan" in page.text_content("#fb-status")
+
+        drop_file(page, "#dropzone", second[0])
+        wait_for_result(page)
+        assert page.text_content("#fb-status") == ""  # a fresh form for the new answer
+        page.check(f"#feedback input[value='{second[1]}']")
+        page.check("#fb-keep")
+        page.click("#fb-send")
+        page.wait_for_function("() => document.getElementById('fb-status').textContent.startsWith('Thank you')")
+        assert "with the scan" in page.text_content("#fb-status")
+        assert not seen["errors"], seen["errors"]
+        assert not seen["elsewhere"], seen["elsewhere"]
+        page.close()
+
+    rows = sqlite3.connect(db).execute(
+        "SELECT predicted, corrected, comment, image_png FROM feedback ORDER BY id").fetchall()
+    assert len(rows) == 2
+    assert rows[0][:3] == (predicted, corrected, "second reader disagrees") and rows[0][3] is None
+    assert rows[1][1] == second[1] and rows[1][3] is not None
+    kept = np.asarray(Image.open(io.BytesIO(rows[1][3])))
+    assert np.array_equal(kept, np.asarray(load_image(second[0])))
 
 
 @pytest.mark.parametrize("extra, words", [

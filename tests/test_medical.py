@@ -123,13 +123,6 @@ def arr(img: Image.Image) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def predictor(random_checkpoint):
-    from braintumor.predictor import Predictor
-
-    return Predictor.load(random_checkpoint)
-
-
-@pytest.fixture(scope="module")
 def three(sample_dir) -> list[np.ndarray]:
     return [scan(sample_dir, r) for r in ONE_PER_CLASS[:3]]
 

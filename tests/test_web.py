@@ -31,13 +31,6 @@ WEB = Path(__file__).resolve().parents[1] / "src" / "braintumor" / "web"
 
 
 @pytest.fixture(scope="module")
-def predictor(random_checkpoint):
-    from braintumor.predictor import Predictor
-
-    return Predictor.load(random_checkpoint)
-
-
-@pytest.fixture(scope="module")
 def app(predictor):
     from braintumor.web import create_app
 

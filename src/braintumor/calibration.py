@@ -170,6 +170,15 @@ def fit_notumor_rule(probs: np.ndarray, labels: np.ndarray, classes: Sequence[st
     healthy = labels == nt
     said_none = np.asarray(probs).argmax(1) == nt
     missed = ~healthy & said_none
+    if not healthy.any():  # nothing to fit on: "no tumour" is never classified, always referred
+        rule = {"method": "no no-tumour scans to fit on: a 'no tumour' answer is always referred",
+                "max_tumour_probability": 0.0,
+                "fitted_on": f"validation split, {len(labels)} images, none without a tumour",
+                "val_missed_tumours": int(missed.sum()), "val_missed_tumours_classified": 0,
+                "val_notumor_referred": 1.0}
+        if box_scores is not None:
+            rule["max_box_score"] = 0.0
+        return rule
     qs = np.linspace(1 - hi, 1 - lo, 11)
     best = None
     for qp in qs:
@@ -311,10 +320,11 @@ class Decider:
 
 
 def network_outputs(checkpoint, files: Sequence[str | Path], batch_size: int = 32,
-                    desc: str = "outputs") -> dict[str, np.ndarray]:
+                    desc: str = "outputs", keep_pixels: bool = False) -> dict[str, np.ndarray]:
     """What a Predictor computes for image files, in batches: ``logits`` (N, C), pooled penultimate
     ``features`` (N, D), the out-of-distribution ``stats`` (N, 43) and pixel ``std`` (N,) of the
-    network's pixels, and the original ``sizes`` (N, 2) as (width, height)."""
+    network's pixels, the original ``sizes`` (N, 2) as (width, height), the box head's
+    ``box_score`` where there is one, and with ``keep_pixels`` the network's ``pixels`` (N, S, S)."""
     import torch
 
     from .cam import split_network
@@ -328,6 +338,8 @@ def network_outputs(checkpoint, files: Sequence[str | Path], batch_size: int = 3
     parts: dict[str, list] = {"logits": [], "features": [], "stats": [], "std": [], "sizes": []}
     if hasattr(model, "box_head"):
         parts["box_score"] = []
+    if keep_pixels:
+        parts["pixels"] = []
     bar = progress(total=len(files), desc=desc)
     for start in range(0, len(files), batch_size):
         grays = [load_image(f) for f in files[start:start + batch_size]]
@@ -343,6 +355,8 @@ def network_outputs(checkpoint, files: Sequence[str | Path], batch_size: int = 3
         parts["stats"].append(image_statistics(px))
         parts["std"].append(px.reshape(len(px), -1).std(axis=1))
         parts["sizes"].append(np.array([g.size for g in grays]))
+        if keep_pixels:
+            parts["pixels"].append(px)
         bar.update(len(grays))
     bar.close()
     return {k: np.concatenate(v) for k, v in parts.items()}

@@ -46,10 +46,11 @@ def is_image_file(p: Path) -> bool:
     return p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | {".dcm"} and not p.name.startswith(".")
 
 
-def list_samples(root: str | Path, classes: tuple[str, ...] = CLASSES) -> list[Sample]:
+def list_samples(root: str | Path, classes: tuple[str, ...] = CLASSES, require_all: bool = True) -> list[Sample]:
     """All images under ``root/<class>/``, in class order then name order.
 
-    Raises DataError for no class folders, unknown class folders or an empty class."""
+    Raises DataError for no class folders, unknown class folders or, with ``require_all`` (training
+    from scratch needs every class), a missing or empty class."""
     root = Path(root)
     subdirs = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not subdirs:
@@ -60,14 +61,16 @@ def list_samples(root: str | Path, classes: tuple[str, ...] = CLASSES) -> list[S
             f"{root}: unknown class folder(s) {', '.join(unknown)}; expected {', '.join(classes)}"
         )
     missing = [c for c in classes if c not in subdirs]
-    if missing:
+    if missing and require_all:
         raise DataError(f"{root}: class folder(s) missing: {', '.join(missing)}")
     samples = []
     for label, cls in enumerate(classes):
-        files = sorted(p for p in (root / cls).rglob("*") if is_image_file(p))
-        if not files:
+        files = sorted(p for p in (root / cls).rglob("*") if is_image_file(p)) if cls in subdirs else []
+        if not files and require_all:
             raise DataError(f"{root / cls}: the class folder holds no images")
         samples.extend(Sample(p, label) for p in files)
+    if not samples:
+        raise DataError(f"{root}: no images in the class folders {', '.join(subdirs)}")
     return samples
 
 

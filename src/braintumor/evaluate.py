@@ -17,7 +17,7 @@ def evaluate(data: str, model: str | None = None, device: str = "auto", batch_si
     """Evaluate a checkpoint (the shipped one by default) on ``data`` (class folders or Testing/)."""
     ck = shipped.load(model)
     root = resolve_root(data, "Testing")
-    samples = list_samples(root, ck.classes)
+    samples = list_samples(root, ck.classes, require_all=False)
     cache = build_cache(samples, ck.preprocessing.resize_size, None, desc="read")
     dev = pick_device(device)
     net = ck.build().to(dev).to(memory_format=torch.channels_last)

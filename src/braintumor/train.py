@@ -93,9 +93,16 @@ def fit_time_budget(cfg: TrainConfig, done: int, elapsed: float, epoch_seconds: 
 
 
 def make_model(cfg: TrainConfig, device: torch.device):
-    model = build_model(cfg.arch, len(cfg.classes), box_head=bool(cfg.boxes))
+    start = None
     if cfg.init:
-        init_from_checkpoint(model, cfg)
+        from .checkpoint import load_checkpoint
+
+        start = load_checkpoint(cfg.init)
+    # A box head the starting checkpoint has is kept (unchanged where no boxes train it).
+    box_head = bool(cfg.boxes) or (start is not None and start.has_box_head)
+    model = build_model(cfg.arch, len(cfg.classes), box_head=box_head)
+    if start is not None:
+        init_from_checkpoint(model, cfg, start)
         if cfg.freeze_early:
             freeze_for_finetune(model, cfg.arch)
     elif cfg.pretrained != "none":
@@ -107,12 +114,12 @@ def make_model(cfg: TrainConfig, device: torch.device):
     return model
 
 
-def init_from_checkpoint(model, cfg: TrainConfig) -> None:
-    """Every tensor of ``cfg.init`` (a braintumor checkpoint) that the model has; a box head the
-    checkpoint lacks keeps its fresh initialisation."""
+def init_from_checkpoint(model, cfg: TrainConfig, ck=None) -> None:
+    """Every tensor of ``cfg.init`` (a braintumor checkpoint, or ``ck`` already loaded from it) that
+    the model has; a box head the checkpoint lacks keeps its fresh initialisation."""
     from .checkpoint import load_checkpoint
 
-    ck = load_checkpoint(cfg.init)
+    ck = ck or load_checkpoint(cfg.init)
     if ck.arch != cfg.arch or tuple(ck.classes) != tuple(cfg.classes):
         raise DataError(f"--init {cfg.init}: a {ck.arch} checkpoint for {list(ck.classes)}, "
                         f"not {cfg.arch} for {list(cfg.classes)}")
@@ -173,7 +180,8 @@ def main(cfg: TrainConfig) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     root = resolve_root(cfg.data, "Training")
-    samples = list_samples(root, cfg.classes)
+    # Fine-tuning a checkpoint that knows every class may use data that lacks one.
+    samples = list_samples(root, cfg.classes, require_all=not cfg.init)
     if cfg.max_images:
         rng = np.random.default_rng(cfg.seed)
         samples = [samples[i] for i in sorted(rng.permutation(len(samples))[: cfg.max_images])]

@@ -24,13 +24,15 @@ class InMemoryRequest(Request):
 
 def create_app(config: dict | None = None, predictor: Any = None) -> Flask:
     """Build the app. ``config`` entries override the defaults (``MODEL_PATHS``: None for the
-    shipped model, or a list of checkpoints for an ensemble); ``predictor`` skips loading."""
+    shipped model, or a list of checkpoints for an ensemble; ``FEEDBACK_DB``: a database file to
+    collect corrections in, off by default); ``predictor`` skips loading."""
     app = Flask("braintumor.web")  # templates/ and static/ beside this file
     app.request_class = InMemoryRequest
     app.json.sort_keys = False  # keep answers in the documented order
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_UPLOAD_BYTES,
         MODEL_PATHS=None,
+        FEEDBACK_DB=None,  # path of the SQLite feedback database; None: feedback is off
     )
     if config:
         app.config.update(config)

@@ -9,11 +9,13 @@ without details), and only the exception's type is logged.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import logging
 import math
 import re
 import time
+import uuid
 from typing import Any
 
 import numpy as np
@@ -24,6 +26,8 @@ from werkzeug.exceptions import HTTPException
 from .. import __version__
 from ..imaging import MAX_PIXELS, ImageError, load_image
 from .factory import current_predictor
+from .forms import ApiError, flag, integer, suffix
+from .feedback_api import remember
 from .openapi import spec
 
 log = logging.getLogger("braintumor.web")
@@ -36,26 +40,14 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "form-action 'self'; frame-ancestors 'none'")
 
 ORIGINAL_MAX_SIDE = 512  # the "original" image in an answer is at most this many pixels a side
-TRUE = {"1", "true", "yes", "on"}
-FALSE = {"0", "false", "no", "off"}
-# Suffixes passed on to the image reader (NIfTI is recognised by name when gzipped); the client's
-# file name itself is never used or logged.
-SUFFIXES = (".nii.gz", ".nii", ".dcm", ".dicom", ".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff",
-            ".gif", ".webp")
-# Keys of a Predictor result that the answer carries in its own form.
 CONVERTED = {"label", "confidence", "probabilities", "heatmap", "heatmap_input", "overlay"}
 
 
-class ApiError(Exception):
-    """A request the API cannot answer; the message is meant for a person."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-
-
 def init_app(app: Flask) -> None:
+    from . import feedback_api
+
     app.register_blueprint(bp)
+    feedback_api.init_app(app)
     app.add_url_rule("/", "index", index)
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(ImageError, image_error)
@@ -69,8 +61,11 @@ def init_app(app: Flask) -> None:
 
 def index() -> str:
     p = current_predictor()
+    from .feedback_api import service
+
     return render_template("index.html", model=model_summary(p), classes=list(p.classes),
-                           max_bytes=current_app.config["MAX_CONTENT_LENGTH"], version=__version__)
+                           max_bytes=current_app.config["MAX_CONTENT_LENGTH"], version=__version__,
+                           feedback=service() is not None)
 
 
 # ----------------------------------------------------------------------------------------- API
@@ -79,7 +74,10 @@ def index() -> str:
 @bp.get("/health")
 def health() -> Response:
     p = current_predictor()
-    return jsonify(status="ok", model_loaded=p is not None, version=__version__, model=model_summary(p))
+    from .feedback_api import service
+
+    return jsonify(status="ok", model_loaded=p is not None, version=__version__, model=model_summary(p),
+                   feedback=service() is not None)
 
 
 @bp.get("/model")
@@ -134,6 +132,8 @@ def predict() -> Response:
         result = p.predict(image, tta=tta)
     t3 = time.perf_counter()
     answer = build_answer(p, image, result)
+    answer["id"] = uuid.uuid4().hex  # what feedback on this answer refers to
+    remember(answer["id"], p, result, hashlib.sha256(data).hexdigest(), slice_index)
     t4 = time.perf_counter()
     # The forward pass and Grad-CAM run as one call (the heat map reuses the prediction's
     # features), so "predict" is the model call and "explain" the drawing of the images.
@@ -191,31 +191,6 @@ def png_data_url(img: Image.Image) -> str:
 
 def ms(seconds: float) -> float:
     return round(seconds * 1000.0, 1)
-
-
-def flag(name: str, default: bool) -> bool:
-    raw = (request.form.get(name) or "").strip().lower()
-    if not raw:
-        return default
-    if raw in TRUE:
-        return True
-    if raw in FALSE:
-        return False
-    raise ApiError(400, f"the field {name!r} must be true or false, not {raw[:20]!r}")
-
-
-def integer(name: str) -> int | None:
-    raw = (request.form.get(name) or "").strip()
-    if not raw:
-        return None
-    if not re.fullmatch(r"[+-]?\d{1,9}", raw):
-        raise ApiError(400, f"the field {name!r} must be a whole number, not {raw[:20]!r}")
-    return int(raw)
-
-
-def suffix(filename: str) -> str:
-    lower = filename.lower()
-    return next((s for s in SUFFIXES if lower.endswith(s)), "")
 
 
 def content_kind(mimetype: str | None) -> str:

@@ -46,6 +46,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", action="append", default=None, metavar="FILE",
                    help="checkpoint to serve; repeat for an ensemble (default: the shipped model)")
     p.add_argument("--threads", type=positive, default=4, help="request threads (default: 4)")
+    p.add_argument("--feedback", default=None, metavar="DB",
+                   help="collect corrections in this SQLite file (created if missing); the page then asks "
+                        "'Was this right?'. Off by default; scans are kept only with consent")
 
 
 def make_server(app, host: str = "127.0.0.1", port: int = 0, threads: int = 4):
@@ -115,7 +118,12 @@ def run(args: argparse.Namespace) -> int:
     from . import EXTENSION, create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app({"MODEL_PATHS": args.model})
+    from ..feedback import FeedbackError
+
+    try:
+        app = create_app({"MODEL_PATHS": args.model, "FEEDBACK_DB": args.feedback})
+    except FeedbackError as exc:
+        raise UsageError(f"--feedback {args.feedback}: {exc}") from None
     p = app.extensions[EXTENSION]
     try:
         server = make_server(app, args.host, args.port, args.threads)
@@ -128,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"braintumor: warning: {args.host} may be reachable from other machines and the app has no "
               "login; put it behind a reverse proxy with access control", file=sys.stderr)
+    if args.feedback:
+        print(f"braintumor: feedback on, stored in {args.feedback} (scans only with consent)", file=sys.stderr)
     print("braintumor: for research and teaching, not for diagnosis", file=sys.stderr)
     sys.stderr.flush()
     try:

@@ -22,6 +22,7 @@
   var dropzone = $("dropzone"), fileInput = $("file");
   var statusBox = $("status"), errorBox = $("error"), result = $("result");
   var chart = null, previewUrl = null, busy = false;
+  var lastFile = null, lastAnswerId = null;  // what feedback refers to (kept in this page only)
 
   function name(label) { return NAMES[label] || label; }
   function colour(label) { return COLOURS[label] || "#64748b"; }
@@ -110,6 +111,7 @@
           showError(humanError(r.status, r.body && r.body.error));
           return;
         }
+        lastFile = file;
         render(r.body, performance.now() - started);
       })
       .catch(function () {
@@ -151,6 +153,7 @@
       $("gradcam-caption").textContent = "No heat map (switched off in Options)";
     }
     renderBox(answer);
+    resetFeedback(answer);
     applyOpacity();
     result.dataset.state = "done";
   }
@@ -244,6 +247,60 @@
       v.textContent = percent(p.probability);
       li.append(sw, n, bar, v);
       ul.appendChild(li);
+    });
+  }
+
+  /* "Was this right?": shown only where the server collects feedback. The scan is sent again only
+     when the person ticks "keep this scan"; the server checks it is the same file. */
+  var feedbackForm = $("feedback");
+
+  function resetFeedback(answer) {
+    if (!feedbackForm) { return; }
+    lastAnswerId = answer.id || null;
+    feedbackForm.hidden = !lastAnswerId;
+    feedbackForm.reset();
+    $("fb-send").disabled = false;
+    $("fb-status").textContent = "";
+    var radios = feedbackForm.querySelectorAll("input[name=fb-label]");
+    Array.prototype.forEach.call(radios, function (r) { r.checked = r.value === answer.label; });
+  }
+
+  function sendFeedback(e) {
+    e.preventDefault();
+    var chosen = feedbackForm.querySelector("input[name=fb-label]:checked");
+    if (!chosen) { $("fb-status").textContent = "Choose the class the scan really shows."; return; }
+    var keep = $("fb-keep").checked;
+    var form = new FormData();
+    form.append("id", lastAnswerId);
+    form.append("label", chosen.value);
+    form.append("comment", $("fb-comment").value);
+    form.append("keep_image", keep ? "true" : "false");
+    if (keep && lastFile) { form.append("file", lastFile, lastFile.name); }
+    $("fb-send").disabled = true;
+    $("fb-status").textContent = "Sending\u2026";
+    fetch("api/feedback", { method: "POST", body: form, headers: { "Accept": "application/json" } })
+      .then(function (resp) {
+        return resp.json().then(function (body) { return { status: resp.status, body: body }; },
+                                function () { return { status: resp.status, body: {} }; });
+      })
+      .then(function (r) {
+        if (r.status !== 201) {
+          $("fb-send").disabled = false;
+          $("fb-status").textContent = "Not saved: " + humanError(r.status, r.body && r.body.error);
+          return;
+        }
+        $("fb-status").textContent = "Thank you: saved" + (r.body.image_kept ? ", with the scan." : ", without the scan.");
+      })
+      .catch(function () {
+        $("fb-send").disabled = false;
+        $("fb-status").textContent = "Could not reach the server; the feedback was not saved.";
+      });
+  }
+
+  if (feedbackForm) {
+    feedbackForm.addEventListener("submit", sendFeedback);
+    Array.prototype.forEach.call(document.querySelectorAll(".fb-name"), function (el) {
+      el.textContent = name(el.dataset.label);
     });
   }
 

@@ -1,0 +1,113 @@
+"""``POST /api/feedback``: a person's correction of an answer, stored only where the server was
+started with a feedback database (``braintumor serve --feedback DB``).
+
+The server remembers a summary of each recent answer (model, probabilities, the SHA-256 of the
+uploaded bytes; never the image) under the answer's ``id``. A correction names that id, the right
+class, an optional comment and ``keep_image``. With ``keep_image`` the page sends the scan again in
+the same request; the server checks that its SHA-256 is the answer's, decodes it through the one
+image reader and keeps only the pixels. Without it, no image is read and none is kept.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+
+from .. import feedback as fb
+from ..imaging import load_image
+from .factory import current_predictor
+from .forms import ApiError, suffix, truthy
+
+FEEDBACK = "braintumor.feedback"  # key in app.extensions
+
+bp = Blueprint("feedback", __name__, url_prefix="/api")
+
+
+class FeedbackService:
+    """The database path, one connection per request thread, and the recent answers."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        fb.connect(self.path).close()  # create or migrate now: a bad path fails at start-up
+        self.answers = fb.RecentAnswers()
+        self._local = threading.local()
+
+    def connection(self):
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = self._local.con = fb.connect(self.path)
+        return con
+
+
+def init_app(app: Flask) -> None:
+    path = app.config.get("FEEDBACK_DB")
+    if path:
+        app.extensions[FEEDBACK] = FeedbackService(path)
+    app.register_blueprint(bp)
+
+
+def service() -> FeedbackService | None:
+    return current_app.extensions.get(FEEDBACK)
+
+
+def remember(answer_id: str, p: Any, result: dict, image_sha256: str,
+             slice_index: int | None = None) -> None:
+    """Keep the summary of an answer for feedback (only where feedback is on)."""
+    svc = service()
+    if svc is None:
+        return
+    probs = {str(k): float(v) for k, v in result["probabilities"].items()}
+    svc.answers.add(fb.Answer(answer_id=answer_id, model_name=str(p.name), model_version=str(p.version),
+                              model_sha256=str(p.sha256), predicted=str(result["label"]),
+                              decision=str(result.get("decision") or "classified"),
+                              probabilities=probs, image_sha256=image_sha256, created=time.time(),
+                              slice_index=slice_index))
+
+
+@bp.post("/feedback")
+def post_feedback() -> Response:
+    svc = service()
+    if svc is None:
+        raise ApiError(404, "feedback is off on this server; start it with --feedback DB to collect it")
+    if request.is_json:
+        form = request.get_json(silent=True)
+        if not isinstance(form, dict):
+            raise ApiError(400, "the body is not a JSON object; send id, label, comment and keep_image")
+    else:
+        form = request.form
+    answer_id = str(form.get("id") or "").strip()
+    corrected = str(form.get("label") or "").strip().lower()
+    comment = str(form.get("comment") or "").strip()
+    keep_image = truthy("keep_image", form.get("keep_image"))
+    if not answer_id:
+        raise ApiError(400, "no answer id: send the 'id' of the answer you correct")
+    if not corrected:
+        raise ApiError(400, "no class: send 'label', the class the scan really shows")
+    answer = svc.answers.get(answer_id)
+    if answer is None:
+        raise ApiError(404, "no recent answer has this id (answers are remembered for 24 hours "
+                            "and not across restarts); analyse the scan again")
+    image = None
+    if keep_image:
+        upload = request.files.get("file")
+        if upload is None:
+            raise ApiError(400, "keep_image is true but no scan was sent: put it in the form field 'file'")
+        data = upload.read()
+        if fb.sha256_hex(data) != answer.image_sha256:
+            raise ApiError(400, "the scan sent is not the one this answer was about")
+        image = load_image(data, "upload" + suffix(upload.filename or ""), answer.slice_index)
+    try:
+        row = fb.record(svc.connection(), answer, corrected, comment, image, current_app_classes())
+    except fb.FeedbackError as exc:
+        raise ApiError(400, str(exc)) from None
+    resp = jsonify(stored=True, feedback_id=row, image_kept=image is not None)
+    resp.status_code = 201
+    return resp
+
+
+def current_app_classes() -> list[str]:
+    return list(current_predictor().classes)

@@ -1,0 +1,57 @@
+"""Reading the API's form fields: the error type every route raises, and the parsers of booleans,
+whole numbers and upload suffixes, each failing with a message for a person and a 400."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import request
+
+TRUE = {"1", "true", "yes", "on"}
+FALSE = {"0", "false", "no", "off"}
+# Suffixes passed on to the image reader (NIfTI is recognised by name when gzipped); the client's
+# file name itself is never used or logged.
+SUFFIXES = (".nii.gz", ".nii", ".dcm", ".dicom", ".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff",
+            ".gif", ".webp")
+
+
+class ApiError(Exception):
+    """A request the API cannot answer; the message is meant for a person."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def truthy(name: str, value: Any, default: bool = False) -> bool:
+    """A boolean field: true/false, yes/no, on/off, 1/0 (or a JSON boolean); empty is ``default``."""
+    if isinstance(value, bool):
+        return value
+    raw = str(value if value is not None else "").strip().lower()
+    if not raw:
+        return default
+    if raw in TRUE:
+        return True
+    if raw in FALSE:
+        return False
+    raise ApiError(400, f"the field {name!r} must be true or false, not {raw[:20]!r}")
+
+
+def flag(name: str, default: bool) -> bool:
+    """A boolean form field of the current request."""
+    return truthy(name, request.form.get(name), default)
+
+
+def integer(name: str) -> int | None:
+    raw = (request.form.get(name) or "").strip()
+    if not raw:
+        return None
+    if not re.fullmatch(r"[+-]?\d{1,9}", raw):
+        raise ApiError(400, f"the field {name!r} must be a whole number, not {raw[:20]!r}")
+    return int(raw)
+
+
+def suffix(filename: str) -> str:
+    lower = filename.lower()
+    return next((s for s in SUFFIXES if lower.endswith(s)), "")

@@ -1,0 +1,365 @@
+"""Opt-in feedback: the SQLite store, POST /api/feedback, many writers at once, a killed server,
+and ``braintumor feedback list|stats|export``."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.request import Request, urlopen
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from braintumor import feedback as fb
+
+
+def answer(**over) -> fb.Answer:
+    base = dict(answer_id="a1", model_name="m", model_version="1", model_sha256="ab" * 32, predicted="glioma",
+                decision="classified", probabilities={"glioma": 0.9, "meningioma": 0.05, "notumor": 0.03,
+                                                      "pituitary": 0.02},
+                image_sha256="cd" * 32, created=time.time())
+    base.update(over)
+    return fb.Answer(**base)
+
+
+# ------------------------------------------------------------------------------------- store
+
+
+def test_new_database_has_the_current_schema_in_wal_mode(tmp_path):
+    con = fb.connect(tmp_path / "f.db")
+    assert con.execute("PRAGMA user_version").fetchone()[0] == fb.SCHEMA_VERSION
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    cols = {r[1] for r in con.execute("PRAGMA table_info(feedback)")}
+    assert {"model_sha256", "predicted", "corrected", "probabilities", "image_sha256", "image_png",
+            "decision", "comment"} <= cols
+    assert not {"filename", "file_name", "patient"} & cols
+
+
+def test_an_old_database_is_migrated_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(fb.MIGRATIONS[0])
+    old.execute("PRAGMA user_version = 1")
+    old.execute("INSERT INTO feedback (created, answer_id, model_name, model_version, model_sha256, predicted,"
+                " corrected, probabilities, image_sha256) VALUES ('t', 'x', 'm', '1', 's', 'glioma', 'notumor',"
+                " '{}', 'h')")
+    old.commit()
+    old.close()
+    con = fb.connect(path)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == fb.SCHEMA_VERSION
+    [row] = list(fb.rows(con))
+    assert (row["predicted"], row["corrected"], row["decision"]) == ("glioma", "notumor", "")
+
+
+def test_newer_or_foreign_databases_are_refused(tmp_path):
+    newer = tmp_path / "newer.db"
+    c = sqlite3.connect(newer)
+    c.execute(f"PRAGMA user_version = {fb.SCHEMA_VERSION + 1}")
+    c.close()
+    with pytest.raises(fb.FeedbackError, match="newer"):
+        fb.connect(newer)
+    foreign = tmp_path / "foreign.db"
+    c = sqlite3.connect(foreign)
+    c.execute("CREATE TABLE invoices (id INTEGER)")
+    c.close()
+    with pytest.raises(fb.FeedbackError, match="something else"):
+        fb.connect(foreign)
+    text = tmp_path / "text.db"
+    text.write_text("not a database at all, just some text " * 50)
+    with pytest.raises(fb.FeedbackError, match="not a feedback database"):
+        fb.connect(text)
+
+
+def test_record_checks_the_class_and_the_comment(tmp_path):
+    con = fb.connect(tmp_path / "f.db")
+    with pytest.raises(fb.FeedbackError, match="unknown class"):
+        fb.record(con, answer(), "tumour")
+    with pytest.raises(fb.FeedbackError, match="longer"):
+        fb.record(con, answer(), "glioma", "x" * (fb.MAX_COMMENT + 1))
+    assert con.execute("SELECT count(*) FROM feedback").fetchone()[0] == 0
+
+
+def test_kept_pixels_carry_no_metadata(tmp_path):
+    img = Image.fromarray(np.arange(64 * 64, dtype=np.uint32).reshape(64, 64).astype(np.uint8), "L")
+    png = fb.png_bytes(img)
+    back = Image.open(io.BytesIO(png))
+    assert np.array_equal(np.asarray(back), np.asarray(img))
+    assert not back.info.get("exif") and not getattr(back, "text", {})
+
+
+def test_recent_answers_keep_no_image_and_expire():
+    types = {f.name: f.type for f in dataclasses.fields(fb.Answer)}
+    assert not any("bytes" in str(t) or "Image" in str(t) or "ndarray" in str(t) for t in types.values())
+    recent = fb.RecentAnswers(limit=2, ttl_s=60)
+    for i in range(3):
+        recent.add(answer(answer_id=str(i)))
+    assert recent.get("0") is None and recent.get("2") is not None  # the oldest went first
+    recent.add(answer(answer_id="old", created=time.time() - 120))
+    assert recent.get("old") is None
+
+
+# --------------------------------------------------------------------------------------- API
+
+
+@pytest.fixture()
+def feedback_app(predictor, tmp_path):
+    from braintumor.web import create_app
+
+    db = tmp_path / "feedback.db"
+    return create_app({"FEEDBACK_DB": str(db)}, predictor=predictor), db
+
+
+def predict(client, data: bytes, filename: str = "scan.jpg") -> dict:
+    r = client.post("/api/predict", data={"file": (io.BytesIO(data), filename), "explain": "false"},
+                    content_type="multipart/form-data")
+    assert r.status_code == 200, r.get_json()
+    return r.get_json()
+
+
+def send(client, data: bytes | None = None, filename: str = "scan.jpg", **fields):
+    form = {k: str(v) for k, v in fields.items()}
+    if data is not None:
+        form["file"] = (io.BytesIO(data), filename)
+    return client.post("/api/feedback", data=form, content_type="multipart/form-data")
+
+
+def test_feedback_is_off_unless_asked_for(predictor, sample_files):
+    from braintumor.web import create_app
+
+    client = create_app(predictor=predictor).test_client()
+    assert client.get("/api/health").get_json()["feedback"] is False
+    assert "Was this right?" not in client.get("/").get_data(as_text=True)
+    r = send(client, id="x", label="glioma")
+    assert r.status_code == 404 and "--feedback" in r.get_json()["error"]
+
+
+def test_feedback_without_consent_keeps_no_image(feedback_app, sample_files):
+    app, db = feedback_app
+    client = app.test_client()
+    assert "Was this right?" in client.get("/").get_data(as_text=True)
+    data = sample_files[0][0].read_bytes()
+    a = predict(client, data, "Patient_Jane_Doe.jpg")
+    r = send(client, id=a["id"], label="meningioma", comment="looks extra-axial", keep_image="false")
+    assert r.status_code == 201 and r.get_json()["image_kept"] is False
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT predicted, corrected, comment, image_sha256, image_png, model_sha256,"
+                       " probabilities FROM feedback").fetchall()
+    assert len(rows) == 1
+    predicted, corrected, comment, sha, png, model_sha, probs = rows[0]
+    assert (predicted, corrected, comment) == (a["label"], "meningioma", "looks extra-axial")
+    assert sha == hashlib.sha256(data).hexdigest() and png is None
+    assert model_sha == a["model"]["sha256"]
+    assert json.loads(probs) == pytest.approx({p["label"]: p["probability"] for p in a["predictions"]})
+    assert b"Jane" not in db.read_bytes() and not any(b"Jane" in p.read_bytes() for p in db.parent.glob("*"))
+
+
+def test_feedback_with_consent_keeps_the_pixels_only(feedback_app, sample_files):
+    from braintumor.imaging import load_image
+
+    app, db = feedback_app
+    client = app.test_client()
+    path = sample_files[3][0]
+    data = path.read_bytes()
+    a = predict(client, data)
+    r = send(client, data, "Patient_Jane_Doe.jpg", id=a["id"], label=sample_files[3][1], keep_image="true")
+    assert r.status_code == 201 and r.get_json()["image_kept"] is True
+    [(png,)] = sqlite3.connect(db).execute("SELECT image_png FROM feedback").fetchall()
+    kept = Image.open(io.BytesIO(png))
+    assert kept.format == "PNG"
+    assert np.array_equal(np.asarray(kept), np.asarray(load_image(path)))
+    assert b"Jane" not in db.read_bytes()
+
+
+def test_consent_with_another_scan_is_refused(feedback_app, sample_files):
+    app, db = feedback_app
+    client = app.test_client()
+    a = predict(client, sample_files[0][0].read_bytes())
+    r = send(client, sample_files[1][0].read_bytes(), id=a["id"], label="glioma", keep_image="true")
+    assert r.status_code == 400 and "not the one" in r.get_json()["error"]
+    r = send(client, id=a["id"], label="glioma", keep_image="true")
+    assert r.status_code == 400 and "no scan was sent" in r.get_json()["error"]
+    assert sqlite3.connect(db).execute("SELECT count(*) FROM feedback").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("fields, status, words", [
+    ({"label": "glioma"}, 400, "no answer id"),
+    ({"id": "nope", "label": "glioma"}, 404, "no recent answer"),
+    ({"id": "ANSWER"}, 400, "no class"),
+    ({"id": "ANSWER", "label": "astrocytoma"}, 400, "unknown class"),
+    ({"id": "ANSWER", "label": "glioma", "keep_image": "perhaps"}, 400, "true or false"),
+    ({"id": "ANSWER", "label": "glioma", "comment": "x" * 3000}, 400, "longer"),
+])
+def test_malformed_feedback_gets_a_4xx_json(feedback_app, sample_files, fields, status, words):
+    app, db = feedback_app
+    client = app.test_client()
+    a = predict(client, sample_files[0][0].read_bytes())
+    fields = {k: (a["id"] if v == "ANSWER" else v) for k, v in fields.items()}
+    r = send(client, **fields)
+    assert r.status_code == status and words in r.get_json()["error"]
+    assert sqlite3.connect(db).execute("SELECT count(*) FROM feedback").fetchone()[0] == 0
+
+
+def test_feedback_as_json(feedback_app, sample_files):
+    app, db = feedback_app
+    client = app.test_client()
+    a = predict(client, sample_files[0][0].read_bytes())
+    r = client.post("/api/feedback", json={"id": a["id"], "label": "notumor", "keep_image": False})
+    assert r.status_code == 201
+    r = client.post("/api/feedback", data="{not json", content_type="application/json")
+    assert r.status_code == 400 and "JSON object" in r.get_json()["error"]
+    assert sqlite3.connect(db).execute("SELECT corrected FROM feedback").fetchall() == [("notumor",)]
+
+
+def test_eight_clients_posting_400_answers_leave_400_rows(predictor, sample_files, tmp_path):
+    from braintumor.web import create_app
+    from braintumor.web.serve import BackgroundServer
+
+    db = tmp_path / "many.db"
+    scans = [p.read_bytes() for p, _ in sample_files]
+    errors: list[str] = []
+
+    def client(k: int, url: str) -> None:
+        for i in range(50):
+            data = scans[(k + i) % len(scans)]
+            body, ctype = multipart({"explain": "false"}, data)
+            a = json.load(urlopen(Request(url + "api/predict", body, {"Content-Type": ctype}), timeout=60))
+            body, ctype = multipart({"id": a["id"], "label": "glioma", "comment": f"client {k} #{i}",
+                                     "keep_image": "true" if i % 5 == 0 else "false"},
+                                    data if i % 5 == 0 else None)
+            try:
+                urlopen(Request(url + "api/feedback", body, {"Content-Type": ctype}), timeout=60)
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(repr(exc))
+
+    with BackgroundServer(create_app({"FEEDBACK_DB": str(db)}, predictor=predictor), threads=8) as srv:
+        threads = [threading.Thread(target=client, args=(k, srv.url)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT count(*) FROM feedback").fetchone()[0] == 400
+    assert con.execute("SELECT count(DISTINCT comment) FROM feedback").fetchone()[0] == 400
+    assert con.execute("SELECT count(*) FROM feedback WHERE image_png IS NOT NULL").fetchone()[0] == 80
+
+
+def multipart(fields: dict, data: bytes | None) -> tuple[bytes, str]:
+    boundary = "----braintumor-test-boundary"
+    parts = []
+    for k, v in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode())
+    if data is not None:
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="s.jpg"\r\n'
+                     f"Content-Type: image/jpeg\r\n\r\n".encode() + data + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_killed_server_leaves_a_readable_database(random_checkpoint, sample_files, tmp_path):
+    db = tmp_path / "killed.db"
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "braintumor", "serve", "--model", str(random_checkpoint),
+                             "--port", str(port), "--feedback", str(db), "--threads", "4"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ))
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(120):
+            try:
+                urlopen(url + "api/health", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.fail(proc.stderr.read().decode()[-2000:])
+                time.sleep(0.5)
+        data = sample_files[0][0].read_bytes()
+        stored = []
+
+        def post_quietly(i: int) -> None:
+            try:
+                post_one(i)
+            except OSError:  # the server was killed mid-request
+                pass
+
+        def post_one(i: int) -> None:
+            body, ctype = multipart({"explain": "false"}, data)
+            a = json.load(urlopen(Request(url + "api/predict", body, {"Content-Type": ctype}), timeout=30))
+            body, ctype = multipart({"id": a["id"], "label": "notumor", "keep_image": "true"}, data)
+            urlopen(Request(url + "api/feedback", body, {"Content-Type": ctype}), timeout=30)
+            stored.append(i)
+
+        for i in range(10):
+            post_one(i)
+        busy = [threading.Thread(target=lambda: [post_quietly(100 + j) for j in range(20)]) for _ in range(3)]
+        for t in busy:
+            t.start()
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGKILL)  # mid-write, no clean-up of any kind
+        proc.wait(10)
+        for t in busy:
+            t.join(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    n = con.execute("SELECT count(*) FROM feedback").fetchone()[0]
+    assert n >= len(stored) >= 10  # every answered post is there
+    assert all(Image.open(io.BytesIO(png)).size for (png,) in con.execute("SELECT image_png FROM feedback"))
+
+
+# --------------------------------------------------------------------------------------- CLI
+
+
+def test_feedback_command_lists_summarises_and_exports(tmp_path, capsys):
+    from braintumor.cli import main
+    from braintumor.data import list_samples
+
+    db = tmp_path / "f.db"
+    con = fb.connect(db)
+    img = Image.fromarray(np.full((32, 32), 100, np.uint8), "L")
+    fb.record(con, answer(answer_id="1", image_sha256="1" * 64), "glioma", "right")
+    fb.record(con, answer(answer_id="2", image_sha256="2" * 64), "meningioma", "wrong, kept", img)
+    fb.record(con, answer(answer_id="3", image_sha256="3" * 64, predicted="notumor", model_sha256="ef" * 32),
+              "pituitary", "", img)
+    con.close()
+
+    assert main(["feedback", "list", "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "wrong, kept" in out and "3 corrections" in out
+    assert main(["feedback", "stats", "--db", str(db), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert (s["n"], s["agreed"]) == (3, 1)
+    assert {r["corrected"]: r["agreement"] for r in s["by_class"]} == {"glioma": 1.0, "meningioma": 0.0,
+                                                                         "pituitary": 0.0}
+    assert sorted(r["n"] for r in s["by_model"]) == [1, 2]
+    assert main(["feedback", "stats", "--db", str(db)]) == 0
+    assert "model right" in capsys.readouterr().out
+
+    out_dir = tmp_path / "export"
+    assert main(["feedback", "export", str(out_dir), "--db", str(db)]) == 0
+    assert "exported 2 scans" in capsys.readouterr().out
+    assert sorted(p.parent.name for p in out_dir.rglob("*.png")) == ["meningioma", "pituitary"]
+    samples = list_samples(out_dir, require_all=False)  # what evaluate and finetune read
+    assert sorted(s.label for s in samples) == [1, 3]
+
+    assert main(["feedback", "stats", "--db", str(tmp_path / "missing.db")]) == 2
+    assert "no such feedback database" in capsys.readouterr().err
