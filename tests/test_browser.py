@@ -174,6 +174,43 @@ def test_phone_file_picker_and_errors_in_words(browser, server, sample_files, tm
     page.close()
 
 
+def test_try_a_sample_scan_shows_its_true_class(browser, server):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    seen = watch(page, server.url)
+    page.goto(server.url)
+    assert page.is_hidden("#truth")
+    page.click("#try-sample")
+    wait_for_result(page)
+    truth = page.text_content("#truth")
+    assert truth.startswith("Sample scan: its true class is ")
+    assert any(name in truth for name in NAMES.values())
+    agrees = NAMES.get(next(k for k, v in NAMES.items() if v in truth.split(". ")[0])) == page.text_content("#label")
+    assert truth.endswith("agrees.") == agrees
+    assert not seen["errors"], seen["errors"]
+    assert not seen["elsewhere"], seen["elsewhere"]
+    page.close()
+
+
+def test_download_report(browser, server, sample_files, tmp_path):
+    pypdf = pytest.importorskip("pypdf", reason="pypdf is not installed")
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    seen = watch(page, server.url)
+    page.goto(server.url)
+    drop_file(page, "#dropzone", sample_files[4][0])
+    wait_for_result(page)
+    with page.expect_download(timeout=60_000) as info:
+        page.click("#download-report")
+    target = tmp_path / "report.pdf"
+    info.value.save_as(target)
+    assert info.value.suggested_filename.endswith(".pdf")
+    text = pypdf.PdfReader(target).pages[0].extract_text()
+    assert "case report" in text and page.text_content("#label") in text
+    page.wait_for_function("() => document.getElementById('report-status').textContent === 'Report downloaded.'")
+    assert not seen["errors"], seen["errors"]
+    assert not seen["elsewhere"], seen["elsewhere"]
+    page.close()
+
+
 def test_feedback_with_and_without_consent(browser, predictor, sample_files, tmp_path):
     """'Was this right?': a correction without consent keeps no image; with consent the pixels."""
     import io

@@ -211,6 +211,23 @@ def test_malformed_feedback_gets_a_4xx_json(feedback_app, sample_files, fields, 
     assert sqlite3.connect(db).execute("SELECT count(*) FROM feedback").fetchone()[0] == 0
 
 
+def test_feedback_answers_match_the_openapi_document(feedback_app, sample_files):
+    from test_web import conforms
+
+    app, _ = feedback_app
+    client = app.test_client()
+    doc = client.get("/api/openapi.json").get_json()
+    a = predict(client, sample_files[0][0].read_bytes())
+    assert conforms(a, {"$ref": "#/components/schemas/Prediction"}, doc) == [] and a["id"]
+    op = doc["paths"]["/api/feedback"]["post"]
+    for r in (send(client, id=a["id"], label="glioma"), send(client, id="nope", label="glioma"),
+              send(client, id=a["id"], label="x")):
+        schema = op["responses"][str(r.status_code)]["content"]["application/json"]["schema"]
+        assert conforms(r.get_json(), schema, doc) == [], r.get_json()
+    assert set(doc["components"]["schemas"]["FeedbackForm"]["properties"]) == {"id", "label", "comment",
+                                                                               "keep_image", "file"}
+
+
 def test_feedback_as_json(feedback_app, sample_files):
     app, db = feedback_app
     client = app.test_client()

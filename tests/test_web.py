@@ -409,6 +409,10 @@ def test_openapi_matches_every_answer(client, scan_bytes):
         ("post", "/api/predict", lambda: post(client, scan_bytes, cam_method="x")),
         ("get", "/api/predict", lambda: client.get("/api/predict")),
         ("post", "/api/model", lambda: client.post("/api/model")),
+        ("post", "/api/feedback", lambda: client.post("/api/feedback", data={"id": "x", "label": "glioma"})),
+        ("get", "/api/samples", lambda: client.get("/api/samples")),
+        ("get", "/api/samples/{label}/{name}", lambda: client.get("/api/samples/glioma/Tr-gl_0118.jpg")),
+        ("get", "/api/samples/{label}/{name}", lambda: client.get("/api/samples/glioma/..%2F..%2Fcli.py")),
     ]
     seen = set()
     for method, path, call in calls:
@@ -431,6 +435,20 @@ def test_openapi_matches_every_answer(client, scan_bytes):
     from braintumor.cam import CAM_METHODS
 
     assert fields["properties"]["cam_method"]["enum"] == list(CAM_METHODS)
+
+
+def test_sample_scans_are_listed_and_served_and_nothing_else(client):
+    from braintumor.imaging import load_image
+
+    listed = client.get("/api/samples").get_json()["samples"]
+    assert len(listed) == 12 and {s["label"] for s in listed} == {"glioma", "meningioma", "notumor", "pituitary"}
+    for s in listed[:2]:
+        r = client.get("/" + s["url"])
+        assert r.status_code == 200 and r.mimetype == "image/jpeg"
+        assert load_image(r.data, s["name"]).size[0] > 100  # a real scan
+    for bad in ("glioma/nope.jpg", "glioma/..%2F..%2Fweights%2Fmanifest.json", "../cli.py", "x/y"):
+        r = client.get("/api/samples/" + bad)
+        assert r.status_code == 404 and "error" in r.get_json()
 
 
 def test_conforms_catches_a_wrong_answer(client, scan_bytes):

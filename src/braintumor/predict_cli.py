@@ -36,6 +36,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     fmt.add_argument("--csv", action="store_true", help="CSV on stdout")
     p.add_argument("--explain", metavar="OUTDIR", default=None,
                    help="write one PNG per image: the scan and its Grad-CAM overlay side by side")
+    p.add_argument("--report", metavar="OUTDIR", default=None,
+                   help="write a one-page PDF case report per image into OUTDIR")
     p.add_argument("--cam-method", default="gradcam", choices=CAM_METHODS,
                    help="heat-map method for --explain (default: gradcam)")
     p.add_argument("--tta", action="store_true",
@@ -116,10 +118,11 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise _usage("--batch-size must be at least 1")
     files = collect_files(args.paths)
-    if args.explain:
-        outdir = Path(args.explain)
-        if outdir.exists() and not outdir.is_dir():
-            raise _usage(f"--explain: {outdir} exists and is not a folder")
+    for option, folder in (("--explain", args.explain), ("--report", args.report)):
+        if folder and Path(folder).exists() and not Path(folder).is_dir():
+            raise _usage(f"{option}: {folder} exists and is not a folder")
+    outdir = Path(args.explain) if args.explain else None
+    reportdir = Path(args.report) if args.report else None
 
     from .cam import explanation_figure
     from .predictor import display_pixels
@@ -131,8 +134,10 @@ def run(args: argparse.Namespace) -> int:
     results: list[dict] = []
     errors: list[dict] = []
     used: set[str] = set()
-    if args.explain:
-        outdir.mkdir(parents=True, exist_ok=True)
+    for folder in (outdir, reportdir):
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+    used_reports: set[str] = set()
 
     bar = progress(total=len(files), desc="predict", disable=True if len(files) < PROGRESS_MIN else None)
     try:
@@ -145,10 +150,23 @@ def run(args: argparse.Namespace) -> int:
                     names.append((str(path), name))
                 except (ImageError, OSError) as exc:
                     errors.append({"file": str(path), "error": _reason(str(exc), str(path))})
-            if args.explain:
+            if args.explain or args.report:
                 preds = []
                 for gray, (file, name) in zip(grays, names):
                     e = predictor.explain(gray, cam_method=args.cam_method, tta=args.tta)
+                    extra = {}
+                    if reportdir is not None:
+                        from . import __version__
+                        from .report import case_report
+
+                        target = reportdir / (_figure_name(name, used_reports)[:-4] + ".pdf")
+                        target.write_bytes(case_report(e, gray, {"name": predictor.name, "version": predictor.version,
+                                                                 "sha256": predictor.sha256}, __version__))
+                        extra["report"] = str(target)
+                    if outdir is None:
+                        preds.append({k: v for k, v in e.items() if k not in ("heatmap", "heatmap_input", "overlay")}
+                                     | extra)
+                        continue
                     fig = explanation_figure(
                         display_pixels(gray), e["overlay"],
                         f"{e['label']}  {e['confidence']:.1%}"
@@ -158,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
                     target = outdir / _figure_name(name, used)
                     fig.save(target)
                     preds.append({k: v for k, v in e.items() if k not in ("heatmap", "heatmap_input", "overlay")}
-                                 | {"explanation": str(target)})
+                                 | extra | {"explanation": str(target)})
             else:
                 preds = predictor.predict_batch(grays, batch_size=args.batch_size, tta=args.tta)
             for (file, _), r in zip(names, preds):

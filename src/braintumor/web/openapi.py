@@ -46,6 +46,16 @@ SCHEMAS: dict = {
             "model_loaded": {"type": "boolean"},
             "version": {"type": "string", "description": "version of the braintumor package"},
             "model": {"$ref": "#/components/schemas/ModelSummary"},
+            "feedback": {"type": "boolean", "description": "whether this server collects feedback"},
+        },
+    },
+    "FeedbackStored": {
+        "type": "object",
+        "required": ["stored", "feedback_id", "image_kept"],
+        "properties": {
+            "stored": {"type": "boolean", "enum": [True]},
+            "feedback_id": {"type": "integer", "description": "the row in the feedback database"},
+            "image_kept": {"type": "boolean", "description": "whether the scan's pixels were kept (consent)"},
         },
     },
     "ModelInfo": {
@@ -115,10 +125,51 @@ SCHEMAS: dict = {
                     "description": "the tumour's box [x0, y0, x1, y1] in pixels of the image as uploaded; "
                                    "null when the answer is no tumour, the scan is rejected, or the model "
                                    "has no box head"},
+            "id": {"type": "string", "description": "this answer's id, for POST /api/feedback"},
             "box_score": {"type": "number", "minimum": 0, "maximum": 1, "nullable": True,
                           "description": "the box head's confidence that a tumour centre is in the image"},
         },
         "additionalProperties": True,
+    },
+}
+
+SCHEMAS["Samples"] = {
+    "type": "object",
+    "required": ["samples", "source"],
+    "properties": {
+        "samples": {"type": "array", "items": {
+            "type": "object", "required": ["label", "name", "url"],
+            "properties": {"label": {"type": "string", "enum": list(CLASSES)}, "name": {"type": "string"},
+                           "url": {"type": "string"}}}},
+        "source": {"type": "string"},
+    },
+}
+
+SCHEMAS["FeedbackForm"] = {
+    "type": "object",
+    "required": ["id", "label"],
+    "properties": {
+        "id": {"type": "string", "description": "the id of the answer being corrected"},
+        "label": {"type": "string", "enum": list(CLASSES), "description": "the class the scan really shows"},
+        "comment": {"type": "string", "maxLength": 2000},
+        "keep_image": {"type": "boolean", "default": False,
+                       "description": "keep the scan's pixels to improve the model (consent)"},
+        "file": {"type": "string", "format": "binary", "description": "the same scan, only with keep_image"},
+    },
+}
+
+PREDICT_FORM = {
+    "type": "object",
+    "required": ["file"],
+    "properties": {
+        "file": {"type": "string", "format": "binary",
+                 "description": "JPEG, PNG, BMP, TIFF, DICOM or NIfTI; at most 16 MB and 50 megapixels, one frame"},
+        "explain": {"type": "boolean", "default": True, "description": "compute the Grad-CAM heat map"},
+        "cam_method": {"type": "string", "default": "gradcam",
+                       "enum": ["gradcam", "gradcam++", "hirescam", "eigencam"]},
+        "tta": {"type": "boolean", "default": False, "description": "average over a horizontal flip"},
+        "slice": {"type": "integer",
+                  "description": "slice of a NIfTI volume or frame of a DICOM file (default: the middle one)"},
     },
 }
 
@@ -157,30 +208,61 @@ def spec() -> dict:
             }},
             "/api/predict": {"post": {
                 "summary": "classify one MRI slice and explain the answer with a heat map",
-                "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {"type": "string", "format": "binary",
-                                 "description": "JPEG, PNG, BMP, TIFF, DICOM or NIfTI; at most 16 MB "
-                                                "and 50 megapixels, one frame"},
-                        "explain": {"type": "boolean", "default": True,
-                                    "description": "compute the Grad-CAM heat map"},
-                        "cam_method": {"type": "string", "default": "gradcam",
-                                       "enum": ["gradcam", "gradcam++", "hirescam", "eigencam"]},
-                        "tta": {"type": "boolean", "default": False,
-                                "description": "average over a horizontal flip"},
-                        "slice": {"type": "integer",
-                                  "description": "slice of a NIfTI volume or frame of a DICOM file "
-                                                 "(default: the middle one)"},
-                    },
-                }}}},
+                "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": PREDICT_FORM}}},
                 "responses": {
                     "200": _json("the answer", "Prediction"),
                     "400": _error("missing field, bad field value, empty, damaged or too large image"),
                     "405": _error("method not allowed"),
                     "413": _error("the upload is over 16 MB"),
                     "415": _error("not an image this service reads, or an animated/multi-page one"),
+                    "500": _error("an unexpected failure (no details are given)"),
+                },
+            }},
+            "/api/report": {"post": {
+                "summary": "the answer for one MRI slice as a one-page A4 PDF case report",
+                "description": "The same form as /api/predict, plus 'title' (printed on the report; the "
+                               "uploaded file's name is never printed unless given here).",
+                "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                    "allOf": [PREDICT_FORM, {"type": "object", "properties": {
+                        "title": {"type": "string", "maxLength": 120,
+                                  "description": "a line printed under the heading"}}}]}}}},
+                "responses": {
+                    "200": {"description": "the PDF", "content": {"application/pdf": {}}},
+                    "400": _error("missing field, bad field value, empty, damaged or too large image"),
+                    "405": _error("method not allowed"),
+                    "413": _error("the upload is over 16 MB"),
+                    "415": _error("not an image this service reads, or an animated/multi-page one"),
+                    "500": _error("an unexpected failure (no details are given)"),
+                },
+            }},
+            "/api/samples": {"get": {
+                "summary": "the sample scans shipped with the package, with their true class",
+                "responses": {"200": _json("the list", "Samples"), **GET_ERRORS},
+            }},
+            "/api/samples/{label}/{name}": {"get": {
+                "summary": "one sample scan",
+                "parameters": [{"name": "label", "in": "path", "required": True, "schema": {"type": "string"}},
+                               {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "the image",
+                                      "content": {"image/jpeg": {}, "image/png": {}}},
+                              "404": _error("no sample scan of that name"), **GET_ERRORS},
+            }},
+            "/api/feedback": {"post": {
+                "summary": "correct an answer (only where the server runs with --feedback DB)",
+                "description": "Stores the model, the predicted and the corrected class, the probabilities, "
+                               "the comment and the SHA-256 of the uploaded file. The scan's pixels are kept "
+                               "only with keep_image, and then the same file must be sent again in 'file' "
+                               "(checked by its SHA-256). Answers are remembered for 24 hours.",
+                "requestBody": {"required": True, "content": {
+                    "multipart/form-data": {"schema": {"$ref": "#/components/schemas/FeedbackForm"}},
+                    "application/json": {"schema": {"$ref": "#/components/schemas/FeedbackForm"}},
+                }},
+                "responses": {
+                    "201": _json("stored", "FeedbackStored"),
+                    "400": _error("missing id or class, unknown class, bad keep_image, a different scan"),
+                    "404": _error("feedback is off on this server, or no recent answer has this id"),
+                    "405": _error("method not allowed"),
+                    "413": _error("the upload is over 16 MB"),
                     "500": _error("an unexpected failure (no details are given)"),
                 },
             }},

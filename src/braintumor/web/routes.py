@@ -16,6 +16,7 @@ import math
 import re
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,9 +45,10 @@ CONVERTED = {"label", "confidence", "probabilities", "heatmap", "heatmap_input",
 
 
 def init_app(app: Flask) -> None:
-    from . import feedback_api
+    from . import feedback_api, samples_api
 
     app.register_blueprint(bp)
+    app.register_blueprint(samples_api.bp)
     feedback_api.init_app(app)
     app.add_url_rule("/", "index", index)
     app.register_error_handler(HTTPException, http_error)
@@ -103,11 +105,21 @@ def openapi() -> Response:
     return jsonify(spec())
 
 
-@bp.post("/predict")
-def predict() -> Response:
+@dataclass
+class Upload:
+    """A scan posted to /api/predict or /api/report, decoded, with the request's options."""
+
+    data: bytes
+    image: Image.Image
+    explain: bool
+    tta: bool
+    cam_method: str
+    slice_index: int | None
+
+
+def read_upload() -> Upload:
     from ..cam import CAM_METHODS
 
-    t0 = time.perf_counter()
     upload = request.files.get("file")
     if upload is None:
         raise ApiError(400, "no file was sent: put the image in the multipart form field 'file'")
@@ -117,33 +129,57 @@ def predict() -> Response:
     cam_method = (request.form.get("cam_method") or "gradcam").strip().lower()
     if cam_method not in CAM_METHODS:
         raise ApiError(400, f"unknown cam_method {cam_method!r}; choose one of {', '.join(CAM_METHODS)}")
-
     data = upload.read()
-    log.info("predict: %d bytes, %s", len(data), content_kind(upload.mimetype))
+    log.info("%s: %d bytes, %s", request.path.rsplit("/", 1)[-1], len(data), content_kind(upload.mimetype))
     name = "upload" + suffix(upload.filename or "")
     image = load_image(data, name, slice_index)  # ImageError -> 400/415 with a message
-    t1 = time.perf_counter()
+    return Upload(data, image, explain, tta, cam_method, slice_index)
 
+
+def answer_upload(p: Any, u: Upload) -> dict:
+    if u.explain:
+        return p.explain(u.image, cam_method=u.cam_method, tta=u.tta)
+    return p.predict(u.image, tta=u.tta)
+
+
+@bp.post("/predict")
+def predict() -> Response:
+    t0 = time.perf_counter()
+    u = read_upload()
+    t1 = time.perf_counter()
     p = current_predictor()
     t2 = time.perf_counter()
-    if explain:
-        result = p.explain(image, cam_method=cam_method, tta=tta)
-    else:
-        result = p.predict(image, tta=tta)
+    result = answer_upload(p, u)
     t3 = time.perf_counter()
-    answer = build_answer(p, image, result)
+    answer = build_answer(p, u.image, result)
     answer["id"] = uuid.uuid4().hex  # what feedback on this answer refers to
-    remember(answer["id"], p, result, hashlib.sha256(data).hexdigest(), slice_index)
+    remember(answer["id"], p, result, hashlib.sha256(u.data).hexdigest(), u.slice_index)
     t4 = time.perf_counter()
     # The forward pass and Grad-CAM run as one call (the heat map reuses the prediction's
     # features), so "predict" is the model call and "explain" the drawing of the images.
     answer["timing_ms"] = {
         "preprocess": ms(t1 - t0),
         "predict": ms(t3 - t2),
-        "explain": ms(t4 - t3) if explain else 0.0,
+        "explain": ms(t4 - t3) if u.explain else 0.0,
         "total": ms(t4 - t0),
     }
     return jsonify(answer)
+
+
+@bp.post("/report")
+def report() -> Response:
+    """The same form as /api/predict; the answer as a one-page PDF. The file's name is printed only
+    when the form's 'title' field gives one."""
+    from ..report import case_report
+
+    u = read_upload()
+    title = (request.form.get("title") or "").strip()[:120] or None
+    p = current_predictor()
+    result = answer_upload(p, u)
+    pdf = case_report(result, u.image, model_summary(p), __version__, title=title)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return Response(pdf, mimetype="application/pdf",
+                    headers={"Content-Disposition": f'attachment; filename="braintumor-report-{stamp}.pdf"'})
 
 
 def build_answer(p: Any, image: Image.Image, result: dict) -> dict:

@@ -23,6 +23,7 @@
   var statusBox = $("status"), errorBox = $("error"), result = $("result");
   var chart = null, previewUrl = null, busy = false;
   var lastFile = null, lastAnswerId = null;  // what feedback refers to (kept in this page only)
+  var sampleTruth = null;  // the true class of a sample scan being analysed
 
   function name(label) { return NAMES[label] || label; }
   function colour(label) { return COLOURS[label] || "#64748b"; }
@@ -74,8 +75,9 @@
     }
   }
 
-  function send(file) {
+  function send(file, truth) {
     if (busy) { return; }
+    sampleTruth = truth || null;
     clearError();
     if (!file) { showError("That was not a file. Drop an image file from your computer."); return; }
     showPreview(file);
@@ -86,11 +88,7 @@
     }
     var form = new FormData();
     form.append("file", file, file.name);
-    form.append("explain", $("explain").checked ? "true" : "false");
-    form.append("tta", $("tta").checked ? "true" : "false");
-    form.append("cam_method", $("cam_method").value);
-    var slice = $("slice").value.trim();
-    if (slice !== "") { form.append("slice", slice); }
+    options(form);
 
     busy = true;
     dropzone.classList.add("busy");
@@ -137,6 +135,7 @@
       Math.round(roundTripMs) + " ms in all";
 
     renderDecision(answer);
+    renderTruth(answer);
     renderChart(answer.predictions);
     renderList(answer.predictions, top);
 
@@ -154,6 +153,7 @@
     }
     renderBox(answer);
     resetFeedback(answer);
+    $("report-status").textContent = "";
     applyOpacity();
     result.dataset.state = "done";
   }
@@ -173,6 +173,71 @@
       el.hidden = false;
     });
     $("original-caption").textContent = box ? "Original, with the tumour box the model found" : "Original";
+  }
+
+  function renderTruth(answer) {
+    var box = $("truth");
+    if (!sampleTruth) { box.hidden = true; box.textContent = ""; return; }
+    var right = answer.label === sampleTruth && answer.decision !== "rejected";
+    box.textContent = "Sample scan: its true class is " + name(sampleTruth) + ". " +
+      (right ? "The model's answer agrees." : "The model's answer differs.");
+    box.className = "truth " + (right ? "agrees" : "differs");
+    box.hidden = false;
+  }
+
+  /* "Download report": the same scan and options sent to api/report; the PDF is saved by the
+     browser (the scan's file name is not sent as a title, so it is not printed). */
+  function options(form) {
+    form.append("explain", $("explain").checked ? "true" : "false");
+    form.append("tta", $("tta").checked ? "true" : "false");
+    form.append("cam_method", $("cam_method").value);
+    var slice = $("slice").value.trim();
+    if (slice !== "") { form.append("slice", slice); }
+    return form;
+  }
+
+  function downloadReport() {
+    if (!lastFile) { return; }
+    var form = new FormData();
+    form.append("file", lastFile, lastFile.name);
+    options(form);
+    $("report-status").textContent = "Preparing the report\u2026";
+    $("download-report").disabled = true;
+    fetch("api/report", { method: "POST", body: form })
+      .then(function (resp) {
+        if (resp.status !== 200) {
+          return resp.json().then(function (b) { throw new Error(humanError(resp.status, b && b.error)); },
+                                  function () { throw new Error(humanError(resp.status, "")); });
+        }
+        return resp.blob();
+      })
+      .then(function (blob) {
+        var url = URL.createObjectURL(blob);
+        var a = document.createElement("a");
+        a.href = url;
+        a.download = "braintumor-report.pdf";
+        document.body.appendChild(a);
+        a.click();
+        a.remove();
+        setTimeout(function () { URL.revokeObjectURL(url); }, 10000);
+        $("report-status").textContent = "Report downloaded.";
+      })
+      .catch(function (err) { $("report-status").textContent = "No report: " + err.message; })
+      .then(function () { $("download-report").disabled = false; });
+  }
+
+  /* "Try a sample scan": one of the scans shipped with the tool, at random. */
+  function trySample() {
+    if (busy) { return; }
+    clearError();
+    fetch("api/samples").then(function (r) { return r.json(); }).then(function (body) {
+      var list = body.samples || [];
+      if (!list.length) { showError("This server has no sample scans."); return; }
+      var pick = list[Math.floor(Math.random() * list.length)];
+      return fetch(pick.url).then(function (r) { return r.blob(); }).then(function (blob) {
+        send(new File([blob], pick.name, { type: blob.type || "image/jpeg" }), pick.label);
+      });
+    }).catch(function () { showError("Could not load a sample scan from the server."); });
   }
 
   function renderDecision(answer) {
@@ -328,14 +393,16 @@
       showError("Please drop one scan at a time.");
       return;
     }
-    send(files && files[0]);
+    send(files && files[0], null);
   });
   // A file dropped beside the drop zone should not make the browser leave the page.
   window.addEventListener("dragover", function (e) { e.preventDefault(); });
   window.addEventListener("drop", function (e) { e.preventDefault(); });
 
   fileInput.addEventListener("change", function () {
-    if (fileInput.files && fileInput.files[0]) { send(fileInput.files[0]); }
+    if (fileInput.files && fileInput.files[0]) { send(fileInput.files[0], null); }
   });
   $("opacity").addEventListener("input", applyOpacity);
+  $("try-sample").addEventListener("click", trySample);
+  $("download-report").addEventListener("click", downloadReport);
 })();

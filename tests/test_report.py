@@ -1,0 +1,124 @@
+"""The PDF case report: POST /api/report, ``predict --report DIR``; its text read back with pypdf,
+its page rendered to PNG with poppler's pdftoppm, and no patient data or file name in it."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import zlib
+from pathlib import Path
+
+import pytest
+
+pypdf = pytest.importorskip("pypdf", reason="pypdf is not installed (pip install -e .[test])")
+
+A4 = (595.28, 841.89)  # points
+
+
+def read(pdf: bytes) -> tuple[pypdf.PdfReader, str]:
+    reader = pypdf.PdfReader(io.BytesIO(pdf))
+    return reader, "\n".join(page.extract_text() for page in reader.pages)
+
+
+def all_bytes(pdf: bytes) -> bytes:
+    """The file with every compressed stream inflated, to search for strings anywhere in it."""
+    out = [pdf]
+    for chunk in pdf.split(b"stream")[1:]:
+        body = chunk.split(b"endstream")[0].lstrip(b"\r\n")
+        try:
+            out.append(zlib.decompress(body))
+        except zlib.error:
+            pass
+    return b"".join(out)
+
+
+@pytest.fixture()
+def client(predictor):
+    from braintumor.web import create_app
+
+    return create_app(predictor=predictor).test_client()
+
+
+def post_report(client, data: bytes, filename: str, **fields):
+    form = {"file": (io.BytesIO(data), filename), **{k: str(v) for k, v in fields.items()}}
+    return client.post("/api/report", data=form, content_type="multipart/form-data")
+
+
+def test_report_is_one_a4_page_with_the_answer_and_the_model(client, predictor, sample_files):
+    from braintumor import __version__
+    from braintumor.imaging import load_image
+    from braintumor.report import NAMES
+
+    path, _ = sample_files[0]
+    r = post_report(client, path.read_bytes(), "Patient_Jane_Doe_1957.jpg")
+    assert r.status_code == 200 and r.mimetype == "application/pdf"
+    assert "attachment" in r.headers["Content-Disposition"] and "Jane" not in r.headers["Content-Disposition"]
+    reader, text = read(r.data)
+    assert len(reader.pages) == 1
+    box = reader.pages[0].mediabox
+    assert (float(box.width), float(box.height)) == pytest.approx(A4, abs=0.5)
+    expected = predictor.explain(load_image(path))
+    assert f"Answer: {NAMES[expected['label']]}" in text or "Not classified" in text
+    for cls, p in expected["probabilities"].items():
+        assert f"{100 * p:.1f}%" in text
+    assert predictor.sha256 in text.replace(" ", "").replace("\n", "") or predictor.sha256 in text
+    assert f"braintumor {__version__}" in text and "not for diagnosis" in text.lower()
+    assert "Heat map" in text and len(reader.pages[0].images) == 2  # the scan and the heat map
+    assert b"Jane" not in all_bytes(r.data)  # the uploaded file's name is not printed
+
+
+def test_report_prints_a_title_only_when_given(client, sample_files):
+    path, _ = sample_files[1]
+    _, text = read(post_report(client, path.read_bytes(), "x.jpg", title="Teaching case 12").data)
+    assert "Teaching case 12" in text
+    _, text = read(post_report(client, path.read_bytes(), "x.jpg", explain="false").data)
+    assert "Teaching case" not in text and "No heat map was computed" in text
+
+
+def test_report_of_an_identified_dicom_holds_no_patient_data(client, sample_dir):
+    from test_medical import MARKER, identified_dicom, scan
+
+    data = identified_dicom(scan(sample_dir, "glioma/Tr-gl_0255.jpg"))
+    r = post_report(client, data, f"{MARKER}.dcm")
+    assert r.status_code == 200
+    reader, text = read(r.data)
+    assert MARKER not in text and MARKER.encode() not in all_bytes(r.data)
+    assert MARKER not in str(reader.metadata)
+
+
+def test_report_errors_are_json(client):
+    r = client.post("/api/report", data={}, content_type="multipart/form-data")
+    assert r.status_code == 400 and "file" in r.get_json()["error"]
+    r = post_report(client, b"not an image at all", "x.jpg")
+    assert r.status_code in (400, 415) and r.get_json()["error"]
+
+
+def test_predict_report_writes_one_pdf_per_image(random_checkpoint, sample_dir, tmp_path, capsys):
+    import json
+
+    from braintumor.cli import main
+
+    out = tmp_path / "reports"
+    assert main(["predict", str(sample_dir / "glioma"), "--model", str(random_checkpoint), "--report",
+                 str(out), "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    pdfs = sorted(out.glob("*.pdf"))
+    assert len(pdfs) == len(results) == 3
+    assert sorted(Path(r["report"]).name for r in results) == [p.name for p in pdfs]
+    for r in results:
+        reader, text = read(Path(r["report"]).read_bytes())
+        assert len(reader.pages) == 1 and "case report" in text
+
+
+@pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="poppler-utils (pdftoppm) is not installed")
+def test_report_page_renders_to_png(client, sample_files, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    pdf = tmp_path / "r.pdf"
+    pdf.write_bytes(post_report(client, sample_files[2][0].read_bytes(), "x.jpg").data)
+    subprocess.run(["pdftoppm", "-png", "-r", "50", "-singlefile", str(pdf), str(tmp_path / "page")], check=True)
+    page = Image.open(tmp_path / "page.png")
+    assert page.size == (pytest.approx(413, abs=2), pytest.approx(585, abs=2))  # A4 at 50 dpi
+    assert len(np.unique(np.asarray(page.convert("L")))) > 50  # pictures and text, not a blank page
