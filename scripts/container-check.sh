@@ -71,17 +71,24 @@ t0=$(date +%s)
   "${build_args[@]}" . >"${BUILD_LOG:-/dev/null}"
 say "built $IMAGE in $(( $(date +%s) - t0 )) s"
 size=$("$ENGINE" image inspect "$IMAGE" --format '{{.Size}}')
-say "image size: $(awk -v s="$size" 'BEGIN {printf "%.2f GB (%d bytes)", s/1e9, s}')"
+say "image size: $(awk -v s="$size" 'BEGIN {printf "%.2f GB (%.0f bytes)", s/1e9, s}')"
 say "exposed: $("$ENGINE" image inspect "$IMAGE" --format '{{json .Config.ExposedPorts}}')" \
     "user: $("$ENGINE" image inspect "$IMAGE" --format '{{.Config.User}}')"
 
 t0=$(date +%s.%N)
-# As compose.yaml runs it: read-only, a named volume for the feedback database, feedback on.
-"$ENGINE" run "${opts[@]}" -d --name "$NAME" -p "127.0.0.1:$PORT:5000" --read-only --tmpfs /tmp \
+# As compose.yaml runs it: read-only, a named volume for the feedback database, feedback on. The
+# script runs the image's health check itself (podman schedules it with systemd timers otherwise).
+hc=()
+[ "$ENGINE" = podman ] && hc=(--health-interval disable)
+"$ENGINE" run "${opts[@]}" "${hc[@]}" -d --name "$NAME" -p "127.0.0.1:$PORT:5000" --read-only --tmpfs /tmp \
   -v "$NAME:/data" "$IMAGE" braintumor serve --host 0.0.0.0 --port 5000 --feedback /data/feedback.sqlite >/dev/null
 healthy=""
 for _ in $(seq 1 180); do
-  if "$ENGINE" healthcheck run "$NAME" >/dev/null 2>&1; then healthy=yes; break; fi
+  if [ "$ENGINE" = podman ]; then
+    "$ENGINE" healthcheck run "$NAME" >/dev/null 2>&1 && { healthy=yes; break; }
+  else  # docker runs the health check on its own schedule
+    [ "$("$ENGINE" inspect "$NAME" --format '{{.State.Health.Status}}')" = healthy ] && { healthy=yes; break; }
+  fi
   sleep 1
 done
 if [ -z "$healthy" ]; then "$ENGINE" logs "$NAME" | tail -20; say "FAIL: not healthy after 180 s"; exit 1; fi

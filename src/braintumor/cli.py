@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("braintumor.web.serve", "start the web app and JSON API"),
     "calibrate": ("braintumor.calibration", "fit temperature, referral and the OOD gate on a split"),
     "fit-boxes": ("braintumor.box_refit", "refit a checkpoint's tumour-box head on its frozen features"),
+    "index": ("braintumor.similar", "embed a labelled folder into a similar-case index for a model"),
     "feedback": ("braintumor.feedback_cli", "list, summarise or export the corrections a server collected"),
     "finetune": ("braintumor.finetune", "adapt a model to a site's labelled scans on this machine"),
 }

@@ -36,6 +36,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     fmt.add_argument("--csv", action="store_true", help="CSV on stdout")
     p.add_argument("--explain", metavar="OUTDIR", default=None,
                    help="write one PNG per image: the scan and its Grad-CAM overlay side by side")
+    p.add_argument("--similar", type=int, default=0, metavar="K",
+                   help="also give the K most similar indexed scans (and whether one is a near copy)")
+    p.add_argument("--index", default=None, metavar="FILE",
+                   help="similar-case index to use (default: the one shipped for the shipped model)")
     p.add_argument("--report", metavar="OUTDIR", default=None,
                    help="write a one-page PDF case report per image into OUTDIR")
     p.add_argument("--cam-method", default="gradcam", choices=CAM_METHODS,
@@ -131,6 +135,13 @@ def run(args: argparse.Namespace) -> int:
     from .predictor import Predictor
 
     predictor = Predictor.load(args.model if args.model else None, backend=args.backend)
+    if args.index:
+        predictor.attach_index(args.index)
+    if not 0 <= args.similar <= 100:
+        raise _usage("--similar must be between 0 and 100")
+    if args.similar and predictor.index is None:
+        raise _usage("--similar: no similar-case index for this model; build one with "
+                     "'braintumor index DIR --out FILE' and pass --index FILE")
     results: list[dict] = []
     errors: list[dict] = []
     used: set[str] = set()
@@ -155,13 +166,17 @@ def run(args: argparse.Namespace) -> int:
                 for gray, (file, name) in zip(grays, names):
                     e = predictor.explain(gray, cam_method=args.cam_method, tta=args.tta)
                     extra = {}
+                    if args.similar:
+                        extra["similar"] = predictor.similar(file, args.similar, slice_index=args.slice)
+                        extra["near_copy"] = any(s["near_copy"] for s in extra["similar"])
                     if reportdir is not None:
                         from . import __version__
                         from .report import case_report
 
                         target = reportdir / (_figure_name(name, used_reports)[:-4] + ".pdf")
                         target.write_bytes(case_report(e, gray, {"name": predictor.name, "version": predictor.version,
-                                                                 "sha256": predictor.sha256}, __version__))
+                                                                 "sha256": predictor.sha256}, __version__,
+                                                             similar=extra.get("similar")))
                         extra["report"] = str(target)
                     if outdir is None:
                         preds.append({k: v for k, v in e.items() if k not in ("heatmap", "heatmap_input", "overlay")}
@@ -179,7 +194,10 @@ def run(args: argparse.Namespace) -> int:
                                  | extra | {"explanation": str(target)})
             else:
                 preds = predictor.predict_batch(grays, batch_size=args.batch_size, tta=args.tta)
-            for (file, _), r in zip(names, preds):
+            for (file, _), gray, r in zip(names, grays, preds):
+                if args.similar and "similar" not in r:
+                    r["similar"] = predictor.similar(file, args.similar, slice_index=args.slice)
+                    r["near_copy"] = any(s["near_copy"] for s in r["similar"])
                 results.append({"file": file, **r})
             bar.update(len(chunk))
     finally:
@@ -192,6 +210,11 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(format_csv(results, errors, classes))
     else:
         print(format_table(results, classes))
+        for r in results:
+            if r.get("similar"):
+                nearest = ", ".join(f"{s['id']} ({s['label']}, {s['similarity']:.2f}{', near copy' if s['near_copy'] else ''})"
+                                    for s in r["similar"])
+                print(f"{r['file']}: similar cases {nearest}")
         for e in errors:
             print(f"braintumor predict: cannot read {e['file']}: {e['error']}", file=sys.stderr)
     return 1 if errors else 0

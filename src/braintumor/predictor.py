@@ -341,6 +341,8 @@ class Predictor:
             torch.set_num_threads(1)
         # classified / uncertain / rejected (braintumor.calibration, braintumor.ood)
         self._decider = _calibration.Decider([ck.meta for ck in checkpoints], classes, policy)
+        self._index = None  # similar-case index, found on first use
+        self._index_checked = False
 
     # ---------------------------------------------------------------- loading and description
     @classmethod
@@ -428,6 +430,58 @@ class Predictor:
 
     def __repr__(self) -> str:
         return f"Predictor({self.name!r}, arch={self.arch!r}, backend={self.backend!r})"
+
+    # ---------------------------------------------------------------- similar cases
+    @property
+    def index(self):
+        """The similar-case index (:class:`braintumor.similar.CaseIndex`) in use, or None. The
+        shipped model uses the shipped index of the Training images unless another is attached."""
+        if self._index is None and not self._index_checked:
+            self._index_checked = True
+            from . import shipped
+
+            path = shipped.default_index_path()
+            if path is not None and len(self._members) == 1 \
+                    and self._members[0].checkpoint.sha256 == shipped.manifest().get("sha256"):
+                from .similar import CaseIndex
+
+                self._index = CaseIndex.load(path, model_sha256=self._members[0].checkpoint.sha256)
+        return self._index
+
+    def attach_index(self, path: str | os.PathLike, backend: str = "numpy") -> None:
+        """Use the index at ``path`` (built with this Predictor's first model, or refused)."""
+        from .similar import CaseIndex
+
+        self._index = CaseIndex.load(path, model_sha256=self._members[0].checkpoint.sha256, backend=backend)
+        self._index_checked = True
+
+    def embed(self, images: Iterable[ImageInput]) -> np.ndarray:
+        """(N, D) penultimate features of the first model (the pooled output of its last block),
+        through the same preprocessing and backend as prediction."""
+        from .ood import pooled_features
+
+        grays = [load_image(im) for im in images]
+        m = self._members[0]
+        pixels = np.stack([m.preprocessing.pixels(g) for g in grays])
+        feats = m.body(m.preprocessing.normalize(torch.from_numpy(pixels)))
+        return pooled_features(feats).astype(np.float32)
+
+    def similar(self, image: ImageInput, k: int = 5, slice_index: int | None = None) -> list[dict]:
+        """The ``k`` most similar indexed scans, most similar first:
+        ``[{"id", "label", "similarity", "near_copy"}]``; ``near_copy`` is true when the indexed
+        scan is the same picture (the audit's method). Needs an index (:meth:`attach_index`)."""
+        import hashlib
+
+        from .similar import query_parts
+
+        if self.index is None:
+            raise ValueError("no similar-case index: attach one with Predictor.attach_index(FILE) "
+                             "(built by: braintumor index DIR --out FILE)")
+        sha = hashlib.sha256(Path(image).read_bytes()).hexdigest() \
+            if isinstance(image, (str, os.PathLike)) else None
+        gray = load_image(image, slice_index=slice_index)
+        desc, flipped = query_parts(gray)
+        return self.index.search(self.embed([gray])[0], desc, flipped, k, sha256=sha)
 
     # ---------------------------------------------------------------- public calls
     def predict(self, image: ImageInput, tta: bool = False, slice_index: int | None = None) -> dict:

@@ -26,6 +26,16 @@ def default_model_path() -> Path:
     return weights_dir() / manifest()["file"]
 
 
+def default_index_path() -> Path | None:
+    """The similar-case index of the Training images for the shipped model, where one ships."""
+    try:
+        name = manifest().get("index")
+    except CheckpointError:
+        return None
+    path = weights_dir() / name if name else None
+    return path if path is not None and path.is_file() else None
+
+
 def load_default() -> Checkpoint:
     """The shipped checkpoint; a damaged file gives a CheckpointError that says so."""
     m = manifest()

@@ -126,6 +126,14 @@ SCHEMAS: dict = {
                                    "null when the answer is no tumour, the scan is rejected, or the model "
                                    "has no box head"},
             "id": {"type": "string", "description": "this answer's id, for POST /api/feedback"},
+            "similar": {"type": "array", "description": "with 'similar': the most similar indexed scans",
+                        "items": {"type": "object", "required": ["id", "label", "similarity", "near_copy"],
+                                  "properties": {"id": {"type": "string"}, "label": {"type": "string"},
+                                                 "similarity": {"type": "number"},
+                                                 "near_copy": {"type": "boolean"},
+                                                 "thumbnail": {"type": "string", "nullable": True}}}},
+            "near_copy": {"type": "boolean", "description": "with 'similar': the scan is a near copy of an "
+                                                           "indexed scan, so the answer reflects memory"},
             "box_score": {"type": "number", "minimum": 0, "maximum": 1, "nullable": True,
                           "description": "the box head's confidence that a tumour centre is in the image"},
         },
@@ -170,6 +178,8 @@ PREDICT_FORM = {
         "tta": {"type": "boolean", "default": False, "description": "average over a horizontal flip"},
         "slice": {"type": "integer",
                   "description": "slice of a NIfTI volume or frame of a DICOM file (default: the middle one)"},
+        "similar": {"type": "integer", "minimum": 0, "maximum": 20, "default": 0,
+                    "description": "also answer the K most similar indexed scans (where the server has an index)"},
     },
 }
 

@@ -67,7 +67,7 @@ def index() -> str:
 
     return render_template("index.html", model=model_summary(p), classes=list(p.classes),
                            max_bytes=current_app.config["MAX_CONTENT_LENGTH"], version=__version__,
-                           feedback=service() is not None)
+                           feedback=service() is not None, has_index=getattr(p, "index", None) is not None)
 
 
 # ----------------------------------------------------------------------------------------- API
@@ -115,6 +115,7 @@ class Upload:
     tta: bool
     cam_method: str
     slice_index: int | None
+    similar: int
 
 
 def read_upload() -> Upload:
@@ -129,17 +130,38 @@ def read_upload() -> Upload:
     cam_method = (request.form.get("cam_method") or "gradcam").strip().lower()
     if cam_method not in CAM_METHODS:
         raise ApiError(400, f"unknown cam_method {cam_method!r}; choose one of {', '.join(CAM_METHODS)}")
+    similar = integer("similar") or 0
+    if not 0 <= similar <= 20:
+        raise ApiError(400, "the field 'similar' must be between 0 and 20")
     data = upload.read()
     log.info("%s: %d bytes, %s", request.path.rsplit("/", 1)[-1], len(data), content_kind(upload.mimetype))
     name = "upload" + suffix(upload.filename or "")
     image = load_image(data, name, slice_index)  # ImageError -> 400/415 with a message
-    return Upload(data, image, explain, tta, cam_method, slice_index)
+    return Upload(data, image, explain, tta, cam_method, slice_index, similar)
 
 
 def answer_upload(p: Any, u: Upload) -> dict:
-    if u.explain:
-        return p.explain(u.image, cam_method=u.cam_method, tta=u.tta)
-    return p.predict(u.image, tta=u.tta)
+    result = p.explain(u.image, cam_method=u.cam_method, tta=u.tta) if u.explain else p.predict(u.image, tta=u.tta)
+    if u.similar:
+        result["similar"] = similar_cases(p, u)
+        result["near_copy"] = any(s["near_copy"] for s in result["similar"])
+    return result
+
+
+def similar_cases(p: Any, u: Upload) -> list[dict]:
+    """The most similar indexed scans; the query's SHA-256 lets an exact copy be found too."""
+    from ..similar import query_parts
+
+    index = getattr(p, "index", None)
+    if index is None:
+        raise ApiError(400, "this server has no similar-case index; leave out 'similar'")
+    desc, flipped = query_parts(u.image)
+    found = index.search(p.embed([u.image])[0], desc, flipped, u.similar,
+                         sha256=hashlib.sha256(u.data).hexdigest())
+    for s in found:
+        thumb = index.thumbnail(s["id"])
+        s["thumbnail"] = ("data:image/jpeg;base64," + base64.b64encode(thumb).decode("ascii")) if thumb else None
+    return found
 
 
 @bp.post("/predict")
@@ -176,7 +198,7 @@ def report() -> Response:
     title = (request.form.get("title") or "").strip()[:120] or None
     p = current_predictor()
     result = answer_upload(p, u)
-    pdf = case_report(result, u.image, model_summary(p), __version__, title=title)
+    pdf = case_report(result, u.image, model_summary(p), __version__, title=title, similar=result.get("similar"))
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     return Response(pdf, mimetype="application/pdf",
                     headers={"Content-Disposition": f'attachment; filename="braintumor-report-{stamp}.pdf"'})

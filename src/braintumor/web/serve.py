@@ -46,6 +46,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", action="append", default=None, metavar="FILE",
                    help="checkpoint to serve; repeat for an ensemble (default: the shipped model)")
     p.add_argument("--threads", type=positive, default=4, help="request threads (default: 4)")
+    p.add_argument("--index", default=None, metavar="FILE",
+                   help="similar-case index for the (first) model (default: the one shipped for the shipped model)")
     p.add_argument("--feedback", default=None, metavar="DB",
                    help="collect corrections in this SQLite file (created if missing); the page then asks "
                         "'Was this right?'. Off by default; scans are kept only with consent")
@@ -125,6 +127,13 @@ def run(args: argparse.Namespace) -> int:
     except FeedbackError as exc:
         raise UsageError(f"--feedback {args.feedback}: {exc}") from None
     p = app.extensions[EXTENSION]
+    if args.index:
+        from ..similar import CaseIndexError
+
+        try:
+            p.attach_index(args.index)
+        except CaseIndexError as exc:
+            raise UsageError(f"--index: {exc}") from None
     try:
         server = make_server(app, args.host, args.port, args.threads)
     except OSError as exc:

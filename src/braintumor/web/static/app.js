@@ -152,6 +152,7 @@
       $("gradcam-caption").textContent = "No heat map (switched off in Options)";
     }
     renderBox(answer);
+    renderSimilar(answer);
     resetFeedback(answer);
     $("report-status").textContent = "";
     applyOpacity();
@@ -175,6 +176,31 @@
     $("original-caption").textContent = box ? "Original, with the tumour box the model found" : "Original";
   }
 
+  /* The most similar indexed scans, with a plain notice when the scan is a near copy of one. */
+  function renderSimilar(answer) {
+    var box = $("similar-box"), list = $("similar-list");
+    list.textContent = "";
+    var items = answer.similar || [];
+    box.hidden = items.length === 0;
+    $("near-copy").hidden = !answer.near_copy;
+    items.forEach(function (s) {
+      var li = document.createElement("li");
+      if (s.near_copy) { li.className = "copy"; }
+      if (s.thumbnail) {
+        var img = document.createElement("img");
+        img.src = s.thumbnail;
+        img.alt = "Indexed scan " + s.id;
+        li.appendChild(img);
+      }
+      var cap = document.createElement("span");
+      cap.className = "similar-cap";
+      cap.textContent = name(s.label) + " \u00b7 " + s.similarity.toFixed(2) + (s.near_copy ? " \u00b7 near copy" : "");
+      cap.style.borderColor = colour(s.label);
+      li.appendChild(cap);
+      list.appendChild(li);
+    });
+  }
+
   function renderTruth(answer) {
     var box = $("truth");
     if (!sampleTruth) { box.hidden = true; box.textContent = ""; return; }
@@ -193,6 +219,7 @@
     form.append("cam_method", $("cam_method").value);
     var slice = $("slice").value.trim();
     if (slice !== "") { form.append("slice", slice); }
+    if ($("similar") && $("similar").value.trim() !== "") { form.append("similar", $("similar").value.trim()); }
     return form;
   }
 

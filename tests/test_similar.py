@@ -1,0 +1,146 @@
+"""Similar cases: ``braintumor index``, ``Predictor.similar`` with the near-copy flag, the API's
+``similar=K``, ``predict --similar K`` and the case report's list."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+
+@pytest.fixture(scope="module")
+def index_file(random_checkpoint, sample_dir, tmp_path_factory):
+    from braintumor.cli import main
+
+    path = tmp_path_factory.mktemp("index") / "sample-index.safetensors"
+    assert main(["index", str(sample_dir), "--out", str(path), "--model", str(random_checkpoint)]) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def indexed(random_checkpoint, index_file):
+    from braintumor.predictor import Predictor
+
+    p = Predictor.load(random_checkpoint)
+    p.attach_index(index_file)
+    return p
+
+
+def altered(path) -> Image.Image:
+    """The same picture mirrored, resized and re-encoded as a low-quality JPEG."""
+    img = ImageOps.mirror(Image.open(path).convert("L")).resize((300, 300), Image.BILINEAR)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=40)
+    return Image.open(io.BytesIO(buf.getvalue()))
+
+
+def test_index_holds_every_scan_with_label_thumbnail_and_model(index_file, random_checkpoint, sample_files):
+    from braintumor.checkpoint import load_checkpoint
+    from braintumor.similar import CaseIndex
+
+    index = CaseIndex.load(index_file)
+    assert len(index) == len(sample_files) == 12
+    assert index.model_sha256 == load_checkpoint(random_checkpoint).sha256
+    assert sorted(index.ids) == sorted(f"{p.parent.name}/{p.name}" for p, _ in sample_files)
+    for i, rel in enumerate(index.ids):
+        assert index.classes[index.labels[i]] == rel.split("/")[0]
+    thumb = Image.open(io.BytesIO(index.thumbnail(index.ids[0])))
+    assert thumb.format == "JPEG" and max(thumb.size) == 48
+    assert np.allclose(np.linalg.norm(index.embeddings, axis=1), 1, atol=1e-3)
+
+
+def test_an_index_is_refused_for_another_model(index_file, tmp_path):
+    from conftest import box_checkpoint
+
+    from braintumor.predictor import Predictor
+    from braintumor.similar import CaseIndex, CaseIndexError
+
+    other = Predictor.load(box_checkpoint(tmp_path / "other.safetensors"))
+    with pytest.raises(CaseIndexError, match="not with the model"):
+        other.attach_index(index_file)
+    (tmp_path / "junk.safetensors").write_bytes(b"not an index")
+    with pytest.raises(CaseIndexError, match="cannot be read"):
+        CaseIndex.load(tmp_path / "junk.safetensors")
+
+
+def test_similar_flags_the_same_picture_and_only_it(indexed, sample_files):
+    for path, label in sample_files[::3]:
+        rel = f"{path.parent.name}/{path.name}"
+        for query in (path, altered(path)):  # the file itself, then a mirrored re-encoded copy
+            found = indexed.similar(query, k=5)
+            assert len(found) == 5
+            assert found[0]["id"] == rel and found[0]["near_copy"] and found[0]["label"] == label
+            assert not any(s["near_copy"] for s in found[1:])  # the other samples are other pictures
+            sims = [s["similarity"] for s in found[1:]]
+            assert sims == sorted(sims, reverse=True)
+
+
+def test_a_new_picture_is_not_a_near_copy(indexed, sample_dir):
+    from conftest import synthetic_scan
+
+    found = indexed.similar(Image.fromarray(synthetic_scan(3, 224)), k=3)
+    assert len(found) == 3 and not any(s["near_copy"] for s in found)
+
+
+def test_without_an_index_similar_says_how_to_get_one(predictor, sample_files):
+    with pytest.raises(ValueError, match="braintumor index"):
+        predictor.similar(sample_files[0][0])
+
+
+def test_api_similar_cases_with_thumbnails_and_in_the_report(indexed, predictor, sample_files):
+    import pypdf
+
+    from braintumor.web import create_app
+
+    path, _ = sample_files[5]
+    data = path.read_bytes()
+    client = create_app(predictor=indexed).test_client()
+    assert 'id="similar"' in client.get("/").get_data(as_text=True)
+    r = client.post("/api/predict", data={"file": (io.BytesIO(data), "x.jpg"), "similar": "3", "explain": "false"},
+                    content_type="multipart/form-data")
+    a = r.get_json()
+    assert r.status_code == 200 and len(a["similar"]) == 3 and a["near_copy"] is True
+    assert a["similar"][0]["id"] == f"{path.parent.name}/{path.name}"
+    assert all(s["thumbnail"].startswith("data:image/jpeg;base64,") for s in a["similar"])
+    r = client.post("/api/report", data={"file": (io.BytesIO(data), "x.jpg"), "similar": "3"},
+                    content_type="multipart/form-data")
+    text = pypdf.PdfReader(io.BytesIO(r.data)).pages[0].extract_text()
+    assert a["similar"][1]["id"] in text and "near copy" in text
+
+    plain = create_app(predictor=predictor).test_client()  # a model with no index
+    assert 'id="similar"' not in plain.get("/").get_data(as_text=True)
+    r = plain.post("/api/predict", data={"file": (io.BytesIO(data), "x.jpg"), "similar": "3"},
+                   content_type="multipart/form-data")
+    assert r.status_code == 400 and "no similar-case index" in r.get_json()["error"]
+    r = client.post("/api/predict", data={"file": (io.BytesIO(data), "x.jpg"), "similar": "99"},
+                    content_type="multipart/form-data")
+    assert r.status_code == 400
+
+
+def test_predict_similar_on_the_command_line(random_checkpoint, index_file, sample_dir, capsys):
+    from braintumor.cli import main
+
+    folder = sample_dir / "pituitary"
+    assert main(["predict", str(folder), "--model", str(random_checkpoint), "--index", str(index_file),
+                 "--similar", "2", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert len(results) == 3
+    for r in results:
+        assert len(r["similar"]) == 2 and r["near_copy"] is True
+        assert r["similar"][0]["id"] == "pituitary/" + r["file"].rsplit("/", 1)[-1]
+    assert main(["predict", str(folder), "--model", str(random_checkpoint), "--similar", "2"]) == 2
+    assert "no similar-case index" in capsys.readouterr().err
+
+
+def test_faiss_backend_gives_the_same_neighbours(index_file, indexed, sample_files):
+    pytest.importorskip("faiss", reason="faiss-cpu is not installed")
+    from braintumor.similar import CaseIndex, query_parts
+
+    fast = CaseIndex.load(index_file, backend="faiss")
+    gray = Image.open(sample_files[2][0]).convert("L")
+    emb = indexed.embed([gray])[0]
+    d, f = query_parts(gray)
+    assert fast.search(emb, d, f, 4) == indexed.index.search(emb, d, f, 4)
