@@ -174,6 +174,27 @@ def test_phone_file_picker_and_errors_in_words(browser, server, sample_files, tm
     page.close()
 
 
+def test_page_shows_the_votes_of_several_models(browser, sample_files, tmp_path):
+    from conftest import box_checkpoint
+
+    from braintumor.predictor import Predictor
+    from braintumor.web import create_app
+    from braintumor.web.serve import BackgroundServer
+
+    pair = Predictor.load([box_checkpoint(tmp_path / "a.safetensors", always=0),
+                           box_checkpoint(tmp_path / "b.safetensors", always=3)])
+    with BackgroundServer(create_app(predictor=pair), threads=1) as srv:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(srv.url)
+        drop_file(page, "#dropzone", sample_files[0][0])
+        wait_for_result(page)
+        votes = page.text_content("#votes")
+        assert votes.startswith("1 of 2 models agree.")
+        assert "a: Glioma" in votes and "b: Pituitary tumour" in votes
+        assert page.text_content("#decision").startswith("Uncertain: refer to a radiologist.")
+        page.close()
+
+
 def test_try_a_sample_scan_shows_its_true_class(browser, server):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     seen = watch(page, server.url)

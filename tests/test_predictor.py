@@ -249,6 +249,28 @@ def test_an_ensemble_averages_its_members(random_checkpoint, second_checkpoint, 
     assert "ensemble" in both.meta
 
 
+def test_an_ensemble_answers_with_each_members_vote(tmp_path, sample_files):
+    from conftest import box_checkpoint
+
+    glioma = box_checkpoint(tmp_path / "says-glioma.safetensors", always=0)
+    glioma2 = box_checkpoint(tmp_path / "says-glioma-too.safetensors", always=0, seed=5)
+    pituitary = box_checkpoint(tmp_path / "says-pituitary.safetensors", always=3)
+    path = sample_files[0][0]
+
+    agree = Predictor.load([glioma, glioma2], backend="torch").predict(path)
+    assert [m["label"] for m in agree["members"]] == ["glioma", "glioma"] and agree["agreement"] == 2
+    assert agree["members"][0]["name"] == "says-glioma" and agree["members"][0]["confidence"] > 0.99
+    assert "disagree" not in (agree.get("reason") or "")
+
+    split = Predictor.load([glioma, pituitary], backend="torch")
+    for r in (split.predict(path), split.explain(path), split.predict_batch([path])[0]):
+        assert {m["label"] for m in r["members"]} == {"glioma", "pituitary"} and r["agreement"] == 1
+        assert r["decision"] == "uncertain" and "the models disagree" in r["reason"]
+        assert {"glioma", "pituitary"} <= set(r["prediction_set"])
+    single = Predictor.load(glioma, backend="torch").predict(path)
+    assert "members" not in single and "agreement" not in single
+
+
 def test_an_ensemble_needs_the_same_classes(tmp_path, random_checkpoint):
     model = build_model("resnet18", 3).eval()
     other = tmp_path / "three.safetensors"

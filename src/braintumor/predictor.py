@@ -487,8 +487,8 @@ class Predictor:
     def predict(self, image: ImageInput, tta: bool = False, slice_index: int | None = None) -> dict:
         """{"label", "confidence", "probabilities": {class: p}} for one image."""
         gray = load_image(image, slice_index=slice_index)
-        probs, parts = self._forward([gray], tta)
-        return self._answers([gray], probs, parts)[0]
+        probs, parts, each = self._forward([gray], tta)
+        return self._answers([gray], probs, parts, each)[0]
 
     def explain(self, image: ImageInput, target: str | int | None = None, cam_method: str = "gradcam",
                 tta: bool = False, slice_index: int | None = None) -> dict:
@@ -502,8 +502,8 @@ class Predictor:
         that of the unaugmented image."""
         method = _cam.canonical_method(cam_method)  # an unknown method is refused before any work
         gray = load_image(image, slice_index=slice_index)
-        probs, parts = self._forward([gray], tta)
-        result = self._answers([gray], probs, parts)[0]
+        probs, parts, each = self._forward([gray], tta)
+        result = self._answers([gray], probs, parts, each)[0]
         t = self._target_index(target, probs[0])
         size = (self.preprocessing.img_size, self.preprocessing.img_size)
         heat = np.zeros(size, dtype=np.float32)
@@ -537,8 +537,8 @@ class Predictor:
 
         def flush():
             if chunk:
-                probs, parts = self._forward([g for _, g in chunk], tta)
-                for (i, _), answer in zip(chunk, self._answers([g for _, g in chunk], probs, parts)):
+                probs, parts, each = self._forward([g for _, g in chunk], tta)
+                for (i, _), answer in zip(chunk, self._answers([g for _, g in chunk], probs, parts, each)):
                     out[i] = answer
                 chunk.clear()
 
@@ -557,12 +557,13 @@ class Predictor:
 
     # ---------------------------------------------------------------- internals
     def _forward(self, grays: list[Image.Image], tta: bool
-                 ) -> tuple[np.ndarray, list[tuple[np.ndarray, torch.Tensor]]]:
+                 ) -> tuple[np.ndarray, list[tuple[np.ndarray, torch.Tensor]], list[np.ndarray]]:
         """Probabilities (N, C), averaged over members (and views); per member the network's
-        pixels (N, S, S) and the last block's features of the unaugmented images."""
+        pixels (N, S, S) and the last block's features of the unaugmented images; and each
+        member's own probabilities (N, C)."""
         pixel_cache: dict[Preprocessing, np.ndarray] = {}
         total = np.zeros((len(grays), len(self.classes)), dtype=np.float64)
-        parts = []
+        parts, each = [], []
         for m in self._members:
             prep = m.preprocessing
             if prep not in pixel_cache:
@@ -579,7 +580,8 @@ class Predictor:
                 feats = feats[::views]
             total += probs
             parts.append((pixels, feats))
-        return total / len(self._members), parts
+            each.append(probs)
+        return total / len(self._members), parts, each
 
     def _probabilities(self, logits: torch.Tensor, member: _Member) -> np.ndarray:
         """Logits -> calibrated probabilities (divided by the checkpoint's temperature)."""
@@ -598,18 +600,36 @@ class Predictor:
         }
 
     def _answers(self, grays: list[Image.Image], probs: np.ndarray,
-                 parts: list[tuple[np.ndarray, torch.Tensor]]) -> list[dict]:
-        """Label, probabilities, decision and tumour box of each image."""
+                 parts: list[tuple[np.ndarray, torch.Tensor]], each: list[np.ndarray] | None = None) -> list[dict]:
+        """Label, probabilities, decision and tumour box of each image; for an ensemble, each
+        member's vote (``members``, ``agreement``), and a disagreement makes the answer uncertain."""
         boxes = self._boxes(grays, parts)
         decisions = self._decisions(grays, probs, parts, [sc for _, sc in boxes])
         out = []
-        for p, d, (box, score) in zip(probs, decisions, boxes):
+        for n, (p, d, (box, score)) in enumerate(zip(probs, decisions, boxes)):
             r = self._result(p) | d
+            if each is not None and len(each) > 1:
+                self._consensus(r, [e[n] for e in each])
             tumour = r["label"] != NO_TUMOUR and r["decision"] != "rejected"
             r["box"] = box if tumour and box is not None else None
             r["box_score"] = score
             out.append(r)
         return out
+
+    def _consensus(self, r: dict, member_probs: list[np.ndarray]) -> None:
+        votes = []
+        for m, p in zip(self._members, member_probs):
+            i = int(np.argmax(p))
+            votes.append({"name": m.checkpoint.name, "label": self.classes[i], "confidence": float(p[i])})
+        r["members"] = votes
+        r["agreement"] = sum(v["label"] == r["label"] for v in votes)
+        if r["agreement"] < len(votes) and r.get("decision") == "classified":
+            others = sorted({v["label"] for v in votes if v["label"] != r["label"]})
+            r["decision"] = "uncertain"
+            r["reason"] = (f"the models disagree: {r['agreement']} of {len(votes)} say {r['label']}, "
+                           f"others say {', '.join(others)}")
+            r["prediction_set"] = sorted(set(r.get("prediction_set") or [r["label"]]) | set(others),
+                                         key=self.classes.index)
 
     def _boxes(self, grays: list[Image.Image], parts: list[tuple[np.ndarray, torch.Tensor]]
                ) -> list[tuple[list[int] | None, float | None]]:

@@ -132,6 +132,12 @@ SCHEMAS: dict = {
                                                  "similarity": {"type": "number"},
                                                  "near_copy": {"type": "boolean"},
                                                  "thumbnail": {"type": "string", "nullable": True}}}},
+            "members": {"type": "array", "description": "with several models served: each model's vote",
+                        "items": {"type": "object", "required": ["name", "label", "confidence"],
+                                  "properties": {"name": {"type": "string"}, "label": {"type": "string"},
+                                                 "confidence": NUMBER_0_1}}},
+            "agreement": {"type": "integer", "minimum": 0,
+                          "description": "how many of the models agree with the combined answer"},
             "near_copy": {"type": "boolean", "description": "with 'similar': the scan is a near copy of an "
                                                            "indexed scan, so the answer reflects memory"},
             "box_score": {"type": "number", "minimum": 0, "maximum": 1, "nullable": True,

@@ -136,6 +136,7 @@
 
     renderDecision(answer);
     renderTruth(answer);
+    renderVotes(answer);
     renderChart(answer.predictions);
     renderList(answer.predictions, top);
 
@@ -199,6 +200,21 @@
       li.appendChild(cap);
       list.appendChild(li);
     });
+  }
+
+  /* Several models served: each one's vote and how many agree with the combined answer. */
+  function renderVotes(answer) {
+    var box = $("votes");
+    var members = answer.members || [];
+    box.hidden = members.length < 2;
+    box.textContent = "";
+    if (box.hidden) { return; }
+    var head = document.createElement("strong");
+    head.textContent = answer.agreement + " of " + members.length + " models agree. ";
+    box.appendChild(head);
+    box.appendChild(document.createTextNode(members.map(function (m) {
+      return m.name + ": " + name(m.label) + " (" + percent(m.confidence) + ")";
+    }).join(" \u00b7 ")));
   }
 
   function renderTruth(answer) {

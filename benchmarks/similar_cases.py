@@ -1,0 +1,122 @@
+"""Similar cases on the leakage-free split: precision@5 and the near-copy flag.
+
+The index holds the split's training images (embedded by the model, as ``braintumor index`` does);
+the queries are:
+
+- the validation images: precision@5 (share of the 5 neighbours with the query's true class), and
+  the near-copy flag's false flags (the split keeps every near-duplicate group on one side, so no
+  validation image has a twin among the training images by the audit's own rule);
+- altered copies of training images (exact, JPEG quality 40, resized 0.6x, mirrored, all three): the
+  flag's recall (the twin must be among the answers and flagged).
+
+    python benchmarks/similar_cases.py [--model FILE] [--limit N]
+
+Needs ``../shared/data/brain-tumor-mri/Training``; exits with a message where it is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "brain-tumor-mri" / "Training"
+
+
+def alterations(gray: Image.Image) -> dict[str, Image.Image]:
+    def jpeg(img: Image.Image, q: int = 40) -> Image.Image:
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=q)
+        return Image.open(io.BytesIO(buf.getvalue())).convert("L")
+
+    w, h = gray.size
+    small = gray.resize((max(16, int(w * 0.6)), max(16, int(h * 0.6))), Image.BILINEAR)
+    return {"exact": gray, "jpeg q40": jpeg(gray), "resized 0.6x": small, "mirrored": ImageOps.mirror(gray),
+            "all three": jpeg(ImageOps.mirror(small))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(DEFAULT_DATA))
+    ap.add_argument("--split", default=str(REPO / "model" / "split.json"))
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--copies", type=int, default=300, help="training images to alter (default 300)")
+    ap.add_argument("--limit", type=int, default=0, help="at most N validation queries")
+    ap.add_argument("--out", default=str(REPO / "runs" / "similar-cases"))
+    args = ap.parse_args(argv)
+    data = Path(args.data)
+    if not data.is_dir():
+        print(f"similar_cases: no data at {data}", file=sys.stderr)
+        return 2
+
+    from braintumor.data import progress
+    from braintumor.imaging import load_image
+    from braintumor.predictor import Predictor
+    from braintumor.similar import build_index, query_parts
+
+    split = json.loads(Path(args.split).read_text())
+    out = Path(args.out)
+    (out / "train").mkdir(parents=True, exist_ok=True)
+    for rel in split["train"]:  # the index's folder: links to the training images
+        target = out / "train" / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            os.symlink((data / rel).resolve(), target)
+    p = Predictor.load(args.model)
+    t0 = time.perf_counter()
+    index_path = out / "train-index.safetensors"
+    if not index_path.is_file():
+        build_index(p, out / "train", p.classes).save(index_path)
+    p.attach_index(index_path)
+    index_s = time.perf_counter() - t0
+
+    val = split["val"][: args.limit] if args.limit else split["val"]
+    hits, flagged = [], 0
+    t0 = time.perf_counter()
+    bar = progress(total=len(val), desc="validation queries")
+    for rel in val:
+        found = p.similar(data / rel, k=5)
+        hits.append(np.mean([s["label"] == rel.split("/")[0] for s in found]))
+        flagged += any(s["near_copy"] for s in found)
+        bar.update()
+    bar.close()
+    query_ms = 1000 * (time.perf_counter() - t0) / max(1, len(val))
+
+    rng = np.random.default_rng(0)
+    chosen = sorted(rng.choice(split["train"], min(args.copies, len(split["train"])), replace=False).tolist())
+    recall: dict[str, list[bool]] = {}
+    bar = progress(total=len(chosen), desc="altered copies")
+    for rel in chosen:
+        for kind, img in alterations(load_image(data / rel)).items():
+            found = p.similar(img, k=5)
+            recall.setdefault(kind, []).append(any(s["near_copy"] and s["id"] == rel for s in found))
+        bar.update()
+    bar.close()
+
+    result = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "model": p.name, "sha256": p.sha256, "index_images": len(p.index),
+        "index_file_mb": round(index_path.stat().st_size / 1e6, 1), "index_seconds": round(index_s, 1),
+        "validation_queries": len(val), "precision_at_5": float(np.mean(hits)),
+        "precision_at_5_by_class": {c: float(np.mean([h for h, r in zip(hits, val) if r.startswith(c + "/")]))
+                                    for c in p.classes},
+        "near_copy_false_flags": flagged, "near_copy_false_flag_rate": flagged / max(1, len(val)),
+        "near_copy_recall": {k: float(np.mean(v)) for k, v in recall.items()}, "copies": len(chosen),
+        "ms_per_query": round(query_ms, 1),
+    }
+    (out / "similar_cases.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
