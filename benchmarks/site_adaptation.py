@@ -112,9 +112,12 @@ def plot(result: dict, path: Path) -> None:
     axes[1].plot(sizes, [r["after"]["missed tumours"] for r in result["adapted"]], "o-", color="C3",
                  label="fine-tuned")
     axes[1].set(xlabel="site scans used to adapt", ylabel=f"missed tumours (of {before['tumours']})")
+    from matplotlib.ticker import NullFormatter
+
     for ax in axes:
         ax.set_xscale("log")
         ax.set_xticks(sizes, [str(s) for s in sizes])
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.suptitle("A simulated site (other-scanner transform): fine-tuning on its labelled scans", fontsize=10)
