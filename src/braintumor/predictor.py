@@ -443,9 +443,12 @@ class Predictor:
             path = shipped.default_index_path()
             if path is not None and len(self._members) == 1 \
                     and self._members[0].checkpoint.sha256 == shipped.manifest().get("sha256"):
-                from .similar import CaseIndex
+                from .similar import CaseIndex, CaseIndexError
 
-                self._index = CaseIndex.load(path, model_sha256=self._members[0].checkpoint.sha256)
+                try:
+                    self._index = CaseIndex.load(path, model_sha256=self._members[0].checkpoint.sha256)
+                except CaseIndexError:  # e.g. the shipped model was recalibrated: rebuild the index
+                    self._index = None
         return self._index
 
     def attach_index(self, path: str | os.PathLike, backend: str = "numpy") -> None:
