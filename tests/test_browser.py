@@ -195,6 +195,37 @@ def test_page_shows_the_votes_of_several_models(browser, sample_files, tmp_path)
         page.close()
 
 
+def test_dropped_scan_shows_similar_cases_and_the_near_copy_notice(browser, random_checkpoint, sample_dir,
+                                                                   sample_files, tmp_path):
+    from braintumor.predictor import Predictor
+    from braintumor.similar import build_index
+    from braintumor.web import create_app
+    from braintumor.web.serve import BackgroundServer
+
+    p = Predictor.load(random_checkpoint)
+    build_index(p, sample_dir, p.classes, show_progress=False).save(tmp_path / "index.safetensors")
+    p.attach_index(tmp_path / "index.safetensors")
+    with BackgroundServer(create_app(predictor=p), threads=2) as srv:
+        page = browser.new_page(viewport={"width": 1280, "height": 1100})
+        seen = watch(page, srv.url)
+        page.goto(srv.url)
+        page.click(".options summary")  # the field is among the options
+        page.fill("#similar", "4")
+        drop_file(page, "#dropzone", sample_files[8][0])
+        wait_for_result(page)
+        assert page.is_visible("#similar-box")
+        items = page.query_selector_all("#similar-list li")
+        assert len(items) == 4
+        assert page.evaluate("() => Array.from(document.querySelectorAll('#similar-list img'))"
+                             ".every(i => i.complete && i.naturalWidth > 0)")
+        first = page.text_content("#similar-list li:first-child")
+        assert "near copy" in first and NAMES[sample_files[8][1]] in first
+        assert page.is_visible("#near-copy") and "reflects memory" in page.text_content("#near-copy")
+        assert not seen["errors"], seen["errors"]
+        assert not seen["elsewhere"], seen["elsewhere"]
+        page.close()
+
+
 def test_try_a_sample_scan_shows_its_true_class(browser, server):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     seen = watch(page, server.url)
