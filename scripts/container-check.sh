@@ -81,7 +81,8 @@ t0=$(date +%s.%N)
 hc=()
 [ "$ENGINE" = podman ] && hc=(--health-interval disable)
 "$ENGINE" run "${opts[@]}" "${hc[@]}" -d --name "$NAME" -p "127.0.0.1:$PORT:5000" --read-only --tmpfs /tmp \
-  -v "$NAME:/data" "$IMAGE" braintumor serve --host 0.0.0.0 --port 5000 --feedback /data/feedback.sqlite >/dev/null
+  -v "$NAME:/data" "$IMAGE" braintumor serve --host 0.0.0.0 --port 5000 --feedback /data/feedback.sqlite \
+  >/dev/null 2>"/tmp/container-check-$$.err" || { cat "/tmp/container-check-$$.err"; exit 1; }
 healthy=""
 for _ in $(seq 1 180); do
   if [ "$ENGINE" = podman ]; then
