@@ -510,7 +510,7 @@ def run(args) -> int:
     import json
 
     from . import shipped
-    from .cli import UsageError
+    from .errors import UsageError
 
     if not 0 < args.coverage < 1:
         raise UsageError("--coverage must be between 0 and 1")

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .errors import UsageError  # noqa: F401 (re-exported: braintumor.cli.UsageError)
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -20,14 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("braintumor.web.serve", "start the web app and JSON API"),
     "calibrate": ("braintumor.calibration", "fit temperature, referral and the OOD gate on a split"),
     "fit-boxes": ("braintumor.box_refit", "refit a checkpoint's tumour-box head on its frozen features"),
-    "index": ("braintumor.similar", "embed a labelled folder into a similar-case index for a model"),
+    "index": ("braintumor.index_cli", "embed a labelled folder into a similar-case index for a model"),
     "feedback": ("braintumor.feedback_cli", "list, summarise or export the corrections a server collected"),
     "finetune": ("braintumor.finetune", "adapt a model to a site's labelled scans on this machine"),
 }
-
-
-class UsageError(Exception):
-    """Bad arguments or unusable input: one line on stderr, exit code 2."""
 
 
 def configure_train(p: argparse.ArgumentParser) -> None:

@@ -20,7 +20,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from . import feedback as fb
-    from .cli import UsageError
+    from .errors import UsageError
 
     if not Path(args.db).is_file():
         raise UsageError(f"no such feedback database: {args.db}")

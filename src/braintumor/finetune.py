@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from . import shipped
     from .calibration import calibrate
     from .checkpoint import load_checkpoint
-    from .cli import UsageError
+    from .errors import UsageError
     from .config import TrainConfig
     from .data import list_samples, resolve_root
     from .train import main as train

@@ -14,22 +14,11 @@ from typing import IO, Any, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-MAX_PIXELS = 50_000_000  # larger images are refused as possible decompression bombs
+from .errors import MAX_PIXELS, ImageError, UnsupportedImageError  # noqa: F401 (re-exported)
+
 MIN_SIDE = 16  # smaller images carry no usable anatomy
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, IO[bytes], Image.Image, np.ndarray]
-
-
-class ImageError(ValueError):
-    """An input that cannot be used as an image; the message is meant for a person."""
-
-    status = 400  # HTTP status for the web API
-
-
-class UnsupportedImageError(ImageError):
-    """A readable file of a kind this tool does not take (animated, multi-page, unknown format)."""
-
-    status = 415
 
 
 def _to_uint8(arr: np.ndarray) -> np.ndarray:

@@ -35,7 +35,7 @@ from typing import Any, Union
 import numpy as np
 from PIL import Image
 
-from .imaging import MAX_PIXELS, ImageError, UnsupportedImageError
+from .errors import MAX_PIXELS, ImageError, UnsupportedImageError
 
 PERCENTILES = (0.5, 99.5)  # robust window when a file carries none
 MAX_VOXELS = 200_000_000  # larger volumes are refused (memory)

@@ -54,7 +54,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def _usage(message: str) -> Exception:
-    from .cli import UsageError
+    from .errors import UsageError
 
     return UsageError(message)
 

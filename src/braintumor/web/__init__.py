@@ -19,8 +19,12 @@ __all__ = ["EXTENSION", "MAX_UPLOAD_BYTES", "create_app", "current_predictor"]
 
 def __getattr__(name: str):
     # Flask is imported on first use, so that ``braintumor --help`` stays quick.
-    if name in ("create_app", "current_predictor", "InMemoryRequest"):
+    if name in ("create_app", "InMemoryRequest"):
         from . import factory
 
         return getattr(factory, name)
+    if name == "current_predictor":
+        from . import state
+
+        return state.current_predictor
     raise AttributeError(f"module 'braintumor.web' has no attribute {name!r}")

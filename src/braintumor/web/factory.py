@@ -6,9 +6,10 @@ import io
 import os
 from typing import IO, Any
 
-from flask import Flask, Request, current_app
+from flask import Flask, Request
 
 from . import EXTENSION, MAX_UPLOAD_BYTES
+from .state import current_predictor  # noqa: F401 (re-exported)
 
 
 class InMemoryRequest(Request):
@@ -51,8 +52,3 @@ def create_app(config: dict | None = None, predictor: Any = None) -> Flask:
 
     routes.init_app(app)
     return app
-
-
-def current_predictor() -> Any:
-    """The Predictor the current app serves."""
-    return current_app.extensions[EXTENSION]

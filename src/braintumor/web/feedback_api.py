@@ -19,7 +19,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from .. import feedback as fb
 from ..imaging import load_image
-from .factory import current_predictor
+from .state import current_predictor
 from .forms import ApiError, suffix, truthy
 
 FEEDBACK = "braintumor.feedback"  # key in app.extensions

@@ -26,7 +26,7 @@ from werkzeug.exceptions import HTTPException
 
 from .. import __version__
 from ..imaging import MAX_PIXELS, ImageError, load_image
-from .factory import current_predictor
+from .state import current_predictor
 from .forms import ApiError, flag, integer, suffix
 from .feedback_api import remember
 from .openapi import spec
