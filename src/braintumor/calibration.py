@@ -496,7 +496,7 @@ def calibrate(checkpoint_path: str | Path, data: str | Path, split_file: str | P
 
 
 def configure(p) -> None:
-    """``braintumor calibrate`` (the lead may register it in cli.COMMANDS)."""
+    """``braintumor calibrate``: the command's arguments."""
     p.add_argument("--model", default=None, metavar="FILE", help="checkpoint to calibrate in place "
                    "(default: the shipped model, whose manifest SHA-256 is then updated)")
     p.add_argument("--data", required=True, help="the Training folder the split refers to")

@@ -57,18 +57,6 @@ class Fingerprints:
     modes: list[str]
 
 
-def foreground_box(arr: np.ndarray) -> tuple[int, int, int, int]:
-    """Bounding box (top, bottom, left, right) of pixels brighter than a tenth of the 99th percentile."""
-    lo, hi = float(np.percentile(arr, 2)), float(np.percentile(arr, 99))
-    mask = arr > lo + max(8.0, 0.15 * (hi - lo))
-    rows = np.flatnonzero(mask.mean(1) > 0.03)
-    cols = np.flatnonzero(mask.mean(0) > 0.03)
-    h, w = arr.shape
-    if rows.size == 0 or (rows[-1] - rows[0]) < h // 8 or (cols[-1] - cols[0]) < w // 8:
-        return 0, h, 0, w
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-
-
 def otsu_threshold(hist: np.ndarray) -> int:
     """Otsu's threshold of a 256-bin grey-level histogram: the level that best splits it in two."""
     p = hist.astype(np.float64) / max(float(hist.sum()), 1.0)

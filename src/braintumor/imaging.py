@@ -16,7 +16,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import MAX_PIXELS, ImageError, UnsupportedImageError  # noqa: F401 (re-exported)
 
-MIN_SIDE = 16  # smaller images carry no usable anatomy
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, IO[bytes], Image.Image, np.ndarray]
 

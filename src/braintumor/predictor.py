@@ -19,7 +19,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -668,8 +668,3 @@ class Predictor:
         elif isinstance(target, str) and target in self.classes:
             return self.classes.index(target)
         raise ValueError(f"unknown target class {target!r}; choose one of {', '.join(self.classes)}")
-
-
-def load(path: Any = None, backend: str = "auto") -> Predictor:
-    """Shorthand for :meth:`Predictor.load`."""
-    return Predictor.load(path, backend=backend)
