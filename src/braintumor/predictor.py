@@ -469,10 +469,12 @@ class Predictor:
         feats = m.body(m.preprocessing.normalize(torch.from_numpy(pixels)))
         return pooled_features(feats).astype(np.float32)
 
-    def similar(self, image: ImageInput, k: int = 5, slice_index: int | None = None) -> list[dict]:
+    def similar(self, image: ImageInput, k: int = 5, slice_index: int | None = None,
+                sha256: str | None = None) -> list[dict]:
         """The ``k`` most similar indexed scans, most similar first:
         ``[{"id", "label", "similarity", "near_copy"}]``; ``near_copy`` is true when the indexed
-        scan is the same picture (the audit's method). Needs an index (:meth:`attach_index`)."""
+        scan is the same picture (the audit's method; ``sha256``, the file's digest, also finds an
+        exact copy; it is computed for a path). Needs an index (:meth:`attach_index`)."""
         import hashlib
 
         from .similar import query_parts
@@ -480,8 +482,8 @@ class Predictor:
         if self.index is None:
             raise ValueError("no similar-case index: attach one with Predictor.attach_index(FILE) "
                              "(built by: braintumor index DIR --out FILE)")
-        sha = hashlib.sha256(Path(image).read_bytes()).hexdigest() \
-            if isinstance(image, (str, os.PathLike)) else None
+        sha = sha256 or (hashlib.sha256(Path(image).read_bytes()).hexdigest()
+                         if isinstance(image, (str, os.PathLike)) else None)
         gray = load_image(image, slice_index=slice_index)
         desc, flipped = query_parts(gray)
         return self.index.search(self.embed([gray])[0], desc, flipped, k, sha256=sha)

@@ -13,7 +13,7 @@ mirrored) is decided by the audit's method, not by the embedding: the file's SHA
 of the dedup descriptors (of the query or its mirror image) reaching ``dedup.DEFAULT_THRESHOLD``.
 Such near copies come first.
 
-Brute force over the shipped index (a few thousand scans) takes about a millisecond. An index of an
+Brute force over the shipped index (5,708 scans) takes about 6 ms a query on two cores. An index of an
 archive (millions of slices) can be searched through faiss (``pip install faiss-cpu``): with
 ``backend="faiss"`` the same call uses an exact inner-product index (``IndexFlatIP``), and near
 copies are looked up among the embedding's nearest 100 candidates.

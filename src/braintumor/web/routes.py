@@ -149,15 +149,11 @@ def answer_upload(p: Any, u: Upload) -> dict:
 
 
 def similar_cases(p: Any, u: Upload) -> list[dict]:
-    """The most similar indexed scans; the query's SHA-256 lets an exact copy be found too."""
-    from ..similar import query_parts
-
-    index = getattr(p, "index", None)
-    if index is None:
+    """The most similar indexed scans, with thumbnails; the upload's SHA-256 finds an exact copy."""
+    if getattr(p, "index", None) is None:
         raise ApiError(400, "this server has no similar-case index; leave out 'similar'")
-    desc, flipped = query_parts(u.image)
-    found = index.search(p.embed([u.image])[0], desc, flipped, u.similar,
-                         sha256=hashlib.sha256(u.data).hexdigest())
+    found = p.similar(u.image, u.similar, sha256=hashlib.sha256(u.data).hexdigest())
+    index = p.index
     for s in found:
         thumb = index.thumbnail(s["id"])
         s["thumbnail"] = ("data:image/jpeg;base64," + base64.b64encode(thumb).decode("ascii")) if thumb else None
