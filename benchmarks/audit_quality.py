@@ -16,7 +16,7 @@ query set like the held-back Testing half would get, and how many of them would 
 
     python benchmarks/audit_quality.py [--data DIR] [--n 300] [--seed 0] [--threshold T]
 
-Skips (exit 0) when the shared data folder is missing.
+Skips (exit 0, one line on stderr) when the Training folder is missing.
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "brain-tumor-mri" / "Training"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: _common and siblings
+from _common import TRAINING, require  # noqa: E402
+
 SAME_PICTURE = 0.99  # cross-class flags from here on were checked by eye: the same picture
 KINDS = ("jpeg", "resize", "shift", "intensity", "gamma", "flip", "all")
 
@@ -167,16 +169,13 @@ def false_flags(train_fp, labels: np.ndarray, threshold: float) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=str(DEFAULT_DATA), help="a class-folder Training root")
+    parser.add_argument("--data", default=str(TRAINING), help="a class-folder Training root")
     parser.add_argument("--n", type=int, default=300, help="sources per kind of change (default 300)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threshold", type=float, default=None, help="default: dedup.DEFAULT_THRESHOLD")
     parser.add_argument("--show-missed", type=int, default=5, help="list this many misses per kind")
     args = parser.parse_args(argv)
-    data = Path(args.data)
-    if not data.is_dir():
-        print(f"skipped: no data folder at {data}")
-        return 0
+    data = require(args.data, TRAINING, option="--data")
 
     from braintumor import dedup
     from braintumor.data import list_samples, progress

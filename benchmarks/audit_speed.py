@@ -5,13 +5,13 @@ of them are Training images turned on their side (transposed: a picture that not
 is alike, with the same sizes and grey levels), the rest are altered copies of random Training
 images (JPEG quality 30-90, resized, shifted, gain/offset, flipped, or all at once, as in
 ``audit_quality.py``). The command runs as a user runs it, in a fresh process, and the script
-prints its wall time (the issue asks for at most 60 s on two cores), then how the pair search
+prints its wall time (the aim: at most 60 s on two cores), then how the pair search
 scales: its time and the number of candidate pairs the k-d tree proposes for growing subsets of
 the fingerprints, against the n^2/2 pairs a full comparison would check.
 
     python benchmarks/audit_speed.py [--data DIR] [--others 1311] [--distinct 300] [--seed 0]
 
-Skips (exit 0) when the shared data folder is missing.
+Skips (exit 0, one line on stderr) when the Training folder is missing.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from audit_quality import DEFAULT_DATA, KINDS, alter
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: _common and siblings
+from _common import TRAINING, require  # noqa: E402
+from audit_quality import KINDS, alter  # noqa: E402
 
 
 def make_others(train: Path, out: Path, n: int, distinct: int, seed: int) -> dict[str, int]:
@@ -83,16 +85,13 @@ def scaling(fp, sizes: list[int], threshold: float, seed: int) -> list[tuple[int
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=str(DEFAULT_DATA), help="a class-folder Training root")
+    parser.add_argument("--data", default=str(TRAINING), help="a class-folder Training root")
     parser.add_argument("--others", type=int, default=1311, help="images in the second folder")
     parser.add_argument("--distinct", type=int, default=300, help="of which pictures alike to nothing")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-scaling", action="store_true", help="only time the command")
     args = parser.parse_args(argv)
-    data = Path(args.data)
-    if not data.is_dir():
-        print(f"skipped: no data folder at {data}")
-        return 0
+    data = require(args.data, TRAINING, option="--data")
 
     from braintumor import dedup
     from braintumor.audit import read_folder

@@ -4,7 +4,7 @@
                                             [--repeats 50] [--png docs/reliability.png] [--json]
 
 The checkpoint's temperature and conformal scores are fitted on the whole validation split
-(``python -m braintumor.calibration``); numbers measured on the data they were fitted on would flatter
+(``braintumor calibrate``); numbers measured on the data they were fitted on would flatter
 them. So every number below is **cross-fitted**: the validation split is cut into random halves
 (``--repeats`` times); the temperature and the conformal quantile are fitted on one half and
 measured on the other, and the other way round; means and standard deviations over the repeats are
@@ -14,7 +14,8 @@ ones (each image calibrated by the half it was not in).
 Printed: ECE (15 bins) and NLL before and after temperature scaling; for conformal coverages 0.90,
 0.95 (the default), 0.98 and 0.99, and for confidence thresholds 0.90, 0.95 and 0.99: the coverage
 of the sets, the share of scans referred (decision "uncertain"), the accuracy of the scans not
-referred, and the accuracy over all scans. Skips cleanly when the data are missing.
+referred, and the accuracy over all scans. Skips (exit 0, one line on stderr) when the Training
+folder or the split file is missing.
 """
 
 from __future__ import annotations
@@ -28,14 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "brain-tumor-mri" / "Training"
-SPLIT = REPO / "model" / "split.json"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: _common and siblings
+from _common import REPO, SPLIT, TRAINING, require  # noqa: E402
 
 
 def confidence_policy(logits, labels, threshold: float, repeats: int, seed: int = 0) -> dict:
     """Cross-fitted numbers of the confidence-threshold policy (temperature fitted on the other half)."""
     from braintumor import calibration as cal
+    from braintumor import decision
 
     rng = np.random.default_rng(seed)
     n = len(labels)
@@ -43,9 +44,9 @@ def confidence_policy(logits, labels, threshold: float, repeats: int, seed: int 
     for _ in range(repeats):
         perm = rng.permutation(n)
         for fit, test in ((perm[: n // 2], perm[n // 2:]), (perm[n // 2:], perm[: n // 2])):
-            p = cal.softmax(logits[test], cal.fit_temperature(logits[fit], labels[fit]))
+            p = decision.softmax(logits[test], cal.fit_temperature(logits[fit], labels[fit]))
             y = labels[test]
-            dec = [cal.decide(pi, tuple(range(p.shape[1])), None, cal.DecisionPolicy(min_confidence=threshold))
+            dec = [decision.decide(pi, tuple(range(p.shape[1])), None, decision.DecisionPolicy(min_confidence=threshold))
                    for pi in p]
             referred = np.array([d["decision"] != "classified" for d in dec])
             covered = np.array([yi in d["prediction_set"] for yi, d in zip(y, dec)])
@@ -60,41 +61,41 @@ def confidence_policy(logits, labels, threshold: float, repeats: int, seed: int 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="checkpoint (default: the shipped model)")
-    ap.add_argument("--data", default=str(DATA), help="the Training folder the split refers to")
+    ap.add_argument("--data", default=str(TRAINING), help="the Training folder the split refers to")
     ap.add_argument("--split", default=str(SPLIT), help="split.json with 'val'")
     ap.add_argument("--repeats", type=int, default=50, help="random halvings (default: 50)")
     ap.add_argument("--png", default=str(REPO / "docs" / "reliability.png"), help="reliability diagram")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     args = ap.parse_args()
 
-    if not Path(args.data).is_dir() or not Path(args.split).is_file():
-        print(f"skipped: {args.data} or {args.split} is missing")
-        return 0
+    data = require(args.data, TRAINING, option="--data")
+    split = require(args.split, SPLIT, file=True, option="--split")
 
     import torch
 
     from braintumor import calibration as cal
+    from braintumor import decision
     from braintumor import shipped
     from braintumor.metrics import expected_calibration_error, reliability
     from braintumor.plots import reliability_diagram
 
     ck = shipped.load(args.model)
-    val = json.loads(Path(args.split).read_text())["val"]
+    val = json.loads(split.read_text())["val"]
     labels = np.array([ck.classes.index(r.split("/")[0]) for r in val])
     t0 = time.perf_counter()
-    out = cal.network_outputs(ck, [Path(args.data) / r for r in val], desc="validation")
+    out = cal.network_outputs(ck, [data / r for r in val], desc="validation")
     logits = out["logits"]
     seconds = time.perf_counter() - t0
 
-    stored_t = float(ck.meta.get("temperature", 1.0))
+    stored_t = ck.temperature
     refit_t = cal.fit_temperature(logits, labels)
-    raw = cal.softmax(logits)
+    raw = decision.softmax(logits)
     report: dict = {
         "model": {"name": ck.name, "sha256": ck.sha256, "stored_temperature": stored_t,
                   "temperature_refit_on_all_val": round(refit_t, 6)},
         "n": int(len(labels)),
         "in_sample": {"ece_before": expected_calibration_error(raw, labels),
-                      "ece_after": expected_calibration_error(cal.softmax(logits, refit_t), labels),
+                      "ece_after": expected_calibration_error(decision.softmax(logits, refit_t), labels),
                       "accuracy": float((raw.argmax(1) == labels).mean())},
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
         "inference_seconds": round(seconds, 1),

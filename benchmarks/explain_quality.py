@@ -18,6 +18,8 @@ validation images of a split file, with the radiologist boxes of the figshare co
 - decisions: rejections per class, and tumours answered "no tumour" as ``classified``.
 
     python benchmarks/explain_quality.py [--model FILE] [--backend auto] [--limit N]
+
+Skips (exit 0, one line on stderr) when the Training folder or the boxes file is missing.
 """
 
 from __future__ import annotations
@@ -28,13 +30,16 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
-DEFAULT_DATA = SHARED / "brain-tumor-mri" / "Training"
-DEFAULT_BOXES = SHARED / "tumour-boxes" / "training-boxes.tsv"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: _common and siblings
+from _common import REPO, SPLIT, TRAINING, TUMOUR_BOXES, require  # noqa: E402
+
+if TYPE_CHECKING:
+    from PIL import Image
+
 TOLERANCE = 15  # pixels at 224 px
 METHODS = ("gradcam", "gradcam++", "hirescam", "eigencam")
 
@@ -111,19 +116,17 @@ def erase_tumour(gray, box_px) -> "Image.Image":
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(DEFAULT_DATA))
-    ap.add_argument("--boxes", default=str(DEFAULT_BOXES))
-    ap.add_argument("--split", default=str(REPO / "model" / "split.json"))
+    ap.add_argument("--data", default=str(TRAINING))
+    ap.add_argument("--boxes", default=str(TUMOUR_BOXES))
+    ap.add_argument("--split", default=str(SPLIT))
     ap.add_argument("--model", default=None, help="checkpoint (default: the shipped model)")
     ap.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "int8"])
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--limit", type=int, default=0, help="at most N validation images (quick look)")
     ap.add_argument("--out", default=str(REPO / "docs" / "model"))
     args = ap.parse_args(argv)
-    data = Path(args.data)
-    if not data.is_dir() or not Path(args.boxes).is_file():
-        print(f"skipped: needs {data} and {args.boxes}", file=sys.stderr)
-        return 0
+    data = require(args.data, TRAINING, option="--data")
+    require(args.boxes, TUMOUR_BOXES, file=True, option="--boxes")
 
     from braintumor.box_training import boxes_in_prepared, read_boxes
     from braintumor.data import progress

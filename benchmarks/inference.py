@@ -33,13 +33,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: _common and siblings
+from _common import REPO  # noqa: E402
 SAMPLE = REPO / "tests" / "data" / "sample"
 
 
 def make_inputs(n: int, data: str | None) -> list[bytes]:
     """n distinct JPEG images: files from ``data`` or augmented sample scans."""
-    from braintumor.config import IMAGE_SUFFIXES
+    from braintumor.formats import IMAGE_SUFFIXES
     from braintumor.imaging import load_image
 
     root = Path(data) if data else SAMPLE
@@ -151,7 +152,7 @@ def eager_reference_checks(predictor, inputs: list[bytes]) -> dict:
         for data in inputs:
             x = ck.preprocessing.tensor(load_image(data))
             with torch.inference_mode():
-                logits = model(x).double() / float(ck.meta.get("temperature", 1.0) or 1.0)
+                logits = model(x).double() / ck.temperature
             want = logits.softmax(1)[0].numpy()
             e = predictor.explain(data) if len(predictor.checkpoints) == 1 else None
             got = np.array(list((e or predictor.predict(data))["probabilities"].values()))
@@ -197,7 +198,7 @@ def split_accuracy(predictor, split_file: str, data: str | None, calibration: li
         ours_tta += [int(probs(r).argmax()) for r in predictor.predict_batch(chunk, batch_size=16, tta=True)]
         with torch.inference_mode():
             x = ck.preprocessing.batch([load_image(path) for path in chunk])
-            pe = (model(x).double() / float(ck.meta.get("temperature", 1.0) or 1.0)).softmax(1).numpy()
+            pe = (model(x).double() / ck.temperature).softmax(1).numpy()
         ours += [int(p.argmax()) for p in plain]
         eager += [int(q.argmax()) for q in pe]
         diffs += [float(np.abs(p - q).max()) for p, q in zip(plain, pe)]
@@ -248,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from braintumor import Predictor
-    from braintumor.predictor import default_calibration
+    from braintumor.backends import default_calibration
 
     from braintumor import shipped
 
@@ -261,13 +262,18 @@ def main(argv: list[str] | None = None) -> int:
         calibration = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
 
     figures = {}
-    # The reference first, with PyTorch's own thread count (a Predictor on ONNX Runtime sets it to 1).
+    # The reference first, with PyTorch's own thread count; then the Predictor as the served app runs
+    # it (on ONNX Runtime, PyTorch on one thread: braintumor.backends.give_cores_to_onnx).
     ref = Reference(shipped.load(args.model[0] if args.model else None))
     ref_threads = torch.get_num_threads()
     figures["reference"] = measure(ref, inputs, args.batch_size)
     t = time.perf_counter()
     p = Predictor.load(args.model if args.model else None, backend=args.backend, calibration=calibration,
                        threads=args.threads)
+    if p.backend != "torch":
+        from braintumor.backends import give_cores_to_onnx
+
+        give_cores_to_onnx()
     load_s = time.perf_counter() - t
     figures["ours"] = measure(p, inputs, args.batch_size)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "

@@ -7,6 +7,8 @@ Grad-CAM overlays of the errors. Writes ``report.json`` and PNGs to --out. Run f
 
     python benchmarks/model_report.py [--data ../shared/data/brain-tumor-mri/Training]
         [--split model/split.json] [--model FILE] [--ensemble-with FILE ...] [--out docs/model]
+
+Skips (exit 0, one line on stderr) when the Training folder is missing.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "brain-tumor-mri" / "Training"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: _common and siblings
+from _common import REPO, SPLIT, TRAINING, require  # noqa: E402
 
 
 def probabilities(predictor, paths: list[Path], tta: bool) -> np.ndarray:
@@ -81,16 +83,14 @@ def error_sheet(predictor, paths, y, probs, classes, out: Path, limit: int = 24)
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    ap.add_argument("--split", type=Path, default=REPO / "model" / "split.json")
+    ap.add_argument("--data", type=Path, default=TRAINING)
+    ap.add_argument("--split", type=Path, default=SPLIT)
     ap.add_argument("--model", default=None, help="checkpoint (default: the shipped model)")
     ap.add_argument("--ensemble-with", nargs="*", default=[], help="more checkpoints for the ensemble row")
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "model")
     args = ap.parse_args()
-    if not args.data.is_dir():
-        print(f"skipped: data folder {args.data} not found (pass --data)", file=sys.stderr)
-        return 0
+    require(args.data, TRAINING, option="--data")
     from braintumor import Predictor, plots
     from braintumor.config import CLASSES
     from braintumor.metrics import reliability
@@ -140,14 +140,16 @@ def main() -> int:
               f"  R {pc['recall']:.3f} [{ci['recall'][0]:.3f}-{ci['recall'][1]:.3f}]"
               f"  F1 {pc['f1']:.3f} [{ci['f1'][0]:.3f}-{ci['f1'][1]:.3f}]  n={pc['support']}")
     print(f"with TTA: accuracy {report['tta']['accuracy']:.4f}  macro-F1 {report['tta']['macro_f1']:.4f}")
+    lines = []
     if "torch_float32" in report:
-        print(f"eager float32 reference: accuracy {report['torch_float32']['accuracy']:.4f}; "
-              f"max |p - p_ref| {report['max_abs_prob_diff_vs_torch']:.4f}; "
-              f"labels agree {report['label_agreement_vs_torch']:.4f}")
+        lines.append(f"eager float32 reference: accuracy {report['torch_float32']['accuracy']:.4f}; "
+                     f"max |p - p_ref| {report['max_abs_prob_diff_vs_torch']:.4f}; "
+                     f"labels agree {report['label_agreement_vs_torch']:.4f}")
     if "ensemble" in report:
-        print(f"ensemble ({report['ensemble']['members']}): accuracy {report['ensemble']['accuracy']:.4f}, "
-              f"with TTA {report['ensemble_tta']['accuracy']:.4f}")
-    print(f"{len(report['errors'])} errors; figures in {args.out}")
+        lines.append(f"ensemble ({report['ensemble']['members']}): accuracy {report['ensemble']['accuracy']:.4f}, "
+                     f"with TTA {report['ensemble_tta']['accuracy']:.4f}")
+    lines.append(f"{len(report['errors'])} errors; figures in {args.out}")
+    print("\n".join(lines))
     return 0
 
 

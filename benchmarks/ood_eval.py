@@ -3,7 +3,8 @@
     python benchmarks/ood_eval.py [--model FILE] [--backend auto] [--seed 0] [--data DIR] [--split FILE]
 
 In-distribution: the validation MRI slices of ``model/split.json`` (read from ``--data``, the
-Training folder; the benchmark skips cleanly when it is missing). Out-of-distribution:
+Training folder; the benchmark skips, exit 0 with one line on stderr, when it or the split file is
+missing). Out-of-distribution:
 ``benchmarks/ood_set.py`` (library photographs, drawn documents and screenshots, SYNTHETIC
 radiographs and CT, noise, blank, tiny and heavily cropped images), plus two groups of real files
 found on the machine, reported apart:
@@ -34,9 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: _common and siblings
+from _common import REPO, SPLIT, TRAINING, require  # noqa: E402
 import ood_set  # noqa: E402
 
 REAL_DICOM = ("693_J2KI", "CT_small", "J2K_pixelrep_mismatch", "JPEG2000", "examples_jpeg2k",
@@ -130,16 +130,15 @@ def main() -> int:
     ap.add_argument("--model", default=None, help="checkpoint (default: the shipped model)")
     ap.add_argument("--backend", default="auto", help="Predictor backend (default: auto, as users get)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the generated set")
-    ap.add_argument("--data", default=str(ood_set.TRAINING), help="the Training folder")
-    ap.add_argument("--split", default=str(REPO / "model" / "split.json"))
+    ap.add_argument("--data", default=str(TRAINING), help="the Training folder")
+    ap.add_argument("--split", default=str(SPLIT))
     ap.add_argument("--repeats", type=int, default=200, help="halvings for the cross-fitted rate")
     ap.add_argument("--robustness", type=int, default=300, metavar="N",
                     help="validation slices re-sent with benign changes (resized, re-compressed, "
                          "re-contrasted, ...) to measure false rejections; 0: skip (default: 300)")
     args = ap.parse_args()
-    if not Path(args.data).is_dir() or not Path(args.split).is_file():
-        print(f"skipped: {args.data} or {args.split} is missing")
-        return 0
+    data = require(args.data, TRAINING, option="--data")
+    split = require(args.split, SPLIT, file=True, option="--split")
 
     from braintumor import ood
     from braintumor.predictor import Predictor
@@ -147,9 +146,9 @@ def main() -> int:
     predictor = Predictor.load(args.model, backend=args.backend)
     gate = ood.OodGate.from_meta(predictor.checkpoints[0].meta.get("ood"))
     if not gate.fitted:
-        print("the checkpoint has no out-of-distribution statistics (python -m braintumor.calibration)")
+        print("the checkpoint has no out-of-distribution statistics (braintumor calibrate)")
         return 1
-    val = [Path(args.data) / r for r in json.loads(Path(args.split).read_text())["val"]]
+    val = [data / r for r in json.loads(split.read_text())["val"]]
     print(f"model {predictor.name}, backend {predictor.backend}; {len(val)} validation slices", flush=True)
     t0 = time.perf_counter()
     id_results = predictor.predict_batch(val, batch_size=32)

@@ -26,7 +26,8 @@ crop        heavy crops of real validation MRI slices (8 to 16% of the area), bl
 
 The synthetic radiographs and CT slices are rough drawings made to have the gross look of those
 modalities (bright bone, dark air, soft tissue in between); they stand in for real ones, which no
-registry ships. The held-back set that the project is checked on is different from this one.
+registry ships. Real out-of-distribution uploads differ from these drawings, so the figures this
+set gives are a check of the gate, not a guarantee.
 
 :func:`build` returns ``[(category, name, PIL image)]``; the images keep their colours (a Predictor
 turns them into grayscale the way it turns any upload). Used by ``benchmarks/ood_eval.py``.
@@ -38,13 +39,14 @@ import argparse
 import io
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-REPO = Path(__file__).resolve().parents[1]
-TRAINING = REPO.parent / "shared" / "data" / "brain-tumor-mri" / "Training"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: _common and siblings
+from _common import REPO, SPLIT, TRAINING  # noqa: E402
 
 Item = tuple[str, str, Image.Image]
 
@@ -487,9 +489,8 @@ def blank(rng: np.random.Generator, size: int = 256) -> list[Item]:
 def mri_files(paths: list[Path] | None) -> list[Path]:
     if paths is not None:
         return paths
-    split = REPO / "model" / "split.json"
-    if TRAINING.is_dir() and split.is_file():
-        return [TRAINING / r for r in json.loads(split.read_text())["val"]]
+    if TRAINING.is_dir() and SPLIT.is_file():  # the validation slices, else the 12 sample scans
+        return [TRAINING / r for r in json.loads(SPLIT.read_text())["val"]]
     return sorted((REPO / "tests" / "data" / "sample").rglob("*.jpg"))
 
 

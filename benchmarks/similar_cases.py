@@ -13,7 +13,7 @@ the queries are:
 
     python benchmarks/similar_cases.py [--model FILE] [--limit N]
 
-Needs ``../shared/data/brain-tumor-mri/Training``; exits with a message where it is missing.
+Needs ``../shared/data/brain-tumor-mri/Training``; skips (exit 0, one line on stderr) where it is missing.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "brain-tumor-mri" / "Training"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: _common and siblings
+from _common import REPO, SPLIT, TRAINING, require  # noqa: E402
 
 
 def alterations(gray: Image.Image) -> dict[str, Image.Image]:
@@ -48,22 +48,19 @@ def alterations(gray: Image.Image) -> dict[str, Image.Image]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(DEFAULT_DATA))
-    ap.add_argument("--split", default=str(REPO / "model" / "split.json"))
+    ap.add_argument("--data", default=str(TRAINING))
+    ap.add_argument("--split", default=str(SPLIT))
     ap.add_argument("--model", default=None)
     ap.add_argument("--copies", type=int, default=300, help="training images to alter (default 300)")
     ap.add_argument("--limit", type=int, default=0, help="at most N validation queries")
     ap.add_argument("--out", default=str(REPO / "runs" / "similar-cases"))
     args = ap.parse_args(argv)
-    data = Path(args.data)
-    if not data.is_dir():
-        print(f"similar_cases: no data at {data}", file=sys.stderr)
-        return 2
+    data = require(args.data, TRAINING, option="--data")
 
     from braintumor.data import progress
     from braintumor.imaging import load_image
     from braintumor.predictor import Predictor
-    from braintumor.similar import build_index, query_parts
+    from braintumor.similar import build_index
 
     split = json.loads(Path(args.split).read_text())
     out = Path(args.out)

@@ -17,7 +17,7 @@ its own validation part). Writes ``OUT/site_adaptation.json`` and ``OUT/site_ada
 
     python benchmarks/site_adaptation.py [--model FILE] [--sizes 50 100 300] [--epochs 8]
 
-Needs ``../shared/data/brain-tumor-mri/Training``; exits with a message where it is missing.
+Needs ``../shared/data/brain-tumor-mri/Training``; skips (exit 0, one line on stderr) where it is missing.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "brain-tumor-mri" / "Training"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: _common and siblings
+from _common import REPO, SPLIT, TRAINING, require  # noqa: E402
 
 
 def site_transform(gray: Image.Image, seed: int) -> Image.Image:
@@ -128,8 +128,8 @@ def plot(result: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(DEFAULT_DATA))
-    ap.add_argument("--split", default=str(REPO / "model" / "split.json"))
+    ap.add_argument("--data", default=str(TRAINING))
+    ap.add_argument("--split", default=str(SPLIT))
     ap.add_argument("--model", default=None, help="checkpoint to adapt (default: the shipped model)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 300])
     ap.add_argument("--epochs", type=int, default=8)
@@ -138,10 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
-    data = Path(args.data)
-    if not data.is_dir():
-        print(f"site_adaptation: no data at {data}; this benchmark needs the Training folder", file=sys.stderr)
-        return 2
+    data = require(args.data, TRAINING, option="--data")
     from braintumor import shipped
     from braintumor.cli import main as cli
     from braintumor.data import list_samples

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from braintumor import calibration as cal
-from braintumor.calibration import DecisionPolicy, decide
+from braintumor import decision
+from braintumor.decision import DecisionPolicy, decide
 from braintumor.metrics import expected_calibration_error
 
 CLASSES = ("glioma", "meningioma", "notumor", "pituitary")
@@ -19,7 +20,7 @@ def synthetic_logits(n: int, temperature: float, seed: int = 0) -> tuple[np.ndar
     """Logits whose labels follow softmax(logits / temperature): the true temperature is known."""
     rng = np.random.default_rng(seed)
     true = rng.normal(0, 2.0, (n, 4))
-    p = cal.softmax(true)
+    p = decision.softmax(true)
     labels = np.array([rng.choice(4, p=row) for row in p])
     return true * temperature, labels
 
@@ -37,8 +38,8 @@ def test_fit_temperature_recovers_a_known_temperature(t_true):
 
 def test_temperature_scaling_lowers_ece_of_an_overconfident_model():
     logits, labels = synthetic_logits(4000, 3.0, seed=1)
-    before = expected_calibration_error(cal.softmax(logits), labels)
-    after = expected_calibration_error(cal.softmax(logits, cal.fit_temperature(logits, labels)), labels)
+    before = expected_calibration_error(decision.softmax(logits), labels)
+    after = expected_calibration_error(decision.softmax(logits, cal.fit_temperature(logits, labels)), labels)
     assert before > 0.05 and after < before / 2
 
 
@@ -52,28 +53,28 @@ def test_fit_temperature_refuses_no_data():
 
 def test_conformal_threshold_is_the_finite_sample_order_statistic():
     scores = np.arange(1, 20) / 20  # 19 scores 0.05 .. 0.95
-    assert cal.conformal_threshold(scores, 0.9) == pytest.approx(0.90)  # ceil(20 * 0.9) = 18th
-    assert cal.conformal_threshold(scores, 0.5) == pytest.approx(0.50)  # 10th
-    assert cal.conformal_threshold(scores, 0.99) == 1.0  # too few scores: every class
+    assert decision.conformal_threshold(scores, 0.9) == pytest.approx(0.90)  # ceil(20 * 0.9) = 18th
+    assert decision.conformal_threshold(scores, 0.5) == pytest.approx(0.50)  # 10th
+    assert decision.conformal_threshold(scores, 0.99) == 1.0  # too few scores: every class
     with pytest.raises(ValueError):
-        cal.conformal_threshold(scores, 1.5)
+        decision.conformal_threshold(scores, 1.5)
 
 
 @pytest.mark.parametrize("coverage", [0.8, 0.95])
 def test_conformal_sets_reach_their_coverage_on_new_data(coverage):
     logits, labels = synthetic_logits(8000, 1.0, seed=2)
-    probs = cal.softmax(logits)
+    probs = decision.softmax(logits)
     fit, test = slice(0, 3000), slice(3000, None)
-    q = cal.conformal_threshold(cal.conformal_scores(probs[fit], labels[fit]), coverage)
-    sets = cal.prediction_sets(probs[test], q)
+    q = decision.conformal_threshold(cal.conformal_scores(probs[fit], labels[fit]), coverage)
+    sets = decision.prediction_sets(probs[test], q)
     covered = sets[np.arange(len(sets)), labels[test]].mean()
     assert coverage - 0.015 <= covered <= coverage + 0.03  # valid, and not trivially all classes
     assert sets.sum(1).mean() < 4
 
 
 def test_top_mass_set_takes_the_fewest_most_probable_classes():
-    assert cal.top_mass_set(np.array([0.1, 0.6, 0.25, 0.05]), 0.8) == [1, 2]
-    assert cal.top_mass_set(np.array([0.97, 0.01, 0.01, 0.01]), 0.95) == [0]
+    assert decision.top_mass_set(np.array([0.1, 0.6, 0.25, 0.05]), 0.8) == [1, 2]
+    assert decision.top_mass_set(np.array([0.97, 0.01, 0.01, 0.01]), 0.95) == [0]
 
 
 # ----------------------------------------------------------------------------------- decisions
@@ -175,8 +176,8 @@ def test_the_referral_policy_is_configurable(sample_files):
     assert all(r["decision"] == "classified" for r in lax.predict_batch(paths))
     meta = [shipped.load_default().meta]
     # a higher coverage admits less probable classes into the sets
-    assert cal.Decider(meta, CLASSES, DecisionPolicy(coverage=0.99)).threshold > \
-        cal.Decider(meta, CLASSES, DecisionPolicy(coverage=0.95)).threshold
+    assert decision.Decider(meta, CLASSES, DecisionPolicy(coverage=0.99)).threshold > \
+        decision.Decider(meta, CLASSES, DecisionPolicy(coverage=0.95)).threshold
 
 
 def test_calibration_entries_are_json_and_in_sample_consistent():
@@ -185,7 +186,7 @@ def test_calibration_entries_are_json_and_in_sample_consistent():
     json.dumps(e)
     assert e["calibration"]["nll_after"] <= e["calibration"]["nll_before"]
     assert e["conformal"]["threshold"] == pytest.approx(
-        cal.conformal_threshold(np.array(e["conformal"]["scores"]), 0.9), abs=1e-6)
+        decision.conformal_threshold(np.array(e["conformal"]["scores"]), 0.9), abs=1e-6)
 
 
 def test_evaluate_still_works_on_the_sample_scans(sample_dir):

@@ -130,6 +130,20 @@ def test_erase_covers_the_tumour_and_makes_the_label_no_tumour():
     assert out[0, 10:14, 10:14].mean() < 0.9  # the bright blob is gone
 
 
+def test_erase_by_inpainting_fills_the_tumour_from_its_surroundings():
+    x, labels, boxes = _batch()
+    x[0] = 0.4  # flat tissue around a bright tumour: inpainting gives back the tissue's level
+    x[0, 8:16, 8:16] = 1.0
+    out, lab, bx = source_aug.copy_paste(x, labels, boxes, torch.Generator().manual_seed(1), paste=0.0,
+                                         erase=1.0, fill=1.0)
+    assert lab.tolist() == [2, 2, 2, 2] and torch.isnan(bx[[0, 3], 0]).all()
+    assert abs(float(out[0, 8:16, 8:16].mean()) - 0.4) < 0.02  # filled from the tissue, no blob left
+    assert torch.equal(out[0, :, 24:], x[0, :, 24:])  # far from the box nothing changes
+    # without fill the healthy tissue of a no-tumour image covers it instead
+    other, _, _ = source_aug.copy_paste(x, labels, boxes, torch.Generator().manual_seed(1), paste=0.0, erase=1.0)
+    assert not torch.allclose(other[0], out[0])
+
+
 def test_match_histograms_gives_the_reference_values_in_the_images_order():
     g = torch.Generator().manual_seed(0)
     x, ref = torch.rand(2, 16, 16, generator=g), torch.rand(2, 16, 16, generator=g) ** 3

@@ -9,8 +9,11 @@ import io
 import json
 import logging
 import os
+import struct
 import subprocess
 import sys
+import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +27,7 @@ from pydicom import uid  # noqa: E402
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 from pydicom.encaps import encapsulate  # noqa: E402
 
-from braintumor import medical  # noqa: E402
+from braintumor import medical, volume  # noqa: E402
 from braintumor.imaging import ImageError, UnsupportedImageError, load_image  # noqa: E402
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -396,13 +399,87 @@ def test_bad_nifti_files(three):
     assert np.array_equal(arr(load_image(data, "volume.png", slice_index=0)), three[0])  # content wins
 
 
+def nifti_header(shape: tuple[int, ...], dtype=np.uint8, nifti2: bool = False,
+                 endianness: str = "<") -> bytes:
+    """A single-file NIfTI header declaring ``shape`` voxels of ``dtype``, with the 4-byte extension
+    flag: what comes before the voxel data."""
+    hdr = (nib.Nifti2Header if nifti2 else nib.Nifti1Header)(endianness=endianness)
+    hdr.set_data_shape(shape)
+    hdr.set_data_dtype(dtype)
+    hdr["vox_offset"] = 544 if nifti2 else 352
+    hdr["magic"] = b"n+2" if nifti2 else b"n+1"
+    return hdr.binaryblock + b"\0" * 4
+
+
+def gzip_bomb(head: bytes, zeros: int) -> bytes:
+    """``head`` followed by ``zeros`` zero bytes as a gzip stream, built in milliseconds: deflate
+    blocks of one MiB of zeros are the same bytes every time after a full flush, so one is repeated.
+    The stream's 8-byte trailer (a CRC over every byte) is left out; nothing past the header should
+    be inflated anyway."""
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    first = c.compress(head) + c.flush(zlib.Z_FULL_FLUSH)
+    mib = c.compress(bytes(1 << 20)) + c.flush(zlib.Z_FULL_FLUSH)
+    return b"\x1f\x8b\x08\x00\0\0\0\0\x02\xff" + first + mib * (zeros >> 20) + c.flush()
+
+
+def timed_refusal(data: bytes, name: str, message: str) -> float:
+    start = time.perf_counter()
+    with pytest.raises(ImageError, match=message):
+        load_image(data, name)
+    return time.perf_counter() - start
+
+
+@pytest.mark.parametrize("nifti2", [False, True], ids=["nifti1", "nifti2"])
+def test_an_oversized_nifti_is_refused_from_its_header(nifti2):
+    huge = nifti_header((4096, 4096, 256), nifti2=nifti2)
+    limit = r"4096x4096x256 voxels is over the 200 million voxel limit$"
+    # a header declaring 4 G voxels and a few bytes of data: plain and gzipped
+    assert timed_refusal(huge + b"\0" * 64, "huge.nii", r"^huge\.nii: " + limit) < 1.0
+    small = gzip.compress(huge + b"\0" * 64)
+    assert len(small) < 1000
+    assert timed_refusal(small, "huge.nii.gz", r"^huge\.nii\.gz: " + limit) < 1.0
+    # the same header before 1 GiB of zeros: 1 MB on disk, seconds of work to inflate
+    bomb = gzip_bomb(huge, 1 << 30)
+    assert len(bomb) < 2 << 20
+    assert timed_refusal(bomb, "bomb.nii.gz", r"^bomb\.nii\.gz: " + limit) < 1.0
+    assert timed_refusal(bomb, "upload", r"^upload: " + limit) < 1.0  # recognised by content
+    # under the voxel limit, but over 2 GiB of voxel data once decompressed
+    wide = nifti_header((1024, 1024, 160), np.complex128, nifti2=nifti2)
+    assert timed_refusal(gzip.compress(wide + b"\0" * 64), "wide.nii.gz",
+                         r"^wide\.nii\.gz: over 2 GiB once decompressed$") < 1.0
+
+
+def test_a_big_endian_header_is_sized_too():
+    block = nifti_header((4096, 4096, 256), endianness=">")
+    assert struct.unpack(">i", block[:4])[0] == 348
+    assert timed_refusal(gzip.compress(block + b"\0" * 64), "be.nii.gz",
+                         r"^be\.nii\.gz: 4096x4096x256 voxels is over the 200 million voxel limit$") < 1.0
+
+
+def test_a_normal_volume_still_reads_with_its_header_checked_first(three):
+    vol = np.stack([ras_voxels(p) for p in three], axis=2)
+    for gz in (False, True):
+        data = nifti_bytes(vol, gz=gz)
+        slices = medical.read_volume(data, "v.nii.gz" if gz else "v.nii")
+        assert [arr(im).tobytes() for im in slices] == [p.tobytes() for p in three]
+    # bytes after the voxel data are not inflated: this stream has no end, and reading on past the
+    # voxel data would find it truncated
+    raw = nifti_bytes(vol)
+    extra = gzip_bomb(raw, 64 << 20)
+    assert np.array_equal(arr(load_image(extra, "extra.nii.gz", slice_index=2)), three[2])
+    # a NIfTI-2 volume
+    img = nib.Nifti2Image(vol, np.eye(4))
+    for data in (img.to_bytes(), gzip.compress(img.to_bytes())):
+        assert np.array_equal(arr(load_image(data, "v2.nii", slice_index=0)), three[0])
+
+
 # ------------------------------------------------------------------------------------ volumes
 
 
 def test_predict_volume_per_slice_and_summary(predictor, three):
     vol = np.stack([np.zeros((224, 224), np.uint8)] + [ras_voxels(p) for p in three], axis=2)
     data = nifti_bytes(vol, gz=True)
-    out = medical.predict_volume(predictor, data, "brain.nii.gz")
+    out = volume.predict_volume(predictor, data, "brain.nii.gz")
     assert out["file"] == "brain.nii.gz" and out["n_slices"] == 4
     assert [s["index"] for s in out["slices"]] == [0, 1, 2, 3]
     assert out["blank"] == [0]
@@ -417,7 +494,7 @@ def test_predict_volume_per_slice_and_summary(predictor, three):
         assert all(out["slices"][i]["label"] == label for i in ix)
     json.dumps(out)  # plain JSON
 
-    frames = medical.predict_volume(predictor, dicom_bytes(np.stack(three)), "mf.dcm")
+    frames = volume.predict_volume(predictor, dicom_bytes(np.stack(three)), "mf.dcm")
     assert [s["label"] for s in frames["slices"]] == [s["label"] for s in out["slices"][1:]]
 
 
@@ -430,11 +507,11 @@ def test_predict_volume_with_a_plain_predict_object(three):
                                                                         "notumor": float(not bright)}}
 
     vol = np.stack([ras_voxels(p) for p in three] + [np.full((224, 224), 10, np.uint8)], axis=2)
-    out = medical.predict_volume(Threshold(), nifti_bytes(vol))
+    out = volume.predict_volume(Threshold(), nifti_bytes(vol))
     means = [p.mean() > 40 for p in three]
     assert out["summary"]["glioma"] == [i for i, b in enumerate(means) if b]
     assert out["blank"] == [3] and 3 not in out["summary"].get("notumor", [])
-    assert medical._ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8"
+    assert volume._ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8"
 
 
 # ------------------------------------------------------------------------------------ privacy
@@ -487,13 +564,13 @@ def test_no_patient_data_from_the_python_api(predictor, three, tmp_path, caplog,
     blobs += [buf.getvalue(), e["heatmap"].tobytes(), repr(e["overlay"].info)]
     img = load_image(path)
     blobs += [repr(img.info), img.tobytes()]
-    blobs.append(json.dumps(medical.predict_volume(predictor, path)))
+    blobs.append(json.dumps(volume.predict_volume(predictor, path)))
     with pytest.raises(ImageError) as err:  # an error names the file, nothing from inside it
         load_image(identified_dicom(three[0], with_pixels=False), "no-pixels.dcm")
     blobs.append(str(err.value))
     nii = nifti_bytes(np.stack([ras_voxels(p) for p in three], axis=2),
                       header_setup=lambda h: h.__setitem__("descrip", MARKER.encode()))
-    blobs.append(json.dumps(medical.predict_volume(predictor, nii, "identified.nii")))
+    blobs.append(json.dumps(volume.predict_volume(predictor, nii, "identified.nii")))
     blobs += [caplog.text, "\n".join(str(w.message) for w in recwarn)]
     for i, blob in enumerate(blobs):
         assert_clean(blob, f"output {i}")
@@ -517,7 +594,7 @@ def test_no_patient_data_in_logs_even_with_pydicom_debugging(three, caplog):
 
 
 def _cli_available() -> bool:
-    return (SRC / "braintumor" / "predict_cli.py").is_file()
+    return (SRC / "braintumor" / "commands" / "predict.py").is_file()
 
 
 @pytest.mark.skipif(not _cli_available(), reason="braintumor predict is not written yet")

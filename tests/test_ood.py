@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from braintumor import ood
-from braintumor.calibration import DecisionPolicy
+from braintumor.decision import DecisionPolicy
 
 from conftest import synthetic_scan
 

@@ -15,7 +15,7 @@ from PIL import Image
 
 from braintumor import CLASSES
 from braintumor.cli import main
-from braintumor.predict_cli import CAM_METHODS, collect_files
+from braintumor.commands.predict import CAM_METHODS, collect_files
 
 
 def _run(capsys, *argv):
@@ -125,9 +125,27 @@ def test_explain_writes_one_picture_per_image(capsys, random_checkpoint, mixed_d
     assert img.shape[1] == 2 * 256 + 8 and img.shape[2] == 3
 
 
-def test_tta_and_batch_size_options(capsys, random_checkpoint, sample_dir):
+def test_tta_and_batch_size_options(capsys, random_checkpoint, sample_dir, monkeypatch):
+    from braintumor.predictor import Predictor
+
+    batches = []
+    real = Predictor.predict_batch
+
+    def counted(self, images, *args, **kwargs):  # the real call, with the batch sizes written down
+        images = list(images)
+        batches.append(len(images))
+        return real(self, images, *args, **kwargs)
+
+    monkeypatch.setattr(Predictor, "predict_batch", counted)
     code, out, _ = _run(capsys, sample_dir, "--model", random_checkpoint, "--json", "--tta", "--batch-size", "5")
-    assert code == 0 and len(json.loads(out)["results"]) == 12
+    results = json.loads(out)["results"]
+    assert code == 0 and len(results) == 12 and batches == [5, 5, 2]
+    p = Predictor.load(random_checkpoint, backend="torch")
+    with_tta = [p.predict(r["file"], tta=True)["probabilities"] for r in results]
+    without = [p.predict(r["file"])["probabilities"] for r in results]
+    for r, a, b in zip(results, with_tta, without):
+        assert r["probabilities"] == pytest.approx(a, abs=1e-6)  # the answer is the TTA one
+        assert max(abs(a[c] - b[c]) for c in a) > 1e-4  # which differs from the plain one
 
 
 def test_an_ensemble_from_repeated_models(capsys, random_checkpoint, sample_files):
@@ -181,7 +199,7 @@ def test_cam_method_choices_match_the_cam_module():
 
 
 def test_configuring_the_command_imports_nothing_heavy():
-    code = ("import sys, argparse; import braintumor.predict_cli as m; m.configure(argparse.ArgumentParser()); "
+    code = ("import sys, argparse; import braintumor.commands.predict as m; m.configure(argparse.ArgumentParser()); "
             "print(sorted(k for k in ('torch', 'braintumor.predictor', 'pytorch_grad_cam') if k in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -330,9 +330,10 @@ def test_one_predictor_shared_by_eight_threads_answers_as_if_alone(random_checkp
 
 @pytest.mark.skipif(not HAVE_ORT, reason="onnxruntime is not installed")
 def test_onnx_backend_agrees_with_eager(random_checkpoint, predictor, sample_files):
+    before = torch.get_num_threads()
     fast = Predictor.load(random_checkpoint, backend="onnx")
     assert fast.backend == "onnx"
-    assert torch.get_num_threads() == 1  # ONNX Runtime gets the cores
+    assert torch.get_num_threads() == before  # a library leaves the process's threads alone
     for path, _ in sample_files[::3]:
         assert np.abs(_probs(fast.predict(path)) - _probs(predictor.predict(path))).max() < 1e-4
         h1, h2 = fast.explain(path)["heatmap"], predictor.explain(path)["heatmap"]
@@ -341,7 +342,7 @@ def test_onnx_backend_agrees_with_eager(random_checkpoint, predictor, sample_fil
 
 @pytest.mark.skipif(not HAVE_ORT, reason="onnxruntime is not installed")
 def test_int8_backend_stays_close_to_eager(random_checkpoint, predictor, sample_dir, sample_files, monkeypatch):
-    from braintumor.predictor import default_calibration
+    from braintumor.backends import default_calibration
 
     monkeypatch.setenv("BRAINTUMOR_CALIBRATION", str(sample_dir))  # calibration scans by default
     assert len(default_calibration()) == 12
@@ -357,7 +358,7 @@ def test_int8_backend_stays_close_to_eager(random_checkpoint, predictor, sample_
 
 @pytest.mark.skipif(not HAVE_ORT, reason="onnxruntime is not installed")
 def test_converted_models_are_cached(random_checkpoint, private_cache, monkeypatch, sample_files):
-    import braintumor.predictor as mod
+    import braintumor.backends as mod
 
     first = Predictor.load(random_checkpoint, backend="onnx")
     assert any("-fp32-" in f.name for f in private_cache.iterdir())
@@ -382,7 +383,7 @@ def test_converted_models_are_cached(random_checkpoint, private_cache, monkeypat
 def test_the_cache_keeps_the_newest_files(private_cache, monkeypatch):
     import time
 
-    import braintumor.predictor as mod
+    import braintumor.backends as mod
 
     monkeypatch.setattr(mod, "CACHE_KEEP", 2)
     for i, name in enumerate(("a", "b", "c")):
@@ -394,9 +395,9 @@ def test_the_cache_keeps_the_newest_files(private_cache, monkeypatch):
 
 
 def test_auto_backend_falls_back_to_torch_without_onnxruntime(random_checkpoint, monkeypatch):
-    import braintumor.predictor as mod
+    import braintumor.backends as mod
 
-    monkeypatch.setattr(mod, "_onnx_available", lambda: False)
+    monkeypatch.setattr(mod, "onnx_available", lambda: False)
     assert Predictor.load(random_checkpoint).backend == "torch"
     with pytest.raises(ValueError, match="unknown backend"):
         Predictor.load(random_checkpoint, backend="tensorrt")

@@ -4,6 +4,7 @@ the security headers, uploads kept in memory, and the OpenAPI description kept t
 from __future__ import annotations
 
 import base64
+import html.parser
 import http.client
 import io
 import json
@@ -100,7 +101,7 @@ def test_factory_loads_the_model_it_is_given(random_checkpoint):
 
     app = create_app({"MODEL_PATHS": [str(random_checkpoint)]})
     body = app.test_client().get("/api/health").get_json()
-    assert body["model_loaded"] is True
+    assert body["status"] == "ok" and "model_loaded" not in body  # an app always has its model
     assert body["model"]["name"] == "random-r18-64"
     assert len(body["model"]["sha256"]) == 64
 
@@ -138,17 +139,44 @@ def test_predict_answers_with_probabilities_heat_map_and_timing(client, predicto
     assert body["box"] is None  # this model has no box head
     assert body["model"] == {"name": predictor.name, "version": predictor.version, "sha256": predictor.sha256}
     t = body["timing_ms"]
-    assert set(t) == {"preprocess", "predict", "explain", "total"}
-    assert t["total"] >= t["predict"] > 0 and t["preprocess"] >= 0 and t["explain"] > 0
+    assert set(t) == {"preprocess", "predict", "encode", "total"}
+    assert t["total"] >= t["predict"] > 0 and t["preprocess"] >= 0 and t["encode"] > 0
+    assert t["total"] + 0.2 >= t["preprocess"] + t["predict"] + t["encode"]  # disjoint (each rounded)
     assert body["target"] == body["label"] and body["cam_method"] == "gradcam"
 
 
 def test_predict_without_heat_map(client, scan_bytes):
     body = post(client, scan_bytes, explain="false").get_json()
     assert body["gradcam"] is None
-    assert body["timing_ms"]["explain"] == 0
+    assert set(body["timing_ms"]) == {"preprocess", "predict", "encode", "total"}
     assert decode_data_url(body["original"]).mode == "L"
     assert "target" not in body
+
+
+def test_each_timing_times_what_it_names(predictor, scan_bytes, monkeypatch):
+    """A slow model call shows in "predict" and slow PNG encoding in "encode", each only there."""
+    import time
+
+    from braintumor.web import create_app, routes
+
+    class Slow:  # the real predictor, a little slower
+        def __getattr__(self, name):
+            return getattr(predictor, name)
+
+        def explain(self, image, **kw):
+            time.sleep(0.3)
+            return predictor.explain(image, **kw)
+
+    encode = routes.png_data_url
+
+    def slow_png(img):
+        time.sleep(0.4)
+        return encode(img)
+
+    monkeypatch.setattr(routes, "png_data_url", slow_png)
+    t = post(create_app(predictor=Slow()).test_client(), scan_bytes).get_json()["timing_ms"]
+    assert t["predict"] >= 300 and t["encode"] >= 800  # two images: the heat map and the original
+    assert t["total"] + 0.2 >= t["preprocess"] + t["predict"] + t["encode"]
 
 
 def test_predict_options_change_the_answer(client, scan_bytes):
@@ -218,8 +246,36 @@ def test_bad_fields(client, scan_bytes, field, value, words):
     assert resp.status_code == 400 and words in resp.get_json()["error"]
 
 
-def test_slice_reaches_the_reader(client, scan_bytes):
-    # a plain JPEG has no slices: the field is read, then the image answers as usual
+def nifti_volume(slices: list[np.ndarray]) -> bytes:
+    """A NIfTI volume (identity affine) whose axial slice k the reader shows as ``slices[k]``."""
+    nib = pytest.importorskip("nibabel")
+    voxels = np.stack([s[::-1, ::-1].T for s in slices], axis=2)  # rows, columns -> RAS x, y
+    return nib.Nifti1Image(voxels, np.eye(4)).to_bytes()
+
+
+def test_slice_picks_the_slice_of_a_volume(client, scan_bytes, sample_files):
+    from braintumor.imaging import load_image
+
+    slices = [np.asarray(load_image(sample_files[i][0]).resize((96, 96))) for i in (0, 4, 8)]
+    data = nifti_volume(slices)
+    answers = []
+    for k in range(3):
+        resp = post(client, data, "brain.nii", slice=k, explain="false")
+        assert resp.status_code == 200, resp.get_json()
+        body = resp.get_json()
+        assert np.array_equal(np.asarray(decode_data_url(body["original"])), slices[k])  # slice k answered
+        assert body["image_size"] == [96, 96]
+        answers.append(body)
+    probs = [tuple(p["probability"] for p in a["predictions"]) for a in answers]
+    assert len(set(probs)) == 3  # three different scans, three different answers
+    middle = post(client, data, "brain.nii", explain="false").get_json()
+    assert middle["predictions"] == answers[1]["predictions"]  # no slice: the middle one
+    for k in (3, -1):
+        resp = post(client, data, "brain.nii", slice=k)
+        assert resp.status_code == 400
+        assert resp.get_json()["error"].endswith(
+            f"slice {k} is out of range; the volume has 3 axial slices (0 to 2)")
+    # a 2-D image has one slice: the field is read, then the image answers as usual
     assert post(client, scan_bytes, slice="0").status_code == 200
 
 
@@ -326,7 +382,77 @@ def test_page_and_its_assets_are_served_locally(client):
     assert "MIT License" in (WEB / "static" / "vendor" / "chart.js-LICENSE.md").read_text()
     js = client.get("/static/app.js").get_data(as_text=True)
     for colour in ("#ef4444", "#f59e0b", "#10b981", "#6366f1"):
-        assert colour in js
+        assert colour in html and colour not in js  # the server renders the classes' colours
+    assert "Pituitary tumour" not in js and "Grad-CAM++" not in js  # and their names and the methods
+
+
+class PageData(html.parser.HTMLParser):
+    """What the page renders for its script: the attributes of #app and the heat map menu's options."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.app: dict = {}
+        self.options: list[dict] = []
+        self._in_select = False
+        self._option: dict | None = None
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if a.get("id") == "app":
+            self.app = a
+        elif tag == "select" and a.get("id") == "cam_method":
+            self._in_select = True
+        elif tag == "option" and self._in_select:
+            self._option = {"value": a.get("value"), "selected": "selected" in a, "label": ""}
+            self.options.append(self._option)
+
+    def handle_endtag(self, tag):
+        if tag == "select":
+            self._in_select = False
+        elif tag == "option":
+            self._option = None
+
+    def handle_data(self, data):
+        if self._option is not None:
+            self._option["label"] += data
+
+
+def test_page_offers_the_cam_methods(client):
+    from braintumor.cam_methods import CAM_LABELS, CAM_METHODS, DEFAULT_CAM_METHOD
+
+    options = PageData(client.get("/").get_data(as_text=True)).options
+    assert [o["value"] for o in options] == list(CAM_METHODS)
+    assert [o["label"].strip() for o in options] == [CAM_LABELS[m] for m in CAM_METHODS]
+    assert [o["value"] for o in options if o["selected"]] == [DEFAULT_CAM_METHOD]
+    assert set(CAM_LABELS) == set(CAM_METHODS) and CAM_LABELS["gradcam++"] == "Grad-CAM++"
+
+
+def test_page_class_data_is_the_models(client, predictor):
+    from braintumor.report import COLOURS, NAMES
+
+    classes = json.loads(PageData(client.get("/").get_data(as_text=True)).app["data-classes"])
+    assert [c["label"] for c in classes] == list(predictor.classes) == list(CLASSES)
+    assert {c["label"]: c["name"] for c in classes} == NAMES  # the PDF report's names and colours
+    assert all(c["colour"] == "#{:02x}{:02x}{:02x}".format(*COLOURS[c["label"]]) for c in classes)
+    assert [c["colour"] for c in classes] == ["#ef4444", "#f59e0b", "#10b981", "#6366f1"]
+
+
+def test_page_class_data_follows_the_model(predictor):
+    from braintumor.web import create_app
+
+    class Other:  # the real predictor with other classes, in another order
+        classes = ("pituitary", "glioma", "artefact")
+
+        def __getattr__(self, name):
+            return getattr(predictor, name)
+
+    text = create_app(predictor=Other()).test_client().get("/").get_data(as_text=True)
+    classes = json.loads(PageData(text).app["data-classes"])
+    assert [c["label"] for c in classes] == ["pituitary", "glioma", "artefact"]
+    assert classes[0] == {"label": "pituitary", "name": "Pituitary tumour", "colour": "#6366f1"}
+    assert classes[2] == {"label": "artefact", "name": "artefact", "colour": "#64748b"}
 
 
 def test_model_route(client, predictor):
@@ -435,6 +561,31 @@ def test_openapi_matches_every_answer(client, scan_bytes):
     from braintumor.cam import CAM_METHODS
 
     assert fields["properties"]["cam_method"]["enum"] == list(CAM_METHODS)
+
+
+def test_openapi_and_model_route_name_the_cam_methods(client):
+    from braintumor import cam, cam_methods
+
+    methods = list(cam_methods.CAM_METHODS)
+    doc = client.get("/api/openapi.json").get_json()
+    form = doc["paths"]["/api/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert form["properties"]["cam_method"]["enum"] == methods
+    assert form["properties"]["cam_method"]["default"] == cam_methods.DEFAULT_CAM_METHOD
+    report = doc["paths"]["/api/report"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert report["allOf"][0]["properties"]["cam_method"]["enum"] == methods
+    assert doc["components"]["schemas"]["Prediction"]["properties"]["cam_method"]["enum"] == methods
+    assert client.get("/api/model").get_json()["cam_methods"] == methods
+    assert cam.CAM_METHODS is cam_methods.CAM_METHODS  # the module that computes reads the same list
+
+
+def test_health_answer_conforms_to_the_spec(client):
+    doc = client.get("/api/openapi.json").get_json()
+    schema = doc["paths"]["/api/health"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    body = client.get("/api/health").get_json()
+    assert conforms(body, schema, doc) == []
+    assert set(body) == set(resolve(schema, doc)["properties"])  # every field documented, and given
+    assert conforms({**body, "model_loaded": True}, schema, doc)  # an undocumented field is caught
+    assert conforms({k: v for k, v in body.items() if k != "model"}, schema, doc)
 
 
 def test_sample_scans_are_listed_and_served_and_nothing_else(client):

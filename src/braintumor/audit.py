@@ -10,18 +10,14 @@ is :mod:`braintumor.dedup`, the same method the training split groups near-dupli
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import dedup
-from .config import IMAGE_SUFFIXES
+from . import dedup, formats
 
-MEDICAL_SUFFIXES = (".dcm", ".dicom", ".dic", ".nii", ".nii.gz")
 NO_CLASS = "(no class)"  # the class of an image that does not sit in a class folder
 SAME_PICTURE = 0.99  # near-duplicates from this similarity are counted apart: the same picture
 
@@ -65,24 +61,6 @@ def cls_of(rel: str) -> str:
     return parts[0] if len(parts) > 1 else NO_CLASS
 
 
-def _is_candidate(p: Path) -> bool:
-    """An image by its name, or a file without extension that starts like an image or DICOM."""
-    name = p.name.lower()
-    if name.endswith(MEDICAL_SUFFIXES) or p.suffix.lower() in IMAGE_SUFFIXES:
-        return True
-    if p.suffix and not p.suffix[1:].isdigit():  # notes.txt, labels.csv: not images
-        return False
-    from .medical import looks_medical
-
-    try:
-        with open(p, "rb") as f:
-            head = f.read(1024)
-    except OSError:  # unreadable: let the fingerprinting report why
-        return True
-    return looks_medical(head, p.name) or head.startswith((b"\xff\xd8\xff", b"\x89PNG", b"BM", b"II*\x00",
-                                                           b"MM\x00*"))
-
-
 def list_files(root: Path) -> tuple[list[Path], list[Path]]:
     """(candidate images, other files) under root, recursively, in name order; hidden ones skipped."""
     images, other = [], []
@@ -90,7 +68,7 @@ def list_files(root: Path) -> tuple[list[Path], list[Path]]:
         rel = p.relative_to(root)
         if any(part.startswith(".") for part in rel.parts) or not p.is_file():
             continue
-        (images if _is_candidate(p) else other).append(p)
+        (images if formats.is_scan_file(p) else other).append(p)
     return images, other
 
 
@@ -107,7 +85,7 @@ def split_root(root: Path) -> tuple[Path, Path | None]:
     """A dataset root holding Training/ (and Testing/) and nothing else: (Training, Testing or None)."""
     subs = {d.name.lower(): d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")}
     loose = [p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")
-             and _is_candidate(p)]
+             and formats.is_scan_file(p)]
     if "training" in subs and not loose and set(subs) <= {"training", "testing"}:
         return subs["training"], subs.get("testing")
     return root, None
@@ -526,30 +504,3 @@ def write_report(a: Audit, out: str | Path, per_kind: int = 8) -> list[Path]:
     paths[5].write_text(json.dumps(to_dict(a), indent=1) + "\n")
     contact_sheet(examples(a, per_kind)).save(paths[6])
     return paths
-
-
-# ---------------------------------------------------------------------------------------- command
-def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dir", metavar="DIR", help="class-folder root or a folder of images")
-    p.add_argument("--against", metavar="DIR2", default=None,
-                   help="a second folder (e.g. a test set) to look for twins of DIR's images in")
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout, nothing else")
-    p.add_argument("--report", metavar="OUT", default=None,
-                   help="write full lists (CSV), summary.json and contact_sheet.png into this folder")
-    p.add_argument("--threshold", type=float, default=dedup.DEFAULT_THRESHOLD,
-                   help=f"similarity from which two images count as near-duplicates "
-                        f"(default {dedup.DEFAULT_THRESHOLD})")
-    p.add_argument("--examples", type=int, default=8, help="pairs per kind on the contact sheet (default 8)")
-
-
-def run(args: argparse.Namespace) -> int:
-    result = audit(args.dir, args.against, args.threshold)
-    d = to_dict(result)
-    if args.report:
-        written = write_report(result, args.report, max(1, args.examples))
-        print(f"report: {len(written)} files in {args.report}", file=sys.stderr)
-    if args.json:
-        print(json.dumps(d))
-    else:
-        print(format_table(d))
-    return 0

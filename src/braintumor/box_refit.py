@@ -136,27 +136,3 @@ def refit_box_head(checkpoint: str | Path, data: str | Path, boxes_file: str | P
     target = Path(out) if out else Path(checkpoint)
     digest = save_checkpoint(target, model, ck.arch, prep, ck.classes, meta, half=half)
     return {"checkpoint": str(target), "sha256": digest, **meta["localization"]}
-
-
-def configure(p) -> None:
-    p.add_argument("--model", required=True, metavar="FILE", help="checkpoint whose box head is refitted")
-    p.add_argument("--data", required=True, help="the Training folder the split refers to")
-    p.add_argument("--boxes", required=True, metavar="TSV", help="radiologist boxes (file xc yc w h)")
-    p.add_argument("--split", required=True, metavar="FILE", help="split.json with 'train' and 'val'")
-    p.add_argument("--passes", type=int, default=3, help="augmented passes over the training images (3)")
-    p.add_argument("--epochs", type=int, default=60, help="epochs over the cached features (60)")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--out", default=None, metavar="FILE", help="write here instead of in place")
-
-
-def run(args) -> int:
-    for name in ("model", "boxes", "split"):
-        if not Path(getattr(args, name)).is_file():
-            raise FileNotFoundError(f"--{name}: no such file: {getattr(args, name)}")
-    if not Path(args.data).is_dir():
-        raise FileNotFoundError(f"--data: no such folder: {args.data}")
-    if args.passes < 1 or args.epochs < 1:
-        raise ValueError("--passes and --epochs must be at least 1")
-    print(json.dumps(refit_box_head(args.model, args.data, args.boxes, args.split, args.passes, args.epochs,
-                                    args.lr, out=args.out), indent=2))
-    return 0

@@ -73,6 +73,7 @@ class BoxSupervision:
     box_weight: float = 1.0
     paste: float = 0.3
     erase: float = 0.12
+    erase_fill: float = 0.0
     style: float = 0.3
     artefacts: float = 0.3
     head: str = "fc"  # attribute path of the classifier's Linear layer (models.Architecture.head)
@@ -86,7 +87,8 @@ class BoxSupervision:
         i = torch.as_tensor(idx)
         x = raw.float().div(255.0)
         boxes = self.boxes[i].to(x.device)
-        x, labels, boxes = source_aug.copy_paste(x, labels, boxes, gen, self.paste, self.erase)
+        x, labels, boxes = source_aug.copy_paste(x, labels, boxes, gen, self.paste, self.erase,
+                                                  fill=self.erase_fill)
         if self.style > 0:
             x = source_aug.style_mix(x, self.figshare[i].to(x.device), gen, self.style)
         has = ~torch.isnan(boxes[:, 0])

@@ -1,7 +1,7 @@
-"""Calibrated probabilities, conformal referral and the decision every result carries.
+"""Fitting, offline, what every answer's decision reads (:mod:`braintumor.decision`).
 
-Three things are fitted on the validation split after training and stored in the checkpoint's
-metadata (:func:`calibrate`):
+Four things are fitted on the validation split after training and stored in the checkpoint's
+metadata (:func:`calibrate`, ``braintumor calibrate``):
 
 - a **temperature** T (logits / T before the softmax) that minimises the negative log-likelihood of
   the validation labels (a bounded 1-D search on log T);
@@ -9,24 +9,17 @@ metadata (:func:`calibrate`):
   that for any coverage 1 - alpha the prediction set ``{c : p_c >= 1 - q}``, with q the
   ceil((n+1)(1-alpha))-th smallest score, holds the true class at least 1 - alpha of the time on
   scans like the validation ones;
-- the out-of-distribution gate of :mod:`braintumor.ood`.
+- the out-of-distribution gate of :mod:`braintumor.ood`;
+- the no-tumour rule (:func:`fit_notumor_rule`): when "no tumour" may be answered as classified.
 
-Every result then carries a decision (:class:`Decider`):
-
-- ``"rejected"``: the input failed the out-of-distribution gate (not a brain MRI slice the model can
-  judge); ``"prediction_set"`` is empty;
-- ``"uncertain"``: the conformal set holds several classes, or none (no class is as probable as the
-  true class is on ``coverage`` of the validation scans); ``"prediction_set"`` lists the plausible
-  classes, most probable first (for an empty conformal set: the fewest top classes that together
-  hold ``coverage`` of the probability); refer to a radiologist;
-- ``"classified"``: the conformal set is exactly the predicted class.
+Every number is computed by :meth:`braintumor.Predictor.outputs`, the same forward pass that
+serves answers, on the backend asked for (the served one by default).
 
 What ``coverage`` guarantees: the conformal set holds the true class with probability at least
 ``coverage`` on scans like the validation ones, so at most ``1 - coverage`` of such scans get a
 single-class answer that is wrong. The share of scans referred is *not* monotone in ``coverage``
 (empty sets are frequent at low coverage, sets of two at high coverage); the measured table is in
-``docs/calibration.md``. With a confidence threshold instead (``DecisionPolicy(min_confidence=0.9)``)
-a result is classified when its top calibrated probability reaches the threshold.
+``docs/calibration.md``.
 
 Measured numbers (cross-fitted, never in-sample) come from ``benchmarks/calibration_report.py``.
 """
@@ -34,25 +27,18 @@ Measured numbers (cross-fitted, never in-sample) come from ``benchmarks/calibrat
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-DEFAULT_COVERAGE = 0.95
+from .decision import (DEFAULT_COVERAGE, NO_TUMOUR, DecisionPolicy, conformal_threshold, decide, prediction_sets,
+                       softmax, tumour_evidence)
 T_BOUNDS = (0.05, 20.0)  # search range of the temperature
 SCORE_DECIMALS = 6  # conformal scores are stored rounded (JSON in the checkpoint)
 
 
 # ----------------------------------------------------------------------------------- temperature
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64) / float(temperature)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
@@ -86,68 +72,7 @@ def conformal_scores(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return 1.0 - probs[np.arange(len(probs)), np.asarray(labels)]
 
 
-def conformal_threshold(scores: np.ndarray, coverage: float) -> float:
-    """The split-conformal quantile: the ceil((n+1) * coverage)-th smallest score (1.0, i.e. every
-    class, when there are too few scores for that coverage)."""
-    if not 0.0 < coverage < 1.0:
-        raise ValueError(f"coverage must be between 0 and 1, got {coverage}")
-    s = np.sort(np.asarray(scores, dtype=np.float64))
-    k = math.ceil((len(s) + 1) * coverage)
-    return 1.0 if k > len(s) else float(s[k - 1])
-
-
-def prediction_sets(probs: np.ndarray, threshold: float) -> np.ndarray:
-    """(N, C) boolean: class c is in the set of image i when 1 - p_ic <= threshold."""
-    return 1.0 - np.asarray(probs, dtype=np.float64) <= threshold + 1e-12
-
-
-def top_mass_set(probs: np.ndarray, mass: float) -> list[int]:
-    """The fewest most probable classes whose probabilities add up to ``mass``, most probable first."""
-    order = np.argsort(-np.asarray(probs))
-    cum = np.cumsum(np.asarray(probs)[order])
-    k = int(np.searchsorted(cum, mass - 1e-12) + 1)
-    return [int(i) for i in order[: min(max(k, 1), len(order))]]
-
-
-# ----------------------------------------------------------------------------------- decisions
-
-
-@dataclass(frozen=True)
-class DecisionPolicy:
-    """How a Predictor decides between classified, uncertain and rejected.
-
-    ``coverage`` (default 0.95): conformal coverage of the prediction sets, using the scores stored in
-    the checkpoint. ``min_confidence``: when set, used instead: classified when the top calibrated
-    probability reaches it. ``ood``: whether the out-of-distribution gate may reject inputs."""
-
-    coverage: float = DEFAULT_COVERAGE
-    min_confidence: float | None = None
-    ood: bool = True
-
-    def __post_init__(self):
-        if not 0.0 < float(self.coverage) < 1.0:
-            raise ValueError(f"coverage must be between 0 and 1 (e.g. 0.95), got {self.coverage}")
-        if self.min_confidence is not None and not 0.0 < float(self.min_confidence) <= 1.0:
-            raise ValueError(f"min_confidence must be in (0, 1], got {self.min_confidence}")
-
-
-def _names(classes: Sequence[str], idx: Sequence[int]) -> list[str]:
-    return [classes[i] for i in idx]
-
-
-def _fields(decision: str, reason: str, prediction_set: list[str]) -> dict:
-    return {"decision": decision, "reason": reason, "prediction_set": prediction_set}
-
-
-NO_TUMOUR = "notumor"
 NOTUMOR_REFERRAL = (0.05, 0.10)  # share of validation no-tumour answers the rule refers: at least, at most
-
-
-def tumour_evidence(probs: np.ndarray, classes: Sequence[str]) -> np.ndarray:
-    """The largest calibrated probability of any tumour class, per row of (N, C) ``probs``."""
-    probs = np.atleast_2d(np.asarray(probs, dtype=np.float64))
-    cols = [i for i, c in enumerate(classes) if c != NO_TUMOUR]
-    return probs[:, cols].max(1)
 
 
 def fit_notumor_rule(probs: np.ndarray, labels: np.ndarray, classes: Sequence[str],
@@ -211,155 +136,25 @@ def fit_notumor_rule(probs: np.ndarray, labels: np.ndarray, classes: Sequence[st
     return rule
 
 
-def decide(probs: np.ndarray, classes: Sequence[str], threshold: float | None,
-           policy: DecisionPolicy, rejection: str | None = None, notumor_rule: dict | None = None,
-           box_score: float | None = None) -> dict:
-    """The decision fields of one result from its (C,) calibrated probabilities.
-
-    ``threshold``: the conformal quantile for ``policy.coverage`` (None when the checkpoint has no
-    conformal scores); ``rejection``: why the out-of-distribution gate refused the input, if it did;
-    ``notumor_rule``: when a "no tumour" answer may stand (:func:`fit_notumor_rule`), with the box
-    head's ``box_score``."""
-    d = _decide(probs, classes, threshold, policy, rejection)
-    if d["decision"] != "classified" or not notumor_rule or NO_TUMOUR not in classes:
-        return d
-    probs = np.asarray(probs, dtype=np.float64)
-    if classes[int(probs.argmax())] != NO_TUMOUR:
-        return d
-    cols = [i for i, c in enumerate(classes) if c != NO_TUMOUR]
-    strongest = max(cols, key=lambda i: probs[i])
-    tp = float(notumor_rule.get("max_tumour_probability", 1.0))
-    tb = notumor_rule.get("max_box_score")
-    if probs[strongest] > tp:
-        why = (f"{classes[strongest]} has {probs[strongest]:.1%}, more than the model gives any tumour "
-               f"on most scans without one ({tp:.1%})")
-    elif tb is not None and box_score is not None and box_score > float(tb):
-        why = f"the tumour locator's score is {box_score:.2f}, above {float(tb):.2f}"
-    else:
-        return d
-    return _fields("uncertain", f"no tumour is the most probable answer, but a missed tumour costs more "
-                                f"than a referral: {why}; refer to a radiologist",
-                   [NO_TUMOUR, classes[strongest]])
-
-
-def _decide(probs: np.ndarray, classes: Sequence[str], threshold: float | None,
-            policy: DecisionPolicy, rejection: str | None = None) -> dict:
-    probs = np.asarray(probs, dtype=np.float64)
-    top = int(probs.argmax())
-    if rejection:
-        return _fields("rejected", rejection, [])
-    if policy.min_confidence is not None:
-        c = float(policy.min_confidence)
-        if probs[top] >= c:
-            return _fields("classified", f"{classes[top]} with probability {probs[top]:.0%}, at or above "
-                                         f"the confidence threshold of {c:.0%}", [classes[top]])
-        return _fields("uncertain", f"the most probable class, {classes[top]}, has {probs[top]:.0%}, below "
-                                    f"the confidence threshold of {c:.0%}; refer to a radiologist",
-                       _names(classes, top_mass_set(probs, c)))
-    if threshold is None:
-        return _fields("classified", "this model carries no conformal calibration, so every scan it "
-                                     "accepts is classified (calibrate it to get referrals)", [classes[top]])
-    cov = f"{policy.coverage:.0%}"
-    in_set = [int(i) for i in np.argsort(-probs) if 1.0 - probs[i] <= threshold + 1e-12]
-    if len(in_set) == 1:
-        return _fields("classified", f"only {classes[top]} is plausible at {cov} coverage", [classes[top]])
-    if len(in_set) > 1:
-        return _fields("uncertain", f"{len(in_set)} classes are plausible at {cov} coverage; refer to a "
-                                    "radiologist", _names(classes, in_set))
-    return _fields("uncertain", f"no class is probable enough at {cov} coverage (the most probable, "
-                                f"{classes[top]}, has {probs[top]:.0%}); refer to a radiologist",
-                   _names(classes, top_mass_set(probs, policy.coverage)))
-
-
-class Decider:
-    """The decision step of a Predictor, built once from its checkpoints' metadata and a policy.
-
-    The conformal scores and the out-of-distribution gate of the first checkpoint that has them are
-    used; for an ensemble this is an approximation (its averaged probabilities were not calibrated
-    as a whole), and every member's own gate must accept an input."""
-
-    def __init__(self, metas: Sequence[dict], classes: Sequence[str], policy: DecisionPolicy | None = None):
-        from .ood import OodGate
-
-        self.policy = policy or DecisionPolicy()
-        self.classes = tuple(classes)
-        self.threshold: float | None = None
-        for meta in metas:
-            conf = meta.get("conformal") or {}
-            if conf.get("scores"):
-                self.threshold = conformal_threshold(np.asarray(conf["scores"]), self.policy.coverage)
-                break
-        self.gates = [OodGate.from_meta(m.get("ood")) for m in metas]
-        self.notumor_rule = next((m["notumor_rule"] for m in metas if m.get("notumor_rule")), None)
-
-    def __call__(self, sizes: Sequence[tuple[int, int]], probs: np.ndarray,
-                 pixels: Sequence[np.ndarray], features: Sequence[np.ndarray],
-                 box_scores: Sequence[float | None] | None = None) -> list[dict]:
-        """Decision fields for N images: their original (width, height), (N, C) probabilities, and
-        per checkpoint the network's (N, S, S) uint8 pixels and (N, D) pooled features; the box
-        head's scores where there is one."""
-        n = len(probs)
-        reasons: list[str | None] = [None] * n
-        scores: list[float | None] = [None] * n
-        if self.policy.ood:
-            for gate, px, feats in zip(self.gates, pixels, features):
-                for i, (reason, score) in enumerate(gate.check(sizes, px, feats)):
-                    if score is not None:
-                        scores[i] = score if scores[i] is None else max(scores[i], score)
-                    reasons[i] = reasons[i] or reason
-        out = []
-        for i in range(n):
-            d = decide(probs[i], self.classes, self.threshold, self.policy, reasons[i], self.notumor_rule,
-                       None if box_scores is None else box_scores[i])
-            d["ood_score"] = None if scores[i] is None else float(scores[i])  # > 1: out of distribution
-            out.append(d)
-        return out
-
-
 # ----------------------------------------------------------------------------------- fitting
 
 
-def network_outputs(checkpoint, files: Sequence[str | Path], batch_size: int = 32,
-                    desc: str = "outputs", keep_pixels: bool = False) -> dict[str, np.ndarray]:
-    """What a Predictor computes for image files, in batches: ``logits`` (N, C), pooled penultimate
+def network_outputs(checkpoint, files: Sequence[str | Path], batch_size: int = 32, desc: str = "outputs",
+                    keep_pixels: bool = False, backend: str = "auto") -> dict[str, np.ndarray]:
+    """What the served code computes for image files (:meth:`braintumor.Predictor.outputs` of a
+    Predictor on ``checkpoint`` and ``backend``): ``logits`` (N, C), pooled penultimate
     ``features`` (N, D), the out-of-distribution ``stats`` (N, 43) and pixel ``std`` (N,) of the
-    network's pixels, the original ``sizes`` (N, 2) as (width, height), the box head's
-    ``box_score`` where there is one, and with ``keep_pixels`` the network's ``pixels`` (N, S, S)."""
-    import torch
+    network's pixels, the original ``sizes`` (N, 2) as (width, height), the served
+    ``probabilities`` (N, C) and ``answers``, the ``backend`` that ran, the box head's ``box_score`` where there is one, and
+    with ``keep_pixels`` the network's ``pixels`` (N, S, S)."""
+    from .predictor import Predictor
 
-    from .cam import split_network
-    from .data import progress
-    from .imaging import load_image
-    from .ood import image_statistics, pooled_features
-
-    model = checkpoint.build()
-    body, head = split_network(model, checkpoint.arch)
-    prep = checkpoint.preprocessing
-    parts: dict[str, list] = {"logits": [], "features": [], "stats": [], "std": [], "sizes": []}
-    if hasattr(model, "box_head"):
-        parts["box_score"] = []
-    if keep_pixels:
-        parts["pixels"] = []
-    bar = progress(total=len(files), desc=desc)
-    for start in range(0, len(files), batch_size):
-        grays = [load_image(f) for f in files[start:start + batch_size]]
-        px = np.stack([prep.pixels(g) for g in grays])
-        with torch.inference_mode():
-            f = body(prep.normalize(torch.from_numpy(px)))
-            parts["logits"].append(head(f).double().numpy())
-            if "box_score" in parts:
-                from .localize import decode_boxes
-
-                parts["box_score"].append(decode_boxes(*model.box_head(f))[1].double().numpy())
-        parts["features"].append(pooled_features(f))
-        parts["stats"].append(image_statistics(px))
-        parts["std"].append(px.reshape(len(px), -1).std(axis=1))
-        parts["sizes"].append(np.array([g.size for g in grays]))
-        if keep_pixels:
-            parts["pixels"].append(px)
-        bar.update(len(grays))
-    bar.close()
-    return {k: np.concatenate(v) for k, v in parts.items()}
+    predictor = Predictor([checkpoint], backend=backend)
+    out = predictor.outputs(list(files), batch_size, keep_pixels=keep_pixels, show_progress=True, desc=desc)
+    res = {k: out[k][0] for k in ("logits", "features", "stats", "std", "pixels") if k in out}
+    res["backend"] = predictor.backend
+    res.update({k: out[k] for k in ("sizes", "probabilities", "answers", "box_score") if k in out})
+    return res
 
 
 def calibration_entries(val_logits: np.ndarray, val_labels: np.ndarray, coverage: float = DEFAULT_COVERAGE,
@@ -441,9 +236,11 @@ def crossfit(logits: np.ndarray, labels: np.ndarray, coverage: float = DEFAULT_C
 
 
 def calibrate(checkpoint_path: str | Path, data: str | Path, split_file: str | Path,
-              coverage: float = DEFAULT_COVERAGE, ood_train_limit: int = 0, batch_size: int = 32) -> dict:
-    """Fit temperature, conformal scores and the out-of-distribution gate of a checkpoint on its
-    split, and write them into its metadata (the weights are kept). When the checkpoint is the one
+              coverage: float = DEFAULT_COVERAGE, ood_train_limit: int = 0, batch_size: int = 32,
+              backend: str = "auto") -> dict:
+    """Fit temperature, conformal scores, the out-of-distribution gate and the no-tumour rule of a
+    checkpoint on its split, from the outputs of ``backend`` (the served one by default), and write
+    them into its metadata (the weights are kept). When the checkpoint is the one
     that ships with the package, its manifest's SHA-256 is updated too. Returns the new entries
     (without the bulky arrays) and the new SHA-256."""
     import json
@@ -464,10 +261,11 @@ def calibrate(checkpoint_path: str | Path, data: str | Path, split_file: str | P
     def labels_of(rels):
         return np.array([ck.classes.index(r.split("/")[0]) for r in rels])
 
-    v = network_outputs(ck, [root / r for r in val], batch_size, "validation")
-    t = network_outputs(ck, [root / r for r in train], batch_size, "training")
+    v = network_outputs(ck, [root / r for r in val], batch_size, "validation", backend=backend)
+    t = network_outputs(ck, [root / r for r in train], batch_size, "training", backend=backend)
     entries = calibration_entries(v["logits"], labels_of(val), coverage,
-                                  note=f"validation split of {Path(split_file).name}, {len(val)} images")
+                                  note=f"validation split of {Path(split_file).name}, {len(val)} images, "
+                                       f"{v['backend']} backend")
     val_labels = labels_of(val)
     gate = ood.fit_gate(t["features"], t["stats"], v["features"], v["stats"],
                         ood.failed_checks(v["sizes"], v["std"]), val_labels=val_labels)
@@ -490,43 +288,3 @@ def calibrate(checkpoint_path: str | Path, data: str | Path, split_file: str | P
     brief["conformal"] = {k: v for k, v in entries["conformal"].items() if k != "scores"}
     brief["ood"] = gate.describe()
     return {"entries": brief, "sha256": digest, "shipped": is_shipped}
-
-
-# ----------------------------------------------------------------------------------- command line
-
-
-def configure(p) -> None:
-    """``braintumor calibrate``: the command's arguments."""
-    p.add_argument("--model", default=None, metavar="FILE", help="checkpoint to calibrate in place "
-                   "(default: the shipped model, whose manifest SHA-256 is then updated)")
-    p.add_argument("--data", required=True, help="the Training folder the split refers to")
-    p.add_argument("--split", required=True, metavar="FILE", help="split.json with 'train' and 'val'")
-    p.add_argument("--coverage", type=float, default=DEFAULT_COVERAGE, help="default 0.95")
-    p.add_argument("--ood-train-limit", type=int, default=0, metavar="N",
-                   help="fit the OOD statistics on at most N training images (0: all)")
-
-
-def run(args) -> int:
-    import json
-
-    from . import shipped
-    from .errors import UsageError
-
-    if not 0 < args.coverage < 1:
-        raise UsageError("--coverage must be between 0 and 1")
-    if not Path(args.split).is_file():
-        raise UsageError(f"no such split file: {args.split}")
-    if not Path(args.data).is_dir():
-        raise UsageError(f"no such folder: {args.data}")
-    path = args.model or shipped.default_model_path()
-    out = calibrate(path, args.data, args.split, args.coverage, args.ood_train_limit)
-    print(json.dumps(out, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m braintumor.calibration", description=__doc__.splitlines()[0])
-    configure(parser)
-    raise SystemExit(run(parser.parse_args()))

@@ -21,13 +21,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
-# name -> pytorch_grad_cam class name (imported on first use)
-CAM_METHODS: dict[str, str] = {
-    "gradcam": "GradCAM",
-    "gradcam++": "GradCAMPlusPlus",
-    "hirescam": "HiResCAM",
-    "eigencam": "EigenCAM",
-}
+from .cam_methods import CAM_METHODS  # name -> pytorch_grad_cam class name (imported on first use)
 
 
 def split_network(model: nn.Module, arch: str) -> tuple[nn.Module, nn.Module]:

@@ -41,6 +41,11 @@ class Checkpoint:
         return self.meta.get("name") or (self.path.stem if self.path else self.arch)
 
     @property
+    def temperature(self) -> float:
+        """The calibration temperature in the metadata (logits / T before the softmax); 1 if none."""
+        return float(self.meta.get("temperature", 1.0) or 1.0)
+
+    @property
     def has_box_head(self) -> bool:
         return any(k.startswith("box_head.") for k in self.state_dict)
 

@@ -4,18 +4,33 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 # Class order used everywhere: folders, logits, tables, JSON.
 CLASSES: tuple[str, ...] = ("glioma", "meningioma", "notumor", "pituitary")
 
+# How a model's body runs (braintumor.backends): auto is int8 when ONNX Runtime and calibration scans
+# are there, else onnx, else torch.
+BACKENDS: tuple[str, ...] = ("auto", "torch", "onnx", "int8")
+BACKEND_HELP = ("inference engine: int8 (ONNX Runtime, int8-quantised: the fastest), onnx (ONNX Runtime, "
+                "float32), torch (eager PyTorch, the reference) or auto (int8 when ONNX Runtime is "
+                "installed, else torch)")
+
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
-IMAGE_SUFFIXES: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
-)
+
+def cache_dir() -> Path | None:
+    """Where decoded training images and converted models are kept between runs:
+    $BRAINTUMOR_CACHE (set but empty: no cache), else $XDG_CACHE_HOME/braintumor or
+    ~/.cache/braintumor."""
+    env = os.environ.get("BRAINTUMOR_CACHE")
+    if env is not None:
+        return Path(env) if env else None
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "braintumor"
 
 
 @dataclass
@@ -55,6 +70,7 @@ class TrainConfig:
     box_loss: float = 1.0  # weight of the box head's loss (with boxes)
     paste: float = 0.3  # share of no-tumour images that get a tumour pasted in (with boxes)
     erase: float = 0.12  # share of boxed tumour images whose tumour is covered (with boxes)
+    erase_fill: float = 0.0  # share of covered tumours inpainted instead of covered with healthy tissue
     style_mix: float = 0.3  # share of images given the other source's histogram (with boxes)
     artefacts: float = 0.3  # TorchIO MRI artefacts: how often each kind is applied (with boxes)
     init: str = ""  # start from this checkpoint's weights (all of them, head included)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import CLASSES, IMAGE_SUFFIXES
+from . import formats
+from .config import CLASSES
 from .imaging import ImageError, load_image
 
 
@@ -42,12 +43,9 @@ def resolve_root(data: str | Path, part: str) -> Path:
     return root
 
 
-def is_image_file(p: Path) -> bool:
-    return p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | {".dcm"} and not p.name.startswith(".")
-
-
 def list_samples(root: str | Path, classes: tuple[str, ...] = CLASSES, require_all: bool = True) -> list[Sample]:
-    """All images under ``root/<class>/``, in class order then name order.
+    """All images and DICOM files (:func:`braintumor.formats.is_slice_file`) under ``root/<class>/``,
+    in class order then name order.
 
     Raises DataError for no class folders, unknown class folders or, with ``require_all`` (training
     from scratch needs every class), a missing or empty class."""
@@ -65,7 +63,8 @@ def list_samples(root: str | Path, classes: tuple[str, ...] = CLASSES, require_a
         raise DataError(f"{root}: class folder(s) missing: {', '.join(missing)}")
     samples = []
     for label, cls in enumerate(classes):
-        files = sorted(p for p in (root / cls).rglob("*") if is_image_file(p)) if cls in subdirs else []
+        inside = (root / cls).rglob("*") if cls in subdirs else ()
+        files = sorted(p for p in inside if formats.is_slice_file(p))
         if not files and require_all:
             raise DataError(f"{root / cls}: the class folder holds no images")
         samples.extend(Sample(p, label) for p in files)

@@ -1,47 +1,106 @@
-"""``braintumor evaluate``: metrics of a checkpoint on a labelled folder."""
+"""``braintumor evaluate``: metrics of a model on a labelled folder, through the served code.
+
+The images go through :meth:`braintumor.Predictor.outputs`, the batch forward pass that answers web
+and CLI requests, on the backend asked for (``auto``, as served, by default), so the accuracy it
+prints is the accuracy users get, decisions included.
+"""
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+from pathlib import Path
 
-from . import shipped
-from .calibration import softmax
-from .data import build_cache, list_samples, resolve_root
-from .engine import pick_device, predict_logits
+import numpy as np
+
+from .data import list_samples, resolve_root
 from .metrics import summarize
 
+DECISIONS = ("classified", "uncertain", "rejected")
 
-def evaluate(data: str, model: str | None = None, device: str = "auto", batch_size: int = 64,
-             show_progress: bool = True) -> dict:
-    """Evaluate a checkpoint (the shipped one by default) on ``data`` (class folders or Testing/)."""
-    ck = shipped.load(model)
-    root = resolve_root(data, "Testing")
-    samples = list_samples(root, ck.classes, require_all=False)
-    cache = build_cache(samples, ck.preprocessing.resize_size, None, desc="read")
-    dev = pick_device(device)
-    net = ck.build().to(dev).to(memory_format=torch.channels_last)
-    images = torch.from_numpy(np.asarray(cache.images)).to(dev) if dev.type != "cpu" else cache.images
-    logits = predict_logits(net, images, ck.preprocessing, dev, batch_size, show_progress=show_progress)
-    temperature = float(ck.meta.get("temperature", 1.0))
-    probs = softmax(logits.numpy(), temperature)
-    report = summarize(probs, cache.labels, ck.classes)
-    report["model"] = {"name": ck.name, "arch": ck.arch, "sha256": ck.sha256, "temperature": temperature}
+
+def evaluate(data: str, model: str | list[str] | None = None, backend: str = "auto", device: str = "auto",
+             batch_size: int = 32, tta: bool = False, show_progress: bool = True, split: str | None = None) -> dict:
+    """Evaluate a model (the shipped one by default; a list: an ensemble) on ``data`` (class folders
+    or a root with Testing/). ``device`` is where the torch backend runs the body (auto: a GPU when
+    there is one). ``split``: a split.json whose ``val`` images (paths under ``data``) are the ones
+    evaluated, e.g. a model's own validation split. Besides the metrics of :func:`braintumor.metrics.summarize`: the share
+    of each decision per class, the accuracy of the classified answers, the missed tumours, and each
+    image's answer (``predictions``: file, true class, label, probabilities, decision, box)."""
+    from .engine import pick_device
+    from .predictor import Predictor
+
+    dev = pick_device(device).type
+    predictor = Predictor.load(model, backend=backend, device=dev)
+    if predictor.backend != "torch":
+        from .backends import give_cores_to_onnx
+
+        give_cores_to_onnx()
+    if split:
+        import json
+
+        from .data import Sample
+
+        root = Path(data)
+        rels = json.loads(Path(split).read_text())["val"]
+        samples = [Sample(root / r, predictor.classes.index(r.split("/")[0])) for r in rels]
+    else:
+        root = resolve_root(data, "Testing")
+        samples = list_samples(root, predictor.classes, require_all=False)
+    out = predictor.outputs([s.path for s in samples], batch_size=batch_size, tta=tta, errors="return",
+                            show_progress=show_progress, desc="evaluate")
+    idx = out.get("index", np.zeros(0, dtype=np.int64))
+    labels = np.array([samples[i].label for i in idx], dtype=np.int64)
+    probs = out.get("probabilities", np.zeros((0, len(predictor.classes))))
+    report = summarize(probs, labels, predictor.classes)
+    answers = [out["answers"][i] for i in idx]
+    kinds = np.array([a["decision"] for a in answers])
+    report["decisions"] = {
+        c: {k: float(np.mean(kinds[labels == j] == k)) if (labels == j).any() else 0.0 for k in DECISIONS}
+        for j, c in enumerate(predictor.classes)}
+    classified = kinds == "classified"
+    pred = probs.argmax(1) if len(probs) else np.zeros(0, dtype=np.int64)
+    report["classified_accuracy"] = float((pred[classified] == labels[classified]).mean()) if classified.any() else None
+    if "notumor" in predictor.classes:
+        nt = predictor.classes.index("notumor")
+        missed = (labels != nt) & (pred == nt)
+        report["missed_tumours"] = {"answered_no_tumour": int(missed.sum()),
+                                    "of_them_classified": int((missed & classified).sum()),
+                                    "tumours": int((labels != nt).sum())}
+    report["model"] = {"name": predictor.name, "arch": predictor.arch, "sha256": predictor.sha256,
+                       "version": predictor.version, "backend": predictor.backend, "tta": tta,
+                       "temperature": [ck.temperature for ck in predictor.checkpoints]
+                       if len(predictor.checkpoints) > 1 else predictor.checkpoints[0].temperature}
     report["data"] = str(root)
-    report["skipped"] = [{"file": p, "error": e} for p, e in cache.skipped]
+    report["skipped"] = [{"file": str(samples[i].path), "error": a["error"]}
+                         for i, a in enumerate(out["answers"]) if "error" in a]
+    # every image's served answer, for error analysis (``--json``)
+    report["predictions"] = [
+        {"file": samples[i].rel(root), "true": predictor.classes[samples[i].label], "label": a["label"],
+         "probabilities": a["probabilities"], "decision": a["decision"], "box": a.get("box")}
+        for i, a in zip(idx, answers)]
     return report
 
 
 def format_report(r: dict) -> str:
     classes = r["classes"]
     w = max(len(c) for c in classes) + 2
-    lines = [f"model {r['model']['name']} ({r['model']['arch']}) on {r['data']}: {r['n']} images", ""]
-    lines.append(f"{'class':<{w}}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
+    m = r["model"]
+    lines = [f"model {m['name']} ({m['arch']}, backend {m['backend']}{', TTA' if m.get('tta') else ''}) "
+             f"on {r['data']}: {r['n']} images", ""]
+    lines.append(f"{'class':<{w}}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"
+                 f"{'classified':>12}{'uncertain':>11}{'rejected':>10}")
     for c in classes:
-        pc = r["per_class"][c]
-        lines.append(f"{c:<{w}}{pc['precision']:>10.4f}{pc['recall']:>10.4f}{pc['f1']:>10.4f}{pc['support']:>10d}")
+        pc, d = r["per_class"][c], r["decisions"][c]
+        lines.append(f"{c:<{w}}{pc['precision']:>10.4f}{pc['recall']:>10.4f}{pc['f1']:>10.4f}{pc['support']:>10d}"
+                     f"{d['classified']:>12.1%}{d['uncertain']:>11.1%}{d['rejected']:>10.1%}")
     lines += ["", f"accuracy  {r['accuracy']:.4f}", f"macro-F1  {r['macro_f1']:.4f}",
-              f"ECE (15 bins)  {r['ece']:.4f}", "", "confusion matrix (rows: true, columns: predicted)"]
+              f"ECE (15 bins)  {r['ece']:.4f}"]
+    if r.get("classified_accuracy") is not None:
+        lines.append(f"accuracy of the classified answers  {r['classified_accuracy']:.4f}")
+    if r.get("missed_tumours"):
+        mt = r["missed_tumours"]
+        lines.append(f"tumours answered no tumour  {mt['answered_no_tumour']} of {mt['tumours']} "
+                     f"({mt['of_them_classified']} of them classified)")
+    lines += ["", "confusion matrix (rows: true, columns: predicted)"]
     lines.append(" " * w + "".join(f"{c[:10]:>12}" for c in classes))
     for c, row in zip(classes, r["confusion_matrix"]):
         lines.append(f"{c:<{w}}" + "".join(f"{v:>12d}" for v in row))

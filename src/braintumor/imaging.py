@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import MAX_PIXELS, ImageError, UnsupportedImageError  # noqa: F401 (re-exported)
+from .medical.window import PERCENTILES
 
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, IO[bytes], Image.Image, np.ndarray]
@@ -25,7 +26,8 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
 
     Unsigned integers keep their meaning: the value range of the smallest common bit depth that
     holds the data (8, 10, 12 or 16 bits) maps to 0..255, so a 16-bit copy of an 8-bit image gives
-    the same pixels. Signed and float data get a robust 0.1-99.9 percentile window."""
+    the same pixels. Signed and float data get the robust percentile window DICOM and NIfTI files
+    get when they carry none (0.5-99.5, :data:`braintumor.medical.window.PERCENTILES`)."""
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype == bool:
@@ -38,7 +40,7 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
         bits = next((b for b in (8, 10, 12, 16) if top < 2 ** b), None)
         lo, hi = 0.0, float(2 ** bits - 1) if bits else top
     else:
-        lo, hi = float(np.percentile(a, 0.1)), float(np.percentile(a, 99.9))
+        lo, hi = (float(v) for v in np.percentile(a, PERCENTILES))
     if hi <= lo:
         hi = lo + 1.0
     return np.clip((a - lo) * (255.0 / (hi - lo)), 0, 255).round().astype(np.uint8)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -99,3 +101,24 @@ def bootstrap_ci(probs: np.ndarray, y_true: np.ndarray, classes: tuple[str, ...]
             for i, c in enumerate(classes)
         },
     }
+
+
+def conformal_quantile(scores: np.ndarray, level: float, too_few: float | None = None,
+                       midpoint: bool = False) -> float:
+    """The split-conformal bound at ``level``: the ceil(level * (n + 1))-th smallest score, which a
+    new score like these stays at or below with probability at least ``level``.
+
+    When n is too small for that rank, ``too_few`` is returned (None: the largest score).
+    ``midpoint``: halfway to the next score instead, so that the same scores fall below it but
+    rounding differences (ONNX Runtime, int8, float32 storage) do not flip the score that defines
+    it."""
+    s = np.sort(np.asarray(scores, dtype=np.float64))
+    k = math.ceil(level * (len(s) + 1))
+    if k > len(s):
+        if too_few is not None or len(s) == 0:
+            return float(too_few if too_few is not None else np.inf)
+        k = len(s)
+    t = float(s[k - 1])
+    if midpoint and k < len(s) and np.isfinite(s[k]):
+        t = (t + float(s[k])) / 2
+    return t

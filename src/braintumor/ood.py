@@ -33,7 +33,6 @@ The statistics (means, whitening matrices, thresholds) live in the checkpoint's 
 from __future__ import annotations
 
 import base64
-import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -160,18 +159,12 @@ class Gaussian:
 
 
 def conformal_quantile(scores: np.ndarray, rate: float, midpoint: bool = False) -> float:
-    """The threshold above which at most ``rate`` of ``scores`` lie, as a split-conformal bound:
-    the ceil((1 - rate)(n + 1))-th smallest score (the largest when there are too few).
+    """The threshold above which at most ``rate`` of ``scores`` lie, as a split-conformal bound
+    (:func:`braintumor.metrics.conformal_quantile` at level ``1 - rate``; the largest score when
+    there are too few)."""
+    from .metrics import conformal_quantile as bound
 
-    ``midpoint``: halfway to the next score instead, so that the same scores are rejected but
-    rounding differences (ONNX Runtime, int8, float32 storage) do not flip the score that defines
-    the threshold."""
-    s = np.sort(np.asarray(scores, dtype=np.float64))
-    k = min(len(s), math.ceil((1.0 - rate) * (len(s) + 1)))
-    t = float(s[k - 1])
-    if midpoint and k < len(s) and np.isfinite(s[k]):
-        t = (t + float(s[k])) / 2
-    return t
+    return bound(scores, 1.0 - rate, midpoint=midpoint)
 
 
 # ----------------------------------------------------------------------------------- the gate

@@ -15,7 +15,6 @@ Predictor holds no per-call state and may be shared by threads.
 
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,177 +25,14 @@ import torch
 from PIL import Image
 from torch import nn
 
-from . import calibration as _calibration
 from . import cam as _cam
+from . import decision as _decision
+from .backends import BACKENDS, body_runner, default_calibration
 from .checkpoint import Checkpoint, CheckpointError
 from .imaging import ImageError, ImageInput, load_image
 from .transforms import Preprocessing
 
-BACKENDS = ("auto", "torch", "onnx", "int8")
 TTA_SHIFT = 0.04  # test-time shifts, as a fraction of the input side
-CALIBRATION_MAX = 64  # images used to calibrate int8 activation ranges
-INT8_RECIPE = "qdq/per-channel/minmax/float-conv1"  # part of the cache key: change it with the recipe
-CACHE_KEEP = 8  # converted models kept on disk (45 MB float32, 11 MB int8 for ResNet18)
-
-
-def _onnx_available() -> bool:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _default_threads() -> int:
-    """The CPUs this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-class _TorchBody:
-    """The body in eager PyTorch (float32, CPU): the reference, and the fallback."""
-
-    name = "torch"
-
-    def __init__(self, body: nn.Module):
-        self.body = body
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            return self.body(x)
-
-
-class _OnnxBody:
-    """The body run by ONNX Runtime: float32 (``onnx``, the same numbers as eager to ~1e-6) or
-    int8-quantised with per-channel weights and calibrated activations (``int8``)."""
-
-    def __init__(self, model_bytes: bytes, name: str, threads: int | None = None):
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.intra_op_num_threads = threads or _default_threads()
-        so.inter_op_num_threads = 1
-        # Threads wait asleep rather than spinning: on two cores shared with request threads or
-        # other processes, spinning threads steal the CPU the work needs (measured 1.5x slower).
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        so.log_severity_level = 3
-        self.session = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
-        self.name = name
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.session.run(None, {"x": np.ascontiguousarray(x.numpy(), dtype=np.float32)})[0]
-        return torch.from_numpy(out)
-
-
-def export_onnx(body: nn.Module, img_size: int) -> bytes:
-    """The body as an ONNX model (float32, dynamic batch), in memory."""
-    import warnings
-
-    buf = io.BytesIO()
-    x = torch.zeros(1, 3, img_size, img_size)
-    with warnings.catch_warnings():  # the TorchScript-based exporter announces its deprecation
-        warnings.simplefilter("ignore")
-        torch.onnx.export(body, (x,), buf, input_names=["x"], output_names=["features"],
-                          dynamic_axes={"x": {0: "n"}, "features": {0: "n"}}, opset_version=17,
-                          dynamo=False)
-    return buf.getvalue()
-
-
-def quantize_int8(model_fp32: bytes, calibration: np.ndarray) -> bytes:
-    """Static int8 quantisation (QDQ, per-channel int8 weights, uint8 activations whose ranges are
-    calibrated on ``calibration``, normalised (N, 3, S, S) float32 inputs).
-
-    The first convolution stays in float32: quantising the image itself cost 1 label in 849 on the
-    validation split, and keeping it gives the eager labels on all of them (benchmarks/inference.py)."""
-    import tempfile
-
-    import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter([{"x": calibration[i:i + 1]} for i in range(len(calibration))])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    with tempfile.TemporaryDirectory(prefix="braintumor-int8-") as tmp:
-        src, pre, out = (Path(tmp) / n for n in ("fp32.onnx", "pre.onnx", "int8.onnx"))
-        src.write_bytes(model_fp32)
-        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        first_conv = next(n.name for n in onnx.load(str(pre)).graph.node if n.op_type == "Conv")
-        quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        nodes_to_exclude=[first_conv])
-        return out.read_bytes()
-
-
-def default_calibration() -> list[Path]:
-    """Scans to calibrate int8 activations: the folder named by $BRAINTUMOR_CALIBRATION, else the
-    scans shipped with the package (``braintumor/sample/``); none when neither is there."""
-    from importlib import resources
-
-    from .config import IMAGE_SUFFIXES
-
-    env = os.environ.get("BRAINTUMOR_CALIBRATION")
-    root = Path(env) if env else Path(str(resources.files("braintumor") / "sample"))
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:CALIBRATION_MAX]
-
-
-def cache_dir() -> Path | None:
-    """Where converted models are kept between runs: $BRAINTUMOR_CACHE (empty: no cache), else
-    $XDG_CACHE_HOME/braintumor or ~/.cache/braintumor."""
-    env = os.environ.get("BRAINTUMOR_CACHE")
-    if env is not None:
-        return Path(env) if env else None
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "braintumor"
-
-
-def _cached(key: str, build: Callable[[], bytes]) -> bytes:
-    """``build()``, kept on disk under ``key`` when a cache folder is usable (the newest
-    CACHE_KEEP files are kept)."""
-    folder = cache_dir()
-    path = folder / f"{key}.onnx" if folder else None
-    if path is not None and path.is_file():
-        try:
-            data = path.read_bytes()
-            os.utime(path)  # recently used: kept when older files are pruned
-            return data
-        except OSError:
-            pass
-    data = build()
-    if path is not None:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(data)
-            tmp.replace(path)
-            old = sorted(folder.glob("*.onnx"), key=lambda f: f.stat().st_mtime, reverse=True)
-            for stale in old[CACHE_KEEP:]:
-                stale.unlink(missing_ok=True)
-        except OSError:
-            pass
-    return data
-
-
-def weights_digest(ck: Checkpoint) -> str:
-    """SHA-256 of the architecture and weights alone: a converted model stays valid when only the
-    checkpoint's metadata changes (temperature, thresholds)."""
-    import hashlib
-
-    h = hashlib.sha256(ck.arch.encode())
-    for name in sorted(ck.state_dict):
-        t = ck.state_dict[name].detach().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy())
-    return h.hexdigest()
 
 
 @dataclass
@@ -214,65 +50,33 @@ class _Member:
 
     @property
     def temperature(self) -> float:
-        return float(self.checkpoint.meta.get("temperature", 1.0) or 1.0)
+        return self.checkpoint.temperature
 
     @property
     def backend(self) -> str:
         return self.body.name
 
 
-def _calibration_inputs(prep: Preprocessing, images: Sequence[ImageInput]) -> np.ndarray:
-    """Calibration images through load_image and the checkpoint's preprocessing, with mirrors."""
-    pixels = np.stack([prep.pixels(load_image(im)) for im in images])
-    pixels = np.concatenate([pixels, pixels[:, :, ::-1]])
-    return np.ascontiguousarray(prep.normalize(torch.from_numpy(np.ascontiguousarray(pixels))).numpy())
-
-
 def _make_member(ck: Checkpoint, backend: str, threads: int | None,
-                 calibration: Sequence[ImageInput] | None) -> _Member:
-    import hashlib
-    import warnings
-
+                 calibration: Sequence[ImageInput] | None, device: str = "cpu") -> _Member:
     model = ck.build()
     for p in model.parameters():
         p.requires_grad_(False)  # gradients reach the per-call CAM input only, never shared weights
     body, head = _cam.split_network(model, ck.arch)
-    runner: Callable = _TorchBody(body)
-    want = backend
-    if backend == "auto":
-        want = ("int8" if calibration else "onnx") if _onnx_available() else "torch"
-    if want in ("onnx", "int8"):
-        size = ck.preprocessing.img_size
-        try:
-            import onnxruntime as ort
-
-            tag = f"{weights_digest(ck)}|{size}|{ort.__version__}|{torch.__version__}"
-            if want == "int8":
-                if not calibration:
-                    raise ValueError("int8 needs calibration images (calibration=...)")
-                calib = _calibration_inputs(ck.preprocessing, calibration)
-                tag8 = f"{tag}|{INT8_RECIPE}|{hashlib.sha256(calib.tobytes()).hexdigest()}"
-                # only the int8 model is kept (11 MB for ResNet18, not 45 MB more for float32)
-                int8 = _cached(_key("int8", tag8, ck), lambda: quantize_int8(export_onnx(body, size), calib))
-                runner = _OnnxBody(int8, "int8", threads)
-            else:
-                fp32 = _cached(_key("fp32", tag, ck), lambda: export_onnx(body, size))
-                runner = _OnnxBody(fp32, "onnx", threads)
-        except Exception as exc:
-            if backend != "auto":
-                raise CheckpointError(
-                    f"{ck.path or ck.name}: the {want} backend is unavailable ({type(exc).__name__}: {exc})"
-                ) from None
-            warnings.warn(f"ONNX Runtime backend unavailable ({exc}); using PyTorch", RuntimeWarning)
-            runner = _TorchBody(body)
-    return _Member(ck, runner, head, model)
+    return _Member(ck, body_runner(ck, body, backend, threads, calibration, device), head, model)
 
 
-def _key(kind: str, tag: str, ck: Checkpoint) -> str:
-    """A cache file name: input size, kind and a hash of everything the file depends on."""
-    import hashlib
+@dataclass
+class _Pass:
+    """What one batch through every member gives: ``probs`` (N, C), calibrated and averaged over
+    members (and views); per member the network's ``pixels`` (N, S, S) with the last block's
+    features of the unaugmented images (``parts``), its own calibrated probabilities (``each``)
+    and its raw logits of the unaugmented images (``logits``, N x C)."""
 
-    return f"{ck.preprocessing.img_size}-{kind}-{hashlib.sha256(tag.encode()).hexdigest()[:24]}"
+    probs: np.ndarray
+    parts: list[tuple[np.ndarray, torch.Tensor]]
+    each: list[np.ndarray]
+    logits: list[np.ndarray]
 
 
 def tta_views(pixels: np.ndarray, shift: float = TTA_SHIFT) -> np.ndarray:
@@ -317,7 +121,7 @@ class Predictor:
     def __init__(self, checkpoints: Sequence[Checkpoint], backend: str = "auto",
                  threads: int | None = None, version: str | None = None,
                  calibration: Sequence[ImageInput] | None = None,
-                 policy: "_calibration.DecisionPolicy | None" = None):
+                 policy: "_decision.DecisionPolicy | None" = None, device: str = "cpu"):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if not checkpoints:
@@ -332,15 +136,10 @@ class Predictor:
         self.classes: tuple[str, ...] = classes
         if calibration is None and backend in ("auto", "int8"):
             calibration = default_calibration()
-        self._members = [_make_member(ck, backend, threads, calibration) for ck in checkpoints]
+        self._members = [_make_member(ck, backend, threads, calibration, device) for ck in checkpoints]
         self._version = version
-        if any(m.backend != "torch" for m in self._members) and torch.get_num_threads() > 1:
-            # PyTorch now only does small steps (normalisation, the head, Grad-CAM on the last
-            # block's output); its OpenMP threads, spinning between them, slowed ONNX Runtime down
-            # 2-5x on two cores. ONNX Runtime gets the cores.
-            torch.set_num_threads(1)
-        # classified / uncertain / rejected (braintumor.calibration, braintumor.ood)
-        self._decider = _calibration.Decider([ck.meta for ck in checkpoints], classes, policy)
+        # classified / uncertain / rejected (braintumor.decision, braintumor.ood)
+        self._decider = _decision.Decider([ck.meta for ck in checkpoints], classes, policy)
         self._index = None  # similar-case index, found on first use
         self._index_checked = False
 
@@ -349,16 +148,21 @@ class Predictor:
     def load(cls, path: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
              backend: str = "auto", threads: int | None = None,
              calibration: Sequence[ImageInput] | None = None,
-             policy: "_calibration.DecisionPolicy | None" = None) -> "Predictor":
+             policy: "_decision.DecisionPolicy | None" = None, device: str = "cpu") -> "Predictor":
         """The shipped model (``path=None``), one checkpoint, or a list of them (an ensemble).
 
         ``backend``: ``torch`` (eager float32), ``onnx`` (ONNX Runtime float32), ``int8`` (ONNX
         Runtime, int8-quantised, calibrated on ``calibration`` images: the scans shipped in
         ``braintumor/sample`` by default) or ``auto`` (int8 when ONNX Runtime and calibration images
-        are there, else onnx, else torch). ``threads``: ONNX Runtime threads (default: torch's).
-        Converted models are cached (see :func:`cache_dir`). ``policy``: how results are decided
-        (:class:`braintumor.calibration.DecisionPolicy`: conformal coverage, default 0.95, or a
-        confidence threshold; whether the out-of-distribution gate may reject)."""
+        are there, else onnx, else torch); see :mod:`braintumor.backends`. ``threads``: ONNX Runtime
+        threads (default: the CPUs this process may use). Converted models are cached (see
+        :func:`braintumor.config.cache_dir`). ``policy``: how results are decided
+        (:class:`braintumor.decision.DecisionPolicy`: conformal coverage, default 0.95, or a
+        confidence threshold; whether the out-of-distribution gate may reject). ``device``: where
+        the torch backend runs the body (``cuda`` for a GPU; the head and Grad-CAM stay on the CPU).
+
+        The Predictor leaves PyTorch's thread count as it is; a process that serves answers through
+        ONNX Runtime may call :func:`braintumor.backends.give_cores_to_onnx`."""
         from . import shipped
 
         if backend not in BACKENDS:
@@ -375,10 +179,10 @@ class Predictor:
                 raise ValueError("an empty list of checkpoints")
             checkpoints = [shipped.load(p) for p in paths]
         return cls(checkpoints, backend=backend, threads=threads, version=version, calibration=calibration,
-                   policy=policy)
+                   policy=policy, device=device)
 
     @property
-    def policy(self) -> "_calibration.DecisionPolicy":
+    def policy(self) -> "_decision.DecisionPolicy":
         """How results are decided: classified, uncertain (refer) or rejected."""
         return self._decider.policy
 
@@ -492,8 +296,7 @@ class Predictor:
     def predict(self, image: ImageInput, tta: bool = False, slice_index: int | None = None) -> dict:
         """{"label", "confidence", "probabilities": {class: p}} for one image."""
         gray = load_image(image, slice_index=slice_index)
-        probs, parts, each = self._forward([gray], tta)
-        return self._answers([gray], probs, parts, each)[0]
+        return self._answers([gray], self._forward([gray], tta))[0]
 
     def explain(self, image: ImageInput, target: str | int | None = None, cam_method: str = "gradcam",
                 tta: bool = False, slice_index: int | None = None) -> dict:
@@ -507,12 +310,12 @@ class Predictor:
         that of the unaugmented image."""
         method = _cam.canonical_method(cam_method)  # an unknown method is refused before any work
         gray = load_image(image, slice_index=slice_index)
-        probs, parts, each = self._forward([gray], tta)
-        result = self._answers([gray], probs, parts, each)[0]
-        t = self._target_index(target, probs[0])
+        fp = self._forward([gray], tta)
+        result = self._answers([gray], fp)[0]
+        t = self._target_index(target, fp.probs[0])
         size = (self.preprocessing.img_size, self.preprocessing.img_size)
         heat = np.zeros(size, dtype=np.float32)
-        for m, (pixels, feats) in zip(self._members, parts):
+        for m, (pixels, feats) in zip(self._members, fp.parts):
             h = _cam.cam_on_features(m.head, feats[:1], [t], method,
                                      size=(m.preprocessing.img_size,) * 2)[0]
             heat += _cam.resize_heatmap(h, size)
@@ -533,42 +336,89 @@ class Predictor:
 
         ``errors="raise"`` stops at the first unreadable image (ImageError); ``errors="return"``
         puts ``{"error": message}`` in its place and goes on."""
+        return self.outputs(images, batch_size, tta, slice_index, errors)["answers"]
+
+    def outputs(self, images: Iterable[ImageInput], batch_size: int = 32, tta: bool = False,
+                slice_index: int | None = None, errors: str = "raise", keep_pixels: bool = False,
+                show_progress: bool = False, desc: str = "predict") -> dict:
+        """Everything one batched forward pass computes for many images: the code that
+        :meth:`predict` runs, and that ``evaluate``, ``calibrate``, ``finetune`` and the benchmarks
+        call, so that their figures are those of the served answers on this backend.
+
+        Returns ``answers`` (one predict() dict per image, or ``{"error": message}`` with
+        ``errors="return"``) and, for the readable images in order: ``index`` (their positions in
+        ``images``), ``probabilities`` (N, C; served: calibrated, averaged over members and
+        views), ``logits`` (M, N, C: each member's raw logits of the unaugmented image),
+        ``features`` (M, N, D: pooled last-block features), ``stats`` (M, N, 43) and ``std``
+        (M, N): the out-of-distribution statistics of each member's network pixels, ``sizes``
+        (N, 2) as (width, height), ``box_score`` (N,) when a member has a box head, and with
+        ``keep_pixels`` each member's network ``pixels`` (M, N, S, S)."""
+        from .data import progress
+        from .ood import image_statistics, pooled_features
+
         if errors not in ("raise", "return"):
             raise ValueError("errors must be 'raise' or 'return'")
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        out: list[dict] = []
+        answers: list[dict] = []
+        parts: dict[str, list] = {k: [] for k in ("index", "probabilities", "logits", "features", "stats",
+                                                   "std", "sizes", "box_score")}
+        if keep_pixels:
+            parts["pixels"] = []
         chunk: list[tuple[int, Image.Image]] = []
+        bar = progress(total=len(images) if hasattr(images, "__len__") else None, desc=desc, unit="img",
+                       disable=not show_progress or None)
 
         def flush():
-            if chunk:
-                probs, parts, each = self._forward([g for _, g in chunk], tta)
-                for (i, _), answer in zip(chunk, self._answers([g for _, g in chunk], probs, parts, each)):
-                    out[i] = answer
-                chunk.clear()
+            if not chunk:
+                return
+            grays = [g for _, g in chunk]
+            fp = self._forward(grays, tta)
+            done = self._answers(grays, fp)
+            for (i, _), answer in zip(chunk, done):
+                answers[i] = answer
+            parts["index"].append(np.array([i for i, _ in chunk], dtype=np.int64))
+            parts["probabilities"].append(fp.probs)
+            parts["logits"].append(np.stack(fp.logits))
+            parts["features"].append(np.stack([pooled_features(f) for _, f in fp.parts]))
+            parts["stats"].append(np.stack([image_statistics(px) for px, _ in fp.parts]))
+            parts["std"].append(np.stack([px.reshape(len(px), -1).std(axis=1) for px, _ in fp.parts]))
+            parts["sizes"].append(np.array([g.size for g in grays]))
+            parts["box_score"].append(np.array([np.nan if a["box_score"] is None else a["box_score"] for a in done]))
+            if keep_pixels:
+                parts["pixels"].append(np.stack([px for px, _ in fp.parts]))
+            bar.update(len(chunk))
+            chunk.clear()
 
         for image in images:
-            out.append({})
+            answers.append({})
             try:
-                chunk.append((len(out) - 1, load_image(image, slice_index=slice_index)))
+                chunk.append((len(answers) - 1, load_image(image, slice_index=slice_index)))
             except ImageError as exc:
                 if errors == "raise":
+                    bar.close()
                     raise
-                out[-1] = {"error": str(exc)}
+                answers[-1] = {"error": str(exc)}
+                bar.update(1)
             if len(chunk) >= batch_size:
                 flush()
         flush()
+        bar.close()
+        out: dict = {"answers": answers}
+        per_member = {"logits", "features", "stats", "std", "pixels"}
+        for k, v in parts.items():
+            if v:
+                out[k] = np.concatenate(v, axis=1 if k in per_member else 0)
+        if "box_score" in out and np.isnan(out["box_score"]).all():
+            del out["box_score"]
         return out
 
     # ---------------------------------------------------------------- internals
-    def _forward(self, grays: list[Image.Image], tta: bool
-                 ) -> tuple[np.ndarray, list[tuple[np.ndarray, torch.Tensor]], list[np.ndarray]]:
-        """Probabilities (N, C), averaged over members (and views); per member the network's
-        pixels (N, S, S) and the last block's features of the unaugmented images; and each
-        member's own probabilities (N, C)."""
+    def _forward(self, grays: list[Image.Image], tta: bool) -> "_Pass":
+        """One batch of decoded images through every member (see :class:`_Pass`)."""
         pixel_cache: dict[Preprocessing, np.ndarray] = {}
         total = np.zeros((len(grays), len(self.classes)), dtype=np.float64)
-        parts, each = [], []
+        parts, each, raw = [], [], []
         for m in self._members:
             prep = m.preprocessing
             if prep not in pixel_cache:
@@ -582,11 +432,12 @@ class Predictor:
             if tta:
                 views = len(x) // len(pixels)
                 probs = probs.reshape(len(pixels), views, -1).mean(axis=1)
-                feats = feats[::views]
+                feats, logits = feats[::views], logits[::views]
             total += probs
             parts.append((pixels, feats))
             each.append(probs)
-        return total / len(self._members), parts, each
+            raw.append(logits.detach().double().numpy())
+        return _Pass(total / len(self._members), parts, each, raw)
 
     def _probabilities(self, logits: torch.Tensor, member: _Member) -> np.ndarray:
         """Logits -> calibrated probabilities (divided by the checkpoint's temperature)."""
@@ -604,16 +455,16 @@ class Predictor:
             "probabilities": {c: float(p) for c, p in zip(self.classes, probs)},
         }
 
-    def _answers(self, grays: list[Image.Image], probs: np.ndarray,
-                 parts: list[tuple[np.ndarray, torch.Tensor]], each: list[np.ndarray] | None = None) -> list[dict]:
+    def _answers(self, grays: list[Image.Image], fp: "_Pass") -> list[dict]:
         """Label, probabilities, decision and tumour box of each image; for an ensemble, each
         member's vote (``members``, ``agreement``), and a disagreement makes the answer uncertain."""
+        probs, parts, each = fp.probs, fp.parts, fp.each
         boxes = self._boxes(grays, parts)
         decisions = self._decisions(grays, probs, parts, [sc for _, sc in boxes])
         out = []
         for n, (p, d, (box, score)) in enumerate(zip(probs, decisions, boxes)):
             r = self._result(p) | d
-            if each is not None and len(each) > 1:
+            if len(each) > 1:
                 self._consensus(r, [e[n] for e in each])
             tumour = r["label"] != NO_TUMOUR and r["decision"] != "rejected"
             r["box"] = box if tumour and box is not None else None
@@ -655,7 +506,7 @@ class Predictor:
                    parts: list[tuple[np.ndarray, torch.Tensor]],
                    box_scores: list[float | None] | None = None) -> list[dict]:
         """"decision", "reason", "prediction_set" and "ood_score" of each image
-        (:class:`braintumor.calibration.Decider`), from what :meth:`_forward` computed."""
+        (:class:`braintumor.decision.Decider`), from what :meth:`_forward` computed."""
         from .ood import pooled_features
 
         return self._decider([g.size for g in grays], probs, [px for px, _ in parts],

@@ -8,7 +8,9 @@ look alone. Three augmentations take that cue away, all on batches of prepared i
   place into a no-tumour slice makes a tumour image of the donor's class (and source); a tumour
   covered with healthy tissue from a no-tumour slice makes a "no tumour" figshare image. Each patch
   has a feathered edge and is matched to the intensity of the tissue around it, and both directions
-  leave the same kind of seam, so the seam is no cue either.
+  leave the same kind of seam, so the seam is no cue either. A share of the covered tumours is
+  instead filled by inpainting (OpenCV's Telea or Navier-Stokes method, the way a reader would erase
+  it), so that a smooth patch where a tumour was is not a cue for a tumour either.
 - :func:`match_histograms`: an image takes the intensity distribution of an image from the other
   source (style mixing), so contrast and brightness stop telling the class.
 - :class:`MriArtefacts`: TorchIO's MRI intensity and artefact transforms (bias field, gamma, blur,
@@ -69,13 +71,37 @@ def _blend(target: torch.Tensor, patch: torch.Tensor, mask: torch.Tensor, patch_
     return target * (1 - mask) + restyled * mask, ok
 
 
+def inpaint(x: torch.Tensor, boxes: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Each image of ``x`` (N, S, S) in [0, 1] with its box (N, 4 fractions), grown by 15-35% of
+    its size a side, filled from the surrounding tissue by OpenCV's inpainting (Telea or
+    Navier-Stokes at random, radius 3-7 px)."""
+    import cv2
+    import numpy as np
+
+    n, size, _ = x.shape
+    r = torch.rand(n, 3, generator=gen)
+    out = []
+    for img, b, (rm, rmeth, rrad) in zip(x.detach().cpu(), boxes.cpu(), r.tolist()):
+        margin = 0.15 + 0.2 * rm
+        bw, bh = float(b[2] - b[0]), float(b[3] - b[1])
+        x0, x1 = int((float(b[0]) - margin * bw) * size), int(np.ceil((float(b[2]) + margin * bw) * size))
+        y0, y1 = int((float(b[1]) - margin * bh) * size), int(np.ceil((float(b[3]) + margin * bh) * size))
+        arr = (img.numpy() * 255).round().astype(np.uint8)
+        mask = np.zeros_like(arr)
+        mask[max(0, y0):min(size, y1), max(0, x0):min(size, x1)] = 255
+        method = cv2.INPAINT_TELEA if rmeth < 0.5 else cv2.INPAINT_NS
+        out.append(torch.from_numpy(cv2.inpaint(arr, mask, 3 + int(rrad * 5), method)))
+    return torch.stack(out).to(x.device, x.dtype).div_(255.0)
+
+
 def copy_paste(x: torch.Tensor, labels: torch.Tensor, boxes: torch.Tensor, gen: torch.Generator,
-               paste: float = 0.3, erase: float = 0.2, min_tissue: float = 0.08):
+               paste: float = 0.3, erase: float = 0.2, min_tissue: float = 0.08, fill: float = 0.0):
     """Tumour copy-paste within a batch. ``x`` (N, S, S) float in [0, 1]; ``boxes`` (N, 4) fractions,
     NaN where an image has no box. Returns new images, labels and boxes (NaN: no tumour).
 
     ``paste``: share of no-tumour images that receive a tumour from a boxed image of the batch.
     ``erase``: share of boxed tumour images whose tumour is covered by healthy tissue (label notumor).
+    ``fill``: share of those covered tumours that are inpainted (:func:`inpaint`) instead.
     A patch goes only where the target has tissue (mean above ``min_tissue``), never on background."""
     n, size, _ = x.shape
     x, labels, boxes = x.clone(), labels.clone(), boxes.clone()
@@ -112,8 +138,12 @@ def copy_paste(x: torch.Tensor, labels: torch.Tensor, boxes: torch.Tensor, gen: 
         # the healthy tissue takes the level of the tissue around the tumour it covers
         blended, ok = _blend(src[tgt], src[f], soft_box(boxes[tgt], size, margin=ERASE_MARGIN), (src[f], region),
                              (src[tgt], ring), min_tissue, tissue_of_target=False)
-        tgt = tgt[ok]
-        x[tgt] = blended[ok]
+        tgt, blended = tgt[ok], blended[ok]
+        if fill > 0 and len(tgt):
+            smooth = torch.rand(len(tgt), generator=gen).to(x.device) < fill
+            if smooth.any():
+                blended[smooth] = inpaint(src[tgt[smooth]], boxes[tgt[smooth]], gen)
+        x[tgt] = blended
         labels[tgt] = NOTUMOR
         boxes[tgt] = float("nan")
     return x, labels, boxes

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from . import plots
 from .checkpoint import save_checkpoint
-from .config import TrainConfig
+from .config import TrainConfig, cache_dir
 from .data import DataError, Sample, build_cache, list_samples, progress, resolve_root
 from .engine import pick_device, predict_logits, train_one_epoch, warmup_cosine
 from .metrics import summarize
@@ -36,10 +36,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("BRAINTUMOR_CACHE", Path.home() / ".cache" / "braintumor"))
 
 
 def _dist_info() -> tuple[int, int]:
@@ -141,7 +137,7 @@ def make_supervision(cfg: TrainConfig, root: Path, paths: list[str]):
 
     table = torch.from_numpy(box_table(paths, root, read_boxes(cfg.boxes)))
     return BoxSupervision(boxes=table, figshare=~torch.isnan(table[:, 0]), cam_weight=cfg.cam_loss,
-                          box_weight=cfg.box_loss, paste=cfg.paste, erase=cfg.erase,
+                          box_weight=cfg.box_loss, paste=cfg.paste, erase=cfg.erase, erase_fill=cfg.erase_fill,
                           style=cfg.style_mix, artefacts=cfg.artefacts, head=get_arch(cfg.arch).head)
 
 

@@ -8,12 +8,10 @@ from typing import Any
 
 from flask import request
 
+from ..formats import suffix_of
+
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off"}
-# Suffixes passed on to the image reader (NIfTI is recognised by name when gzipped); the client's
-# file name itself is never used or logged.
-SUFFIXES = (".nii.gz", ".nii", ".dcm", ".dicom", ".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff",
-            ".gif", ".webp")
 
 
 class ApiError(Exception):
@@ -53,5 +51,9 @@ def integer(name: str) -> int | None:
 
 
 def suffix(filename: str) -> str:
-    lower = filename.lower()
-    return next((s for s in SUFFIXES if lower.endswith(s)), "")
+    """The accepted suffix of an upload's file name (:func:`braintumor.formats.suffix_of`), or "".
+
+    Only the suffix is passed on to the image reader, which recognises formats by content and uses
+    a name only where the content is silent (a DICOM data set without its preamble, a damaged file
+    named like a scan); the client's file name itself is never used or logged."""
+    return suffix_of(filename)

@@ -7,6 +7,7 @@ tests receive is checked against the schema given for its path, method and statu
 from __future__ import annotations
 
 from .. import __version__
+from ..cam_methods import CAM_METHODS, DEFAULT_CAM_METHOD
 from ..config import CLASSES
 
 
@@ -40,14 +41,16 @@ SCHEMAS: dict = {
     },
     "Health": {
         "type": "object",
-        "required": ["status", "model_loaded", "version", "model"],
+        "description": "an app always serves a loaded model (it is built around one), so an answer "
+                       "means the service is up and its model is ready",
+        "required": ["status", "version", "model"],
         "properties": {
             "status": {"type": "string", "enum": ["ok"]},
-            "model_loaded": {"type": "boolean"},
             "version": {"type": "string", "description": "version of the braintumor package"},
             "model": {"$ref": "#/components/schemas/ModelSummary"},
             "feedback": {"type": "boolean", "description": "whether this server collects feedback"},
         },
+        "additionalProperties": False,
     },
     "FeedbackStored": {
         "type": "object",
@@ -69,7 +72,7 @@ SCHEMAS: dict = {
             "classes": {"type": "array", "items": {"type": "string"}, "example": list(CLASSES)},
             "input_size": {"type": "integer", "description": "side of the square network input"},
             "preprocessing": {"type": "object", "description": "img_size, resize_ratio, mean, std"},
-            "cam_methods": {"type": "array", "items": {"type": "string"}},
+            "cam_methods": {"type": "array", "items": {"type": "string", "enum": list(CAM_METHODS)}},
             "card": {"type": "object", "description": "the model card: validation and test figures, "
                                                       "calibration, training run"},
             "limits": {
@@ -103,16 +106,18 @@ SCHEMAS: dict = {
             "model": {"$ref": "#/components/schemas/ModelSummary"},
             "timing_ms": {
                 "type": "object",
-                "description": "milliseconds on the server: preprocess = reading the upload; predict = "
-                               "the model call (with explain on, the forward pass and Grad-CAM, which "
-                               "reuses its features); explain = drawing the heat map images (0 when off); "
-                               "total = the whole request",
-                "required": ["preprocess", "predict", "explain", "total"],
+                "description": "milliseconds on the server: preprocess = reading and decoding the upload; "
+                               "predict = the model call (the forward pass; with explain on, also the heat "
+                               "map, computed from the same forward pass's features, and its overlay; with "
+                               "similar, the similar-case search); encode = turning the images into PNG "
+                               "data URLs and the answer into plain values; total = the whole request",
+                "required": ["preprocess", "predict", "encode", "total"],
                 "properties": {k: {"type": "number", "minimum": 0}
-                               for k in ("preprocess", "predict", "explain", "total")},
+                               for k in ("preprocess", "predict", "encode", "total")},
             },
             "target": {"type": "string", "description": "the class the heat map explains (with explain)"},
-            "cam_method": {"type": "string", "description": "the heat map method used (with explain)"},
+            "cam_method": {"type": "string", "enum": list(CAM_METHODS),
+                           "description": "the heat map method used (with explain)"},
             "decision": {"type": "string", "enum": ["classified", "uncertain", "rejected"],
                          "description": "present when the model abstains on doubtful input"},
             "reason": {"type": "string", "description": "why the input was rejected or is uncertain"},
@@ -179,8 +184,7 @@ PREDICT_FORM = {
         "file": {"type": "string", "format": "binary",
                  "description": "JPEG, PNG, BMP, TIFF, DICOM or NIfTI; at most 16 MB and 50 megapixels, one frame"},
         "explain": {"type": "boolean", "default": True, "description": "compute the Grad-CAM heat map"},
-        "cam_method": {"type": "string", "default": "gradcam",
-                       "enum": ["gradcam", "gradcam++", "hirescam", "eigencam"]},
+        "cam_method": {"type": "string", "default": DEFAULT_CAM_METHOD, "enum": list(CAM_METHODS)},
         "tta": {"type": "boolean", "default": False, "description": "average over a horizontal flip"},
         "slice": {"type": "integer",
                   "description": "slice of a NIfTI volume or frame of a DICOM file (default: the middle one)"},

@@ -25,6 +25,7 @@ from PIL import Image
 from werkzeug.exceptions import HTTPException
 
 from .. import __version__
+from ..cam_methods import CAM_LABELS, CAM_METHODS, DEFAULT_CAM_METHOD
 from ..imaging import MAX_PIXELS, ImageError, load_image
 from .state import current_predictor
 from .forms import ApiError, flag, integer, suffix
@@ -65,9 +66,23 @@ def index() -> str:
     p = current_predictor()
     from .feedback_api import service
 
-    return render_template("index.html", model=model_summary(p), classes=list(p.classes),
+    return render_template("index.html", model=model_summary(p), classes=class_display(p.classes),
+                           cam_methods=[{"name": m, "label": CAM_LABELS.get(m, m)} for m in CAM_METHODS],
+                           default_cam_method=DEFAULT_CAM_METHOD,
                            max_bytes=current_app.config["MAX_CONTENT_LENGTH"], version=__version__,
                            feedback=service() is not None, has_index=getattr(p, "index", None) is not None)
+
+
+OTHER_COLOUR = (100, 116, 139)  # a class the display table does not know
+
+
+def class_display(classes: Any) -> list[dict]:
+    """The model's classes in its order, each with the name a person reads and its colour (the
+    report's table, so that the page and the PDF agree)."""
+    from ..report import COLOURS, NAMES
+
+    return [{"label": str(c), "name": NAMES.get(c, str(c)),
+             "colour": "#{:02x}{:02x}{:02x}".format(*COLOURS.get(c, OTHER_COLOUR))} for c in classes]
 
 
 # ----------------------------------------------------------------------------------------- API
@@ -78,13 +93,12 @@ def health() -> Response:
     p = current_predictor()
     from .feedback_api import service
 
-    return jsonify(status="ok", model_loaded=p is not None, version=__version__, model=model_summary(p),
-                   feedback=service() is not None)
+    # No "model loaded" flag: the app is built around a loaded Predictor, so one that answers has it.
+    return jsonify(status="ok", version=__version__, model=model_summary(p), feedback=service() is not None)
 
 
 @bp.get("/model")
 def model() -> Response:
-    from ..cam import CAM_METHODS
     from ..checkpoint import public_meta
 
     p = current_predictor()
@@ -119,15 +133,13 @@ class Upload:
 
 
 def read_upload() -> Upload:
-    from ..cam import CAM_METHODS
-
     upload = request.files.get("file")
     if upload is None:
         raise ApiError(400, "no file was sent: put the image in the multipart form field 'file'")
     explain = flag("explain", True)
     tta = flag("tta", False)
     slice_index = integer("slice")
-    cam_method = (request.form.get("cam_method") or "gradcam").strip().lower()
+    cam_method = (request.form.get("cam_method") or DEFAULT_CAM_METHOD).strip().lower()
     if cam_method not in CAM_METHODS:
         raise ApiError(400, f"unknown cam_method {cam_method!r}; choose one of {', '.join(CAM_METHODS)}")
     similar = integer("similar") or 0
@@ -164,22 +176,21 @@ def similar_cases(p: Any, u: Upload) -> list[dict]:
 def predict() -> Response:
     t0 = time.perf_counter()
     u = read_upload()
-    t1 = time.perf_counter()
     p = current_predictor()
-    t2 = time.perf_counter()
+    t1 = time.perf_counter()
     result = answer_upload(p, u)
-    t3 = time.perf_counter()
+    t2 = time.perf_counter()
     answer = build_answer(p, u.image, result)
+    t3 = time.perf_counter()
     answer["id"] = uuid.uuid4().hex  # what feedback on this answer refers to
     remember(answer["id"], p, result, hashlib.sha256(u.data).hexdigest(), u.slice_index)
-    t4 = time.perf_counter()
-    # The forward pass and Grad-CAM run as one call (the heat map reuses the prediction's
-    # features), so "predict" is the model call and "explain" the drawing of the images.
+    # The forward pass and the heat map are one Predictor call (the heat map reuses the forward
+    # pass's features), so "predict" is that whole call and "encode" the PNG and base64 work.
     answer["timing_ms"] = {
         "preprocess": ms(t1 - t0),
-        "predict": ms(t3 - t2),
-        "explain": ms(t4 - t3) if u.explain else 0.0,
-        "total": ms(t4 - t0),
+        "predict": ms(t2 - t1),
+        "encode": ms(t3 - t2),
+        "total": ms(time.perf_counter() - t0),
     }
     return jsonify(answer)
 

@@ -3,20 +3,14 @@
 (function () {
   "use strict";
 
-  var COLOURS = {
-    glioma: "#ef4444",
-    meningioma: "#f59e0b",
-    notumor: "#10b981",
-    pituitary: "#6366f1"
-  };
-  var NAMES = {
-    glioma: "Glioma",
-    meningioma: "Meningioma",
-    notumor: "No tumour",
-    pituitary: "Pituitary tumour"
-  };
-
   var app = document.getElementById("app");
+  /* The model's classes as the server renders them: [{label, name, colour}] in the model's order. */
+  var CLASSES = {};
+  (function () {
+    var list = [];
+    try { list = JSON.parse(app.dataset.classes || "[]"); } catch (e) { list = []; }
+    list.forEach(function (c) { CLASSES[c.label] = c; });
+  })();
   var maxBytes = parseInt(app.dataset.maxBytes, 10) || 16 * 1024 * 1024;
   var $ = function (id) { return document.getElementById(id); };
   var dropzone = $("dropzone"), fileInput = $("file");
@@ -25,8 +19,16 @@
   var lastFile = null, lastAnswerId = null;  // what feedback refers to (kept in this page only)
   var sampleTruth = null;  // the true class of a sample scan being analysed
 
-  function name(label) { return NAMES[label] || label; }
-  function colour(label) { return COLOURS[label] || "#64748b"; }
+  function name(label) { return CLASSES[label] ? CLASSES[label].name : label; }
+  function colour(label) { return CLASSES[label] ? CLASSES[label].colour : "#64748b"; }
+  /* A heat map method's label, from the server-rendered menu of methods. */
+  function camLabel(method) {
+    var opts = $("cam_method").options;
+    for (var i = 0; i < opts.length; i++) {
+      if (opts[i].value === method) { return opts[i].textContent; }
+    }
+    return method || "Heat map";
+  }
   function percent(p) { return (100 * p).toFixed(p >= 0.995 || p < 0.001 ? 0 : 1) + "%"; }
 
   function setStatus(text) { statusBox.textContent = text; statusBox.hidden = !text; }
@@ -133,6 +135,8 @@
     var t = answer.timing_ms || {};
     $("timing").textContent = Math.round(t.total || 0) + " ms on the server, " +
       Math.round(roundTripMs) + " ms in all";
+    $("timing").title = "On the server: reading the scan " + Math.round(t.preprocess || 0) + " ms, the model " +
+      Math.round(t.predict || 0) + " ms, encoding the images " + Math.round(t.encode || 0) + " ms";
 
     renderDecision(answer);
     renderTruth(answer);
@@ -146,7 +150,8 @@
     if (answer.gradcam) {
       heat.src = answer.gradcam;
       heat.hidden = false;
-      $("gradcam-caption").textContent = "Grad-CAM: where the model looked for \u201c" + name(top) + "\u201d";
+      $("gradcam-caption").textContent = camLabel(answer.cam_method) + ": where the model looked for \u201c" +
+        name(top) + "\u201d";
     } else {
       heat.hidden = true;
       heat.removeAttribute("src");
@@ -405,12 +410,7 @@
       });
   }
 
-  if (feedbackForm) {
-    feedbackForm.addEventListener("submit", sendFeedback);
-    Array.prototype.forEach.call(document.querySelectorAll(".fb-name"), function (el) {
-      el.textContent = name(el.dataset.label);
-    });
-  }
+  if (feedbackForm) { feedbackForm.addEventListener("submit", sendFeedback); }
 
   function applyOpacity() {
     var v = parseInt($("opacity").value, 10);

@@ -17,11 +17,11 @@ import json
 import sys
 from pathlib import Path
 
-from .config import IMAGE_SUFFIXES
+from .. import cam_methods
+from .. import formats
+from ..config import BACKEND_HELP, BACKENDS
 
-# Mirrors braintumor.cam.CAM_METHODS (kept here so that ``--help`` does not import torch).
-CAM_METHODS = ("gradcam", "gradcam++", "hirescam", "eigencam")
-MEDICAL_SUFFIXES = (".dcm", ".nii", ".nii.gz")
+CAM_METHODS = tuple(cam_methods.CAM_METHODS)  # from the torch-free list, so ``--help`` stays quick
 PROGRESS_MIN = 10  # show a progress bar from this many files on
 
 
@@ -49,45 +49,25 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch (default: 32)")
     p.add_argument("--slice", type=int, default=None, metavar="N",
                    help="slice (or frame) of DICOM/NIfTI volumes (default: the middle one)")
-    p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"),
-                   help="inference engine: onnx (ONNX Runtime, faster), torch, or auto (onnx when installed)")
+    p.add_argument("--backend", default="auto", choices=BACKENDS, help=BACKEND_HELP)
 
 
 def _usage(message: str) -> Exception:
-    from .errors import UsageError
+    from ..errors import UsageError
 
     return UsageError(message)
-
-
-def _is_dicom_without_suffix(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
-
-
-def is_candidate(path: Path) -> bool:
-    """Whether a file found in a folder should be read: image and medical suffixes, and DICOM files
-    without a suffix (recognised by content)."""
-    name = path.name.lower()
-    if name.startswith(".") or not path.is_file():
-        return False
-    if path.suffix.lower() in IMAGE_SUFFIXES or name.endswith(MEDICAL_SUFFIXES):
-        return True
-    return path.suffix == "" and _is_dicom_without_suffix(path)
 
 
 def collect_files(paths: list[str]) -> list[tuple[Path, str]]:
     """(file, name for the figure) for every file named or found by walking the folders named.
 
-    A file named on the command line is always taken (a wrong kind is reported when read)."""
+    In a folder, the scan files of :func:`braintumor.formats.is_scan_file`; a file named on the
+    command line is always taken (a wrong kind is reported when read)."""
     found: list[tuple[Path, str]] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            inside = sorted(p for p in path.rglob("*") if is_candidate(p))
+            inside = sorted(p for p in path.rglob("*") if formats.is_scan_file(p))
             if not inside:
                 raise _usage(f"no images found in {path}")
             found.extend((p, p.relative_to(path).as_posix()) for p in inside)
@@ -98,13 +78,17 @@ def collect_files(paths: list[str]) -> list[tuple[Path, str]]:
     return found
 
 
+def _sha256(path: str) -> str:
+    """The file's SHA-256: with it the similar-case search finds an exact copy of the file, from the
+    image already decoded (the file is read, not decoded, again)."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def _figure_name(name: str, used: set[str]) -> str:
-    stem = name
-    for suffix in (".nii.gz", *IMAGE_SUFFIXES, ".dcm", ".nii"):
-        if stem.lower().endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
-    stem = stem.replace("/", "__") or "image"
+    suffix = formats.suffix_of(name)
+    stem = name[: len(name) - len(suffix)].replace("/", "__") or "image"
     out, k = f"{stem}.png", 2
     while out in used:
         out, k = f"{stem}-{k}.png", k + 1
@@ -128,13 +112,17 @@ def run(args: argparse.Namespace) -> int:
     outdir = Path(args.explain) if args.explain else None
     reportdir = Path(args.report) if args.report else None
 
-    from .cam import explanation_figure
-    from .predictor import display_pixels
-    from .data import progress
-    from .imaging import ImageError, load_image
-    from .predictor import Predictor
+    from ..cam import explanation_figure
+    from ..predictor import display_pixels
+    from ..data import progress
+    from ..imaging import ImageError, load_image
+    from ..predictor import Predictor
 
     predictor = Predictor.load(args.model if args.model else None, backend=args.backend)
+    if predictor.backend != "torch":
+        from ..backends import give_cores_to_onnx
+
+        give_cores_to_onnx()
     if args.index:
         predictor.attach_index(args.index)
     if not 0 <= args.similar <= 100:
@@ -167,11 +155,11 @@ def run(args: argparse.Namespace) -> int:
                     e = predictor.explain(gray, cam_method=args.cam_method, tta=args.tta)
                     extra = {}
                     if args.similar:
-                        extra["similar"] = predictor.similar(file, args.similar, slice_index=args.slice)
+                        extra["similar"] = predictor.similar(gray, args.similar, sha256=_sha256(file))
                         extra["near_copy"] = any(s["near_copy"] for s in extra["similar"])
                     if reportdir is not None:
-                        from . import __version__
-                        from .report import case_report
+                        from .. import __version__
+                        from ..report import case_report
 
                         target = reportdir / (_figure_name(name, used_reports)[:-4] + ".pdf")
                         target.write_bytes(case_report(e, gray, {"name": predictor.name, "version": predictor.version,
@@ -196,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
                 preds = predictor.predict_batch(grays, batch_size=args.batch_size, tta=args.tta)
             for (file, _), gray, r in zip(names, grays, preds):
                 if args.similar and "similar" not in r:
-                    r["similar"] = predictor.similar(file, args.similar, slice_index=args.slice)
+                    r["similar"] = predictor.similar(gray, args.similar, sha256=_sha256(file))
                     r["near_copy"] = any(s["near_copy"] for s in r["similar"])
                 results.append({"file": file, **r})
             bar.update(len(chunk))

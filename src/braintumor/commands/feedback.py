@@ -19,8 +19,8 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import feedback as fb
-    from .errors import UsageError
+    from .. import feedback as fb
+    from ..errors import UsageError
 
     if not Path(args.db).is_file():
         raise UsageError(f"no such feedback database: {args.db}")

@@ -14,9 +14,9 @@ def configure(p) -> None:
 
 
 def run(args) -> int:
-    from .errors import UsageError
-    from .predictor import Predictor
-    from .similar import build_index
+    from ..errors import UsageError
+    from ..predictor import Predictor
+    from ..similar import build_index
 
     if not Path(args.data).is_dir():
         raise UsageError(f"no such folder: {args.data}")

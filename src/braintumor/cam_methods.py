@@ -1,0 +1,26 @@
+"""The heat map (CAM) methods: their names, the pytorch-grad-cam classes behind them and their
+labels for people.
+
+Nothing is imported here, so that ``braintumor predict --help``, the web page and the OpenAPI
+document read the one list without loading torch; :mod:`braintumor.cam` computes with it.
+"""
+
+from __future__ import annotations
+
+# name -> pytorch_grad_cam class name (imported on first use, by braintumor.cam)
+CAM_METHODS: dict[str, str] = {
+    "gradcam": "GradCAM",
+    "gradcam++": "GradCAMPlusPlus",
+    "hirescam": "HiResCAM",
+    "eigencam": "EigenCAM",
+}
+
+# name -> how a person reads it (the page's menu and captions)
+CAM_LABELS: dict[str, str] = {
+    "gradcam": "Grad-CAM",
+    "gradcam++": "Grad-CAM++",
+    "hirescam": "HiResCAM",
+    "eigencam": "EigenCAM",
+}
+
+DEFAULT_CAM_METHOD = "gradcam"

@@ -1,0 +1,41 @@
+"""``braintumor calibrate``: fit temperature, conformal scores, the out-of-distribution gate and
+the no-tumour rule of a checkpoint on its split (:func:`braintumor.calibration.calibrate`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import BACKENDS
+
+DEFAULT_COVERAGE = 0.95  # braintumor.decision.DEFAULT_COVERAGE (kept here: --help loads no numpy)
+
+
+def configure(p) -> None:
+    p.add_argument("--model", default=None, metavar="FILE", help="checkpoint to calibrate in place "
+                   "(default: the shipped model, whose manifest SHA-256 is then updated)")
+    p.add_argument("--data", required=True, help="the Training folder the split refers to")
+    p.add_argument("--split", required=True, metavar="FILE", help="split.json with 'train' and 'val'")
+    p.add_argument("--coverage", type=float, default=DEFAULT_COVERAGE, help="default 0.95")
+    p.add_argument("--ood-train-limit", type=int, default=0, metavar="N",
+                   help="fit the OOD statistics on at most N training images (0: all)")
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="fit on the outputs of this inference engine (default auto: as served)")
+
+
+def run(args) -> int:
+    import json
+
+    from .. import shipped
+    from ..calibration import calibrate
+    from ..errors import UsageError
+
+    if not 0 < args.coverage < 1:
+        raise UsageError("--coverage must be between 0 and 1")
+    if not Path(args.split).is_file():
+        raise UsageError(f"no such split file: {args.split}")
+    if not Path(args.data).is_dir():
+        raise UsageError(f"no such folder: {args.data}")
+    path = args.model or shipped.default_model_path()
+    out = calibrate(path, args.data, args.split, args.coverage, args.ood_train_limit, backend=args.backend)
+    print(json.dumps(out, indent=2))
+    return 0

@@ -1,0 +1,160 @@
+"""Which files this tool takes: the accepted file names, and the first bytes that say what a file
+is when its name says nothing.
+
+One list for every place that decides: the training folders (:mod:`braintumor.data`), the audit,
+``braintumor predict`` walking a folder, the web form's suffix and the page's ``accept`` attribute,
+and the DICOM/NIfTI reader's recognition (:mod:`braintumor.medical.detect`).
+
+* A *slice file* is what a training folder holds: a 2-D image or a DICOM file, by its name.
+* A *scan file* is anything the tool reads: a slice file, a NIfTI volume, or a file with no
+  extension (or a numeric one, as DICOM files named by their UID are) whose content is DICOM (with
+  or without the 128-byte preamble), NIfTI (plain or gzipped) or an image of an accepted kind.
+
+GIF and WebP are not accepted by name; the image reader still decodes their bytes when they come
+without a name that says otherwise. Only the standard library is imported here, so that the command
+line's ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from pathlib import Path
+from typing import Union
+
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+DICOM_SUFFIXES: tuple[str, ...] = (".dcm", ".dicom", ".dic")
+NIFTI_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
+SLICE_SUFFIXES: tuple[str, ...] = IMAGE_SUFFIXES + DICOM_SUFFIXES
+SCAN_SUFFIXES: tuple[str, ...] = SLICE_SUFFIXES + NIFTI_SUFFIXES
+
+# Media types offered beside the suffixes in the page's file picker (some systems filter by type).
+MEDIA_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "image/bmp", "image/tiff", "application/dicom")
+
+# First bytes of the accepted image kinds: JPEG, PNG, BMP, TIFF (little- and big-endian).
+IMAGE_MAGIC: tuple[bytes, ...] = (b"\xff\xd8\xff", b"\x89PNG", b"BM", b"II*\x00", b"MM\x00*")
+# Pictures the image reader decodes by content although their names are not accepted: GIF, WebP.
+OTHER_PICTURE_MAGIC: tuple[bytes, ...] = (b"GIF8", b"RIFF")
+GZIP_MAGIC = b"\x1f\x8b"
+HEAD_BYTES = 4096  # how much of a file the content check reads
+
+PathLike = Union[str, os.PathLike]
+
+
+# ------------------------------------------------------------------------------------------ names
+
+
+def _basename(name: str | os.PathLike) -> str:
+    return Path(str(name)).name.lower()
+
+
+def suffix_of(name: str | os.PathLike) -> str:
+    """The longest accepted suffix ``name`` ends with, lower-case (``"a.NII.GZ"`` -> ``".nii.gz"``),
+    or ``""`` when it ends with none."""
+    base = _basename(name)
+    return max((s for s in SCAN_SUFFIXES if base.endswith(s)), key=len, default="")
+
+
+def has_no_extension(name: str | os.PathLike) -> bool:
+    """No extension, or a numeric one as in UID-named files (``1.3.12.2.1107.5.2.30``): names that
+    say nothing about the content."""
+    suffix = Path(_basename(name)).suffix
+    return suffix == "" or suffix[1:].isdigit()
+
+
+def is_hidden(name: str | os.PathLike) -> bool:
+    return _basename(name).startswith(".")
+
+
+# ---------------------------------------------------------------------------------------- content
+
+
+def dicom_preamble(head: bytes) -> bool:
+    """A DICOM file: 128 bytes of preamble, then ``DICM``."""
+    return len(head) >= 132 and head[128:132] == b"DICM"
+
+
+def raw_dicom(head: bytes) -> bool:
+    """A DICOM data set without the 128-byte preamble: starts with a group 0002 or 0008 element."""
+    if len(head) < 12 or head[0:2] not in (b"\x02\x00", b"\x08\x00"):
+        return False
+    vr = head[4:6]
+    if vr.isalpha() and vr.isupper():  # explicit VR
+        return True
+    length = int.from_bytes(head[4:8], "little")  # implicit VR: a plausible value length
+    return length < min(len(head), 1 << 16)
+
+
+def nifti_magic(head: bytes) -> bool:
+    """A NIfTI-1 (single file ``n+1`` or header of a pair ``ni1``) or NIfTI-2 header."""
+    return head[344:348] in (b"n+1\x00", b"ni1\x00") or head[4:8] == b"n+2\x00"
+
+
+def gunzip_head(data: bytes, n: int = 600) -> bytes:
+    """The first ``n`` decompressed bytes of a gzip stream (fewer when it is shorter), or ``b""``
+    when the stream is damaged; never more is inflated."""
+    try:
+        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data[:65536], n)
+    except zlib.error:
+        return b""
+
+
+def gzipped_nifti(head: bytes) -> bool:
+    return head[:2] == GZIP_MAGIC and nifti_magic(gunzip_head(head))
+
+
+def content_kind(head: bytes) -> str | None:
+    """``"dicom"``, ``"nifti"`` or ``"image"`` (an accepted image kind) from a file's first bytes,
+    else None."""
+    if dicom_preamble(head) or raw_dicom(head):
+        return "dicom"
+    if nifti_magic(head) or gzipped_nifti(head):
+        return "nifti"
+    if head.startswith(IMAGE_MAGIC):
+        return "image"
+    return None
+
+
+def _head(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(HEAD_BYTES)
+
+
+# ------------------------------------------------------------------------------------- predicates
+
+
+def is_slice_file(path: PathLike) -> bool:
+    """A 2-D slice as training folders hold them: a regular, not hidden file named as an image
+    (JPEG, PNG, BMP, TIFF) or DICOM file."""
+    p = Path(path)
+    return not is_hidden(p) and suffix_of(p) in SLICE_SUFFIXES and p.is_file()
+
+
+def is_scan_file(path: PathLike) -> bool:
+    """Any file this tool reads, found in a folder: a regular, not hidden file with an accepted
+    suffix (images, DICOM, NIfTI), or one with no or a numeric extension whose first bytes are
+    DICOM, NIfTI or an accepted image. A file without extension that cannot be opened counts, so
+    that reading it reports why."""
+    p = Path(path)
+    if is_hidden(p) or not p.is_file():
+        return False
+    if suffix_of(p):
+        return True
+    if not has_no_extension(p):
+        return False  # notes.txt, labels.csv: not scans
+    try:
+        head = _head(p)
+    except OSError:
+        return True
+    return content_kind(head) is not None
+
+
+def accept_attribute() -> str:
+    """The value of the web page's ``<input type="file" accept="...">``: the media types, then
+    every accepted suffix."""
+    return ",".join(MEDIA_TYPES + SCAN_SUFFIXES)
+
+
+__all__ = ["IMAGE_SUFFIXES", "DICOM_SUFFIXES", "NIFTI_SUFFIXES", "SLICE_SUFFIXES", "SCAN_SUFFIXES",
+           "suffix_of", "has_no_extension", "content_kind", "is_slice_file", "is_scan_file",
+           "accept_attribute"]

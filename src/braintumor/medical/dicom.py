@@ -1,0 +1,197 @@
+"""DICOM: one frame or every frame of a file as 8-bit grayscale, from the pixel data alone.
+
+Display rules: modality LUT or rescale slope/intercept, then the window centre/width in the file
+(first value when there are several, per-frame values in enhanced multi-frame files), else the VOI
+LUT, else 8-bit data as stored, else the percentile window of the frame
+(:data:`braintumor.medical.window.PERCENTILES`). MONOCHROME1 is inverted; RGB, YBR and PALETTE
+COLOR become luminance. Non-square pixels are made square. Only the image pixel, modality LUT and
+VOI LUT modules are read; no other header value is kept.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .. import formats
+from ..errors import MAX_PIXELS, ImageError, UnsupportedImageError
+from .quiet import quiet
+from .window import dicom_window, gray, percentile_window, rgb_to_gray, square_pixels, window
+
+
+def _first(value: Any) -> float | None:
+    """The first number of a possibly multi-valued element."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        value = value[0] if len(value) else None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _frame_value(ds, index: int, sequence: str, keyword: str) -> Any:
+    """A value at the top level, else in the per-frame or shared functional groups (enhanced MR)."""
+    if keyword in ds:
+        return ds[keyword].value
+    for groups_kw, i in (("PerFrameFunctionalGroupsSequence", index), ("SharedFunctionalGroupsSequence", 0)):
+        groups = ds.get(groups_kw)
+        if groups is None or len(groups) <= i:
+            continue
+        seq = groups[i].get(sequence)
+        if seq and keyword in seq[0]:
+            return seq[0][keyword].value
+    return None
+
+
+class Dicom:
+    """An open DICOM data set; only the image pixel, modality LUT and VOI LUT modules are read."""
+
+    def __init__(self, data: bytes, name: str):
+        import pydicom
+        from pydicom.dataset import FileMetaDataset
+        from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+        self.name = name
+        has_preamble = formats.dicom_preamble(data)
+        if not has_preamble and not formats.raw_dicom(data):
+            raise UnsupportedImageError(f"{name}: not a DICOM file (no DICOM header), "
+                                        "although named like one")
+        try:
+            with quiet():
+                ds = pydicom.dcmread(io.BytesIO(data), force=not has_preamble)
+                self.pixel_keyword = next(
+                    (k for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData") if k in ds), None)
+                encapsulated = bool(self.pixel_keyword) and ds[self.pixel_keyword].is_undefined_length
+        except Exception:
+            raise ImageError(f"{name}: the DICOM file is damaged or truncated and cannot be read") from None
+        if self.pixel_keyword is None:
+            raise UnsupportedImageError(
+                f"{name}: the DICOM file holds no image (no pixel data); it may be a report, "
+                "a presentation state or a truncated file")
+        meta = getattr(ds, "file_meta", None)
+        if meta is None or "TransferSyntaxUID" not in meta:
+            # a raw data set: its encoding is the one the reader found
+            if encapsulated:
+                raise UnsupportedImageError(
+                    f"{name}: compressed DICOM pixel data without a file header saying how it is "
+                    "compressed; export the image again with its DICOM file header")
+            implicit, little = ds.original_encoding
+            ds.file_meta = meta = meta if meta is not None else FileMetaDataset()
+            meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit
+                                      else ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+        self.ds = ds
+        with quiet():
+            self._check_decoder(meta.TransferSyntaxUID)
+        try:
+            with quiet():
+                self.rows, self.cols = int(ds.Rows), int(ds.Columns)
+                self.frames = int(_first(ds.get("NumberOfFrames")) or 1)
+                self.photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+                self.bits_stored = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 16)
+                self.signed = int(ds.get("PixelRepresentation") or 0) == 1
+        except Exception:
+            raise ImageError(f"{name}: the DICOM image description (rows, columns, bits) is missing "
+                             "or damaged") from None
+        if self.rows < 1 or self.cols < 1 or self.frames < 1:
+            raise ImageError(f"{name}: the DICOM file describes an empty image")
+        if self.rows * self.cols > MAX_PIXELS:
+            raise ImageError(f"{name}: {self.cols}x{self.rows} pixels is over the "
+                             f"{MAX_PIXELS // 1_000_000} megapixel limit")
+
+    def _check_decoder(self, ts) -> None:
+        from pydicom import uid
+        from pydicom.pixels import get_decoder
+
+        known = ts in uid.AllTransferSyntaxes  # a UID's name only where it is a standard one
+        label = ts.name if known else "an unknown transfer syntax"
+        try:
+            available = get_decoder(ts).is_available
+        except NotImplementedError:
+            available = False
+        if available:
+            return
+        if ts in (uid.JPEGLossless, uid.JPEGLosslessSV1) or ts in uid.JPEGLSTransferSyntaxes:
+            hint = "install python-gdcm, or pylibjpeg with pylibjpeg-libjpeg (GPL), to read it"
+        elif known and "HTJ2K" in ts.keyword:
+            hint = "install pylibjpeg with pylibjpeg-openjpeg to read it"
+        else:
+            hint = "export it uncompressed (Explicit VR Little Endian) to read it here"
+        raise UnsupportedImageError(f"{self.name}: the DICOM pixel data is compressed as {label}, "
+                                    f"which this installation cannot decode; {hint}")
+
+    def _frame_index(self, slice_index: int | None) -> int:
+        if slice_index is None:
+            return self.frames // 2
+        i = int(slice_index)
+        if not 0 <= i < self.frames:
+            what = "frame" if self.frames == 1 else f"frames (0 to {self.frames - 1})"
+            raise ImageError(f"{self.name}: slice {i} is out of range; the file has {self.frames} {what}")
+        return i
+
+    def frame(self, slice_index: int | None = None) -> Image.Image:
+        from pydicom.pixels import pixel_array
+
+        i = self._frame_index(slice_index)
+        try:
+            with quiet():
+                arr = pixel_array(self.ds, index=i)
+                img = self._display(arr, i)
+        except ImageError:
+            raise
+        except Exception:
+            raise ImageError(f"{self.name}: the DICOM pixel data cannot be decoded; the file is "
+                             "damaged or truncated") from None
+        return img
+
+    def all_frames(self) -> list[Image.Image]:
+        return [self.frame(i) for i in range(self.frames)]
+
+    def _display(self, arr: np.ndarray, i: int) -> Image.Image:
+        from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
+
+        ds, pi = self.ds, self.photometric
+        if pi == "PALETTE COLOR" and arr.ndim == 2:
+            out = rgb_to_gray(apply_color_lut(arr, ds))
+        elif arr.ndim == 3:  # RGB (YBR is converted to RGB by pydicom)
+            out = rgb_to_gray(arr)
+        elif arr.ndim == 2 and pi in ("MONOCHROME1", "MONOCHROME2"):
+            out = self._monochrome(arr, i, apply_modality_lut, apply_voi_lut)
+            if pi == "MONOCHROME1":
+                out = 255 - out
+        else:
+            raise UnsupportedImageError(f"{self.name}: DICOM images with this photometric interpretation "
+                                        "are not supported (MONOCHROME1/2, RGB, YBR, PALETTE COLOR are)")
+        spacing = _frame_value(ds, i, "PixelMeasuresSequence", "PixelSpacing")
+        dy, dx = (spacing[0], spacing[1]) if spacing is not None and len(spacing) == 2 else (None, None)
+        return square_pixels(gray(out), dy, dx)
+
+    def _monochrome(self, arr: np.ndarray, i: int, apply_modality_lut, apply_voi_lut) -> np.ndarray:
+        ds = self.ds
+        slope = _first(_frame_value(ds, i, "PixelValueTransformationSequence", "RescaleSlope"))
+        intercept = _first(_frame_value(ds, i, "PixelValueTransformationSequence", "RescaleIntercept"))
+        if "ModalityLUTSequence" in ds:
+            values = apply_modality_lut(arr, ds).astype(np.float64)
+        else:
+            values = arr.astype(np.float64)
+            if slope is not None and slope != 0:
+                values *= slope
+            if intercept:
+                values += intercept
+        center = _first(_frame_value(ds, i, "FrameVOILUTSequence", "WindowCenter"))
+        width = _first(_frame_value(ds, i, "FrameVOILUTSequence", "WindowWidth"))
+        if center is not None and width is not None and width >= 1:
+            function = str(_frame_value(ds, i, "FrameVOILUTSequence", "VOILUTFunction") or "LINEAR")
+            return dicom_window(values, center, width, function.strip().upper())
+        if "VOILUTSequence" in ds:
+            lut = apply_voi_lut(values, ds, index=0, prefer_lut=True).astype(np.float64)
+            return window(lut, float(lut.min()), float(lut.max()))
+        plain = ("ModalityLUTSequence" not in ds and slope in (None, 1.0) and not intercept
+                 and arr.dtype.kind in "ui" and not self.signed and self.bits_stored <= 8)
+        if plain:  # 8-bit data as stored, as a PNG of the same pixels would be read
+            return arr.astype(np.uint8)
+        return window(values, *percentile_window(values))
