@@ -50,6 +50,22 @@ def random_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def second_checkpoint(tmp_path_factory) -> Path:
+    """Another random ResNet18 at 64 px (other weights): the second member of an ensemble."""
+    import torch
+
+    from braintumor.checkpoint import save_checkpoint
+    from braintumor.models import build_model
+    from braintumor.transforms import Preprocessing
+
+    torch.manual_seed(7)
+    model = build_model("resnet18", 4).eval()
+    path = tmp_path_factory.mktemp("ck2") / "second.safetensors"
+    save_checkpoint(path, model, "resnet18", Preprocessing(img_size=64), meta={"name": "second"})
+    return path
+
+
+@pytest.fixture(scope="session")
 def predictor(random_checkpoint):
     """A Predictor on the random checkpoint (the default backend, as the app uses it)."""
     from braintumor.predictor import Predictor

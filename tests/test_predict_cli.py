@@ -148,12 +148,16 @@ def test_tta_and_batch_size_options(capsys, random_checkpoint, sample_dir, monke
         assert max(abs(a[c] - b[c]) for c in a) > 1e-4  # which differs from the plain one
 
 
-def test_an_ensemble_from_repeated_models(capsys, random_checkpoint, sample_files):
+def test_an_ensemble_from_repeated_model_options(capsys, random_checkpoint, second_checkpoint, sample_files):
     path = sample_files[0][0]
-    _, single, _ = _run(capsys, path, "--model", random_checkpoint, "--json")
-    code, double, _ = _run(capsys, path, "--model", random_checkpoint, "--model", random_checkpoint, "--json")
-    a, b = json.loads(single)["results"][0], json.loads(double)["results"][0]
-    assert code == 0 and abs(a["confidence"] - b["confidence"]) < 1e-6
+    _, one, _ = _run(capsys, path, "--model", random_checkpoint, "--json")
+    _, two, _ = _run(capsys, path, "--model", second_checkpoint, "--json")
+    code, both, _ = _run(capsys, path, "--model", random_checkpoint, "--model", second_checkpoint, "--json")
+    a, b, ab = (json.loads(x)["results"][0] for x in (one, two, both))
+    assert code == 0 and [m["name"] for m in ab["members"]] == ["random-r18-64", "second"]
+    for c in CLASSES:  # the ensemble's probabilities are the mean of its members'
+        assert ab["probabilities"][c] == pytest.approx((a["probabilities"][c] + b["probabilities"][c]) / 2, abs=1e-6)
+    assert max(abs(a["probabilities"][c] - b["probabilities"][c]) for c in CLASSES) > 1e-3  # two real members
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -198,9 +202,10 @@ def test_cam_method_choices_match_the_cam_module():
     assert tuple(IN_CAM) == CAM_METHODS
 
 
-def test_configuring_the_command_imports_nothing_heavy():
-    code = ("import sys, argparse; import braintumor.commands.predict as m; m.configure(argparse.ArgumentParser()); "
-            "print(sorted(k for k in ('torch', 'braintumor.predictor', 'pytorch_grad_cam') if k in sys.modules))")
+def test_configuring_every_command_imports_nothing_heavy():
+    code = ("import sys; import braintumor.cli as m; m.build_parser(); "
+            "print(sorted(k for k in ('torch', 'braintumor.predictor', 'pytorch_grad_cam', 'flask', 'onnxruntime') "
+            "if k in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

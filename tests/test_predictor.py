@@ -49,15 +49,6 @@ def predictor(random_checkpoint) -> Predictor:
     return Predictor.load(random_checkpoint, backend="torch")
 
 
-@pytest.fixture(scope="module")
-def second_checkpoint(tmp_path_factory):
-    torch.manual_seed(7)
-    model = build_model("resnet18", 4).eval()
-    path = tmp_path_factory.mktemp("ck2") / "second.safetensors"
-    save_checkpoint(path, model, "resnet18", Preprocessing(img_size=64), meta={"name": "second"})
-    return path
-
-
 def _eager_probs(path, image, temperature=1.0) -> np.ndarray:
     ck = load_checkpoint(path)
     model = ck.build()

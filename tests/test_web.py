@@ -430,7 +430,7 @@ def test_page_offers_the_cam_methods(client):
 
 
 def test_page_class_data_is_the_models(client, predictor):
-    from braintumor.report import COLOURS, NAMES
+    from braintumor.config import CLASS_COLOURS as COLOURS, CLASS_NAMES as NAMES
 
     classes = json.loads(PageData(client.get("/").get_data(as_text=True)).app["data-classes"])
     assert [c["label"] for c in classes] == list(predictor.classes) == list(CLASSES)

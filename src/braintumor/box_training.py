@@ -10,12 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import BoxesError
 from . import localize, source_aug
 from .transforms import Augment
 
-
-class BoxesError(ValueError):
-    """A boxes file that cannot be read."""
 
 
 def read_boxes(path: str | Path) -> dict[str, tuple[float, float, float, float]]:

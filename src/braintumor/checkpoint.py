@@ -15,15 +15,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .errors import CheckpointError
 from .config import CLASSES
 from .models import build_model
 from .transforms import Preprocessing
 
 FORMAT = "braintumor-checkpoint/1"
 
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, damaged or does not fit what it is used for."""
 
 
 @dataclass

@@ -29,12 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def known_errors() -> tuple[type[BaseException], ...]:
-    from .checkpoint import CheckpointError
-    from .data import DataError
-    from .imaging import ImageError
-    from .models import WeightsError
+    """The errors whose message is meant for a person: one line on stderr and exit status 2.
+    Anything else is a bug, and its traceback is shown."""
+    from .errors import ToolError
 
-    return (UsageError, DataError, CheckpointError, WeightsError, ImageError, FileNotFoundError)
+    return (ToolError, FileNotFoundError)
 
 
 def main(argv: list[str] | None = None) -> int:

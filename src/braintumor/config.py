@@ -10,6 +10,11 @@ from pathlib import Path
 
 # Class order used everywhere: folders, logits, tables, JSON.
 CLASSES: tuple[str, ...] = ("glioma", "meningioma", "notumor", "pituitary")
+# What a person reads for each class, and its colour (RGB), on the page, in charts and in reports.
+CLASS_NAMES: dict[str, str] = {"glioma": "Glioma", "meningioma": "Meningioma", "notumor": "No tumour",
+                               "pituitary": "Pituitary tumour"}
+CLASS_COLOURS: dict[str, tuple[int, int, int]] = {"glioma": (239, 68, 68), "meningioma": (245, 158, 11),
+                                                  "notumor": (16, 185, 129), "pituitary": (99, 102, 241)}
 
 # How a model's body runs (braintumor.backends): auto is int8 when ONNX Runtime and calibration scans
 # are there, else onnx, else torch.

@@ -11,13 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import DataError
 from . import formats
 from .config import CLASSES
 from .imaging import ImageError, load_image
 
-
-class DataError(ValueError):
-    """A data folder that cannot be used; the message is one line for a person."""
 
 
 @dataclass(frozen=True)

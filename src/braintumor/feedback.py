@@ -28,6 +28,7 @@ from typing import Iterator, Sequence
 
 from PIL import Image
 
+from .errors import FeedbackError
 from .config import CLASSES
 
 MAX_COMMENT = 2000  # characters; longer comments are refused, not cut
@@ -59,9 +60,6 @@ MIGRATIONS: tuple[str, ...] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-
-class FeedbackError(ValueError):
-    """Feedback that cannot be stored (unknown answer, bad class, a database that is not ours)."""
 
 
 def connect(path: str | Path) -> sqlite3.Connection:

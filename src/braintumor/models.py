@@ -14,9 +14,8 @@ import torch
 import torchvision
 from torch import nn
 
+from .errors import WeightsError
 
-class WeightsError(ValueError):
-    """Pretrained weights that cannot be had or do not fit."""
 
 
 @dataclass(frozen=True)

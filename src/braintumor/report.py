@@ -15,11 +15,11 @@ from typing import Sequence
 
 from PIL import Image, ImageDraw
 
+from .config import CLASS_COLOURS, CLASS_NAMES
+
 NOTICE = ("For research and teaching, not for diagnosis. This tool has not been validated for clinical "
           "use. Do not use its output to make decisions about a patient.")
-NAMES = {"glioma": "Glioma", "meningioma": "Meningioma", "notumor": "No tumour", "pituitary": "Pituitary tumour"}
-COLOURS = {"glioma": (239, 68, 68), "meningioma": (245, 158, 11), "notumor": (16, 185, 129),
-           "pituitary": (99, 102, 241)}
+NAMES, COLOURS = CLASS_NAMES, CLASS_COLOURS
 DECISIONS = {"classified": "Classified", "uncertain": "Uncertain: refer to a radiologist",
              "rejected": "Not classified"}
 

@@ -30,13 +30,12 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from .errors import CaseIndexError
+
 THUMB = 48  # side of the stored thumbnails, in pixels
 FORMAT = "braintumor-case-index"
 VERSION = 1
 
-
-class CaseIndexError(ValueError):
-    """An index that cannot be used (another model, a damaged or foreign file)."""
 
 
 @dataclass

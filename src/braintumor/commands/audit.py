@@ -24,7 +24,8 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..audit import audit, format_table, to_dict, write_report
+    from ..audit import audit, to_dict
+    from ..audit_report import format_table, write_report
 
     result = audit(args.dir, args.against, args.threshold)
     d = to_dict(result)

@@ -77,12 +77,12 @@ OTHER_COLOUR = (100, 116, 139)  # a class the display table does not know
 
 
 def class_display(classes: Any) -> list[dict]:
-    """The model's classes in its order, each with the name a person reads and its colour (the
-    report's table, so that the page and the PDF agree)."""
-    from ..report import COLOURS, NAMES
+    """The model's classes in its order, each with the name a person reads and its colour
+    (:data:`braintumor.config.CLASS_NAMES` and ``CLASS_COLOURS``, which the PDF report uses too)."""
+    from ..config import CLASS_COLOURS, CLASS_NAMES
 
-    return [{"label": str(c), "name": NAMES.get(c, str(c)),
-             "colour": "#{:02x}{:02x}{:02x}".format(*COLOURS.get(c, OTHER_COLOUR))} for c in classes]
+    return [{"label": str(c), "name": CLASS_NAMES.get(c, str(c)),
+             "colour": "#{:02x}{:02x}{:02x}".format(*CLASS_COLOURS.get(c, OTHER_COLOUR))} for c in classes]
 
 
 # ----------------------------------------------------------------------------------------- API
