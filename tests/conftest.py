@@ -33,8 +33,7 @@ def shared_training() -> Path:
     return SHARED_TRAINING
 
 
-@pytest.fixture(scope="session")
-def random_checkpoint(tmp_path_factory) -> Path:
+def random_resnet18(path: Path, seed: int, name: str) -> Path:
     """A real ResNet18 checkpoint at 64 px with random weights (for mechanics, not accuracy)."""
     import torch
 
@@ -42,27 +41,21 @@ def random_checkpoint(tmp_path_factory) -> Path:
     from braintumor.models import build_model
     from braintumor.transforms import Preprocessing
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = build_model("resnet18", 4).eval()
-    path = tmp_path_factory.mktemp("ck") / "random-r18-64.safetensors"
-    save_checkpoint(path, model, "resnet18", Preprocessing(img_size=64), meta={"name": "random-r18-64"})
+    save_checkpoint(path, model, "resnet18", Preprocessing(img_size=64), meta={"name": name})
     return path
 
 
 @pytest.fixture(scope="session")
+def random_checkpoint(tmp_path_factory) -> Path:
+    return random_resnet18(tmp_path_factory.mktemp("ck") / "random-r18-64.safetensors", 0, "random-r18-64")
+
+
+@pytest.fixture(scope="session")
 def second_checkpoint(tmp_path_factory) -> Path:
-    """Another random ResNet18 at 64 px (other weights): the second member of an ensemble."""
-    import torch
-
-    from braintumor.checkpoint import save_checkpoint
-    from braintumor.models import build_model
-    from braintumor.transforms import Preprocessing
-
-    torch.manual_seed(7)
-    model = build_model("resnet18", 4).eval()
-    path = tmp_path_factory.mktemp("ck2") / "second.safetensors"
-    save_checkpoint(path, model, "resnet18", Preprocessing(img_size=64), meta={"name": "second"})
-    return path
+    """Another random ResNet18 (other weights): the second member of an ensemble."""
+    return random_resnet18(tmp_path_factory.mktemp("ck2") / "second.safetensors", 7, "second")
 
 
 @pytest.fixture(scope="session")
