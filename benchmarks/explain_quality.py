@@ -14,7 +14,9 @@ validation images of a split file, with the radiologist boxes of the figshare co
 - the tumour box of each answer against the radiologist box: mean IoU and share with IoU >= 0.5
   (an answer without a box counts as IoU 0);
 - tumour erased: each boxed tumour slice with its box (plus 15% a side) inpainted away (OpenCV
-  Telea); the share still given a tumour label as ``classified``;
+  Telea); the share still given a tumour label as ``classified``. Training with boxes erases
+  tumours by inpainting too (``--erase-fill``), so the same figure for an erasure that training
+  never shows is printed beside it: the region blurred away (a Gaussian of a third of the box side);
 - decisions: rejections per class, and tumours answered "no tumour" as ``classified``.
 
     python benchmarks/explain_quality.py [--model FILE] [--backend auto] [--limit N]
@@ -101,7 +103,9 @@ def style_swapped(grays, figshare: np.ndarray, seed: int = 0):
     return out
 
 
-def erase_tumour(gray, box_px) -> "Image.Image":
+def erase_tumour(gray, box_px, method: str = "telea") -> "Image.Image":
+    """The slice with its box (plus 15% a side) erased: inpainted (``telea``) or blurred away
+    (``blur``: the region replaced by the image under a Gaussian of a third of the box side)."""
     import cv2
     from PIL import Image
 
@@ -111,6 +115,10 @@ def erase_tumour(gray, box_px) -> "Image.Image":
     mask = np.zeros_like(arr)
     h, w = arr.shape
     mask[max(0, int(y0 - my)):min(h, int(np.ceil(y1 + my))), max(0, int(x0 - mx)):min(w, int(np.ceil(x1 + mx)))] = 255
+    if method == "blur":
+        sigma = max(1.0, max(x1 - x0, y1 - y0) / 3)
+        blurred = cv2.GaussianBlur(arr, (0, 0), sigma)
+        return Image.fromarray(np.where(mask > 0, blurred, arr).astype(np.uint8), "L")
     return Image.fromarray(cv2.inpaint(arr, mask, 5, cv2.INPAINT_TELEA), "L")
 
 
@@ -185,7 +193,8 @@ def main(argv=None) -> int:
     methods = [m for m in args.methods.split(",") if m]
     point = {m: {c: [] for c in classes if c != "notumor"} for m in methods + ["centre_gaussian"]}
     energy = {m: {c: [] for c in classes if c != "notumor"} for m in methods + ["centre_gaussian"]}
-    ious, erased, examples = [], [], []
+    ious, examples = [], []
+    erased: dict[str, list] = {"telea": [], "blur": []}
     for i in progress(boxed, desc="explain", unit="img"):
         g = grays[i]
         frac = boxes_in_prepared(boxes[val[i]], *g.size)
@@ -209,8 +218,9 @@ def main(argv=None) -> int:
         ious.append(iou(b, true_px) if b is not None else 0.0)
         if len(examples) < 12 and i % 7 == 0:
             examples.append((g, e_first if methods else None, true_px, b, c))
-        r = predictor.predict(erase_tumour(g, true_px))
-        erased.append((r["label"] != "notumor", r["decision"], r["confidence"]))
+        for how, rows in erased.items():
+            r = predictor.predict(erase_tumour(g, true_px, how))
+            rows.append((r["label"] != "notumor", r["decision"], r["confidence"]))
 
     def summary(d):
         out = {c: float(np.mean(v)) if v else None for c, v in d.items()}
@@ -223,10 +233,14 @@ def main(argv=None) -> int:
     ious_a = np.array(ious)
     report["box"] = {"n": int(len(ious_a)), "mean_iou": float(ious_a.mean()) if len(ious_a) else None,
                      "iou_at_least_0.5": float((ious_a >= 0.5).mean()) if len(ious_a) else None}
-    kept = [t for t, d, _ in erased if t and d == "classified"]
-    report["tumour_erased"] = {"n": len(erased), "tumour_label": float(np.mean([t for t, _, _ in erased])) if erased else None,
-                               "tumour_label_classified": len(kept) / len(erased) if erased else None,
-                               "median_confidence": float(np.median([c for _, _, c in erased])) if erased else None}
+    def erased_summary(rows):
+        kept = [t for t, d, _ in rows if t and d == "classified"]
+        return {"n": len(rows), "tumour_label": float(np.mean([t for t, _, _ in rows])) if rows else None,
+                "tumour_label_classified": len(kept) / len(rows) if rows else None,
+                "median_confidence": float(np.median([c for _, _, c in rows])) if rows else None}
+
+    report["tumour_erased"] = erased_summary(erased["telea"])
+    report["tumour_blurred"] = erased_summary(erased["blur"])
     report["seconds"] = round(time.perf_counter() - t0, 1)
     report["machine"] = f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} CPUs"
     out = Path(args.out)
@@ -296,6 +310,9 @@ def format_report(r: dict) -> str:
     lines += ["", f"tumour box: mean IoU {b['mean_iou']:.3f}, IoU >= 0.5 for {pct(b['iou_at_least_0.5'])} of {b['n']}",
               f"tumour erased: tumour label {pct(e['tumour_label'])}, as classified {pct(e['tumour_label_classified'])}"
               f" (median confidence {e['median_confidence']:.3f}) of {e['n']}",
+              *([f"tumour blurred away: tumour label {pct(r['tumour_blurred']['tumour_label'])}, as classified "
+                 f"{pct(r['tumour_blurred']['tumour_label_classified'])} (median confidence "
+                 f"{r['tumour_blurred']['median_confidence']:.3f})"] if r.get("tumour_blurred") else []),
               "rejected per class: " + ", ".join(f"{c} {pct(v)}" for c, v in d["rejected_per_class"].items()),
               "referred per class: " + ", ".join(f"{c} {pct(v)}" for c, v in d["referred_per_class"].items()),
               f"tumours answered no tumour: {d['tumour_called_notumor']}, of them classified "
