@@ -13,7 +13,7 @@ for spec in "224 r18-224" "192 r18-192"; do
   set -- $spec
   timeout $((BUDGET + 90)) python3 -m braintumor train --data /tmp/data/Training --out /tmp/runs/$2 \
     --arch resnet18 --img-size $1 --epochs ${EPOCHS:-250} --time-budget $BUDGET --batch-size 128 --lr 2e-3 \
-    --warmup-epochs 5 --ema-decay 0.998 --mixup 0.3 --split-file .gpudata/split.json --workers 4 \
+    --warmup-epochs 5 --ema-decay 0.998 --cutmix 0.3 --split-file .gpudata/split.json --workers 4 \
     --device ${DEVICE:-cuda} > /tmp/runs-$2.log 2>&1 &
 done
 mkdir -p /tmp/runs

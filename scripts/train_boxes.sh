@@ -14,9 +14,9 @@ BOXES=${BOXES:-../shared/data/tumour-boxes/training-boxes.tsv}
 OUT=${OUT:-runs/resnet18-224-boxes}
 braintumor train --data "$DATA" --out "$OUT" --init src/braintumor/weights/resnet18-224-scratch.safetensors \
   --freeze-early --boxes "$BOXES" --split-file model/split.json --lr 4e-4 --warmup-epochs 1 \
-  --ema-decay 0.99 --mixup 0 --batch-size 64 --cam-loss 0.5 --box-loss 2 --epochs 8 --seed 0 "$@"
+  --ema-decay 0.99 --cutmix 0 --batch-size 64 --cam-loss 0.5 --box-loss 2 --epochs 8 --seed 0 "$@"
 braintumor train --data "$DATA" --out "$OUT-stage3" --init "$OUT/last.safetensors" \
   --freeze-early --boxes "$BOXES" --split-file model/split.json --lr 2e-4 --warmup-epochs 0 \
-  --ema-decay 0.99 --mixup 0 --batch-size 64 --cam-loss 0.2 --box-loss 2 --paste 0.2 --erase 0.06 \
+  --ema-decay 0.99 --cutmix 0 --batch-size 64 --cam-loss 0.2 --box-loss 2 --paste 0.2 --erase 0.06 \
   --epochs 7 --seed 1 "$@"
 braintumor calibrate --model "$OUT-stage3/last.safetensors" --data "$DATA" --split model/split.json

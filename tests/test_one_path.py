@@ -66,6 +66,25 @@ def test_outputs_keeps_order_and_reports_unreadable_images(random_checkpoint, sa
     files = [sample_files[0][0], b"not an image", sample_files[1][0]]
     out = p.outputs(files, batch_size=2, errors="return")
     assert list(out["index"]) == [0, 2] and "error" in out["answers"][1]
-    assert out["probabilities"].shape == (2, 4) and out["logits"].shape == (1, 2, 4)
+    assert out["probabilities"].shape == (2, 4) and [x.shape for x in out["logits"]] == [(2, 4)]
     alone = p.predict(sample_files[1][0])
     assert out["answers"][2]["probabilities"] == pytest.approx(alone["probabilities"], abs=1e-6)  # batch of 2 vs 1
+
+
+def test_outputs_of_an_ensemble_whose_members_differ_in_size(random_checkpoint, tmp_path, sample_files):
+    import torch
+
+    from braintumor.checkpoint import save_checkpoint
+    from braintumor.models import build_model
+    from braintumor.transforms import Preprocessing
+
+    torch.manual_seed(3)
+    other = tmp_path / "effnet-96.safetensors"  # another architecture, feature width and input size
+    save_checkpoint(other, build_model("efficientnet_b0", 4).eval(), "efficientnet_b0", Preprocessing(img_size=96),
+                    meta={"name": "effnet"})
+    both = Predictor.load([random_checkpoint, other], backend="torch")
+    files = [p for p, _ in sample_files[:3]]
+    out = both.outputs(files, batch_size=2, keep_pixels=True)
+    assert [px.shape for px in out["pixels"]] == [(3, 64, 64), (3, 96, 96)]
+    assert [f.shape for f in out["features"]] == [(3, 512), (3, 1280)] and len(out["logits"]) == 2
+    assert [a["label"] for a in both.predict_batch(files)] == [a["label"] for a in out["answers"]]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import dedup, formats
+from .errors import DataError
 
 NO_CLASS = "(no class)"  # the class of an image that does not sit in a class folder
 SAME_PICTURE = 0.99  # near-duplicates from this similarity are counted apart: the same picture
@@ -47,13 +48,6 @@ class Folder:
             [NO_CLASS] if NO_CLASS in seen and self.has_classes else [])
 
 
-def _data_error(message: str) -> Exception:
-    """braintumor.data.DataError (one line, exit 2), imported late: braintumor.data imports torch."""
-    from .data import DataError
-
-    return DataError(message)
-
-
 def cls_of(rel: str) -> str:
     parts = rel.split("/")
     return parts[0] if len(parts) > 1 else NO_CLASS
@@ -73,9 +67,9 @@ def list_files(root: Path) -> tuple[list[Path], list[Path]]:
 def resolve(path: str | Path, what: str = "folder") -> Path:
     root = Path(path)
     if not root.exists():
-        raise _data_error(f"{what} not found: {root}")
+        raise DataError(f"{what} not found: {root}")
     if not root.is_dir():
-        raise _data_error(f"not a folder: {root}")
+        raise DataError(f"not a folder: {root}")
     return root
 
 
@@ -168,7 +162,7 @@ def audit(path: str | Path, against: str | Path | None = None, threshold: float 
     from .data import progress
 
     if not 0.0 < threshold <= 1.0:
-        raise _data_error(f"--threshold must be in (0, 1], got {threshold}")
+        raise DataError(f"--threshold must be in (0, 1], got {threshold}")
     root = resolve(path)
     other = resolve(against, "--against folder") if against is not None else None
     if other is None:
@@ -176,12 +170,12 @@ def audit(path: str | Path, against: str | Path | None = None, threshold: float 
     bar = progress if show_progress else None
     folder = read_folder(root, bar, "fingerprint " + root.name)
     if not folder.files and not folder.unreadable:
-        raise _data_error(f"{root}: no image files found")
+        raise DataError(f"{root}: no image files found")
     theirs = None
     if other is not None:
         theirs = read_folder(other, bar, "fingerprint " + other.name)
         if not theirs.files and not theirs.unreadable:
-            raise _data_error(f"{other}: no image files found")
+            raise DataError(f"{other}: no image files found")
     return find(folder, theirs, threshold)
 
 

@@ -9,7 +9,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from .audit import SAME_PICTURE, Audit, Folder, Pair, _data_error, cls_of, to_dict
+from .audit import SAME_PICTURE, Audit, Folder, Pair, cls_of, to_dict
+from .errors import DataError
 
 
 def _table(rows: list[tuple[str, list[str]]], header: list[str]) -> list[str]:
@@ -185,7 +186,7 @@ def write_report(a: Audit, out: str | Path, per_kind: int = 8) -> list[Path]:
     """Write the full lists as CSV, ``summary.json`` and ``contact_sheet.png`` into ``out``."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise _data_error(f"--report: {out} exists and is not a folder")
+        raise DataError(f"--report: {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     f, g = a.folder, a.against
     group_of = {i: k for k, grp in enumerate(a.groups) for i in grp}

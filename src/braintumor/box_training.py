@@ -15,7 +15,6 @@ from . import localize, source_aug
 from .transforms import Augment
 
 
-
 def read_boxes(path: str | Path) -> dict[str, tuple[float, float, float, float]]:
     """``file xc yc w h`` rows (YOLO form, fractions of the stored image) -> {file: (x0, y0, x1, y1)}."""
     path = Path(path)

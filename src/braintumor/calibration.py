@@ -32,6 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .errors import DataError
 from .decision import (DEFAULT_COVERAGE, NO_TUMOUR, DecisionPolicy, conformal_threshold, decide, prediction_sets,
                        softmax, tumour_evidence)
 T_BOUNDS = (0.05, 20.0)  # search range of the temperature
@@ -142,14 +143,14 @@ def fit_notumor_rule(probs: np.ndarray, labels: np.ndarray, classes: Sequence[st
 def network_outputs(checkpoint, files: Sequence[str | Path], batch_size: int = 32, desc: str = "outputs",
                     keep_pixels: bool = False, backend: str = "auto") -> dict[str, np.ndarray]:
     """What the served code computes for image files (:meth:`braintumor.Predictor.outputs` of a
-    Predictor on ``checkpoint`` and ``backend``): ``logits`` (N, C), pooled penultimate
+    Predictor on ``checkpoint`` and ``backend``, or of ``checkpoint`` when it is a Predictor): ``logits`` (N, C), pooled penultimate
     ``features`` (N, D), the out-of-distribution ``stats`` (N, 43) and pixel ``std`` (N,) of the
     network's pixels, the original ``sizes`` (N, 2) as (width, height), the served
     ``probabilities`` (N, C) and ``answers``, the ``backend`` that ran, the box head's ``box_score`` where there is one, and
     with ``keep_pixels`` the network's ``pixels`` (N, S, S)."""
     from .predictor import Predictor
 
-    predictor = Predictor([checkpoint], backend=backend)
+    predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor([checkpoint], backend=backend)
     out = predictor.outputs(list(files), batch_size, keep_pixels=keep_pixels, show_progress=True, desc=desc)
     res = {k: out[k][0] for k in ("logits", "features", "stats", "std", "pixels") if k in out}
     res["backend"] = predictor.backend
@@ -250,19 +251,29 @@ def calibrate(checkpoint_path: str | Path, data: str | Path, split_file: str | P
 
     path = Path(checkpoint_path)
     ck = load_checkpoint(path)
-    split = json.loads(Path(split_file).read_text())
     root = Path(data)
-    val = split["val"]
-    train = split["train"]
-    if ood_train_limit and len(train) > ood_train_limit:
-        rng = np.random.default_rng(0)
-        train = sorted(rng.choice(train, ood_train_limit, replace=False).tolist())
 
     def labels_of(rels):
         return np.array([ck.classes.index(r.split("/")[0]) for r in rels])
 
-    v = network_outputs(ck, [root / r for r in val], batch_size, "validation", backend=backend)
-    t = network_outputs(ck, [root / r for r in train], batch_size, "training", backend=backend)
+    from .predictor import Predictor
+
+    try:
+        split = json.loads(Path(split_file).read_text())
+        val, train = split["val"], split["train"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{split_file}: not a split file with 'train' and 'val' lists ({exc})") from None
+    unknown = sorted({r.split("/")[0] for r in val + train} - set(ck.classes))
+    if unknown:
+        raise DataError(f"{split_file}: classes {unknown} are not the model's ({', '.join(ck.classes)})")
+    if not val:
+        raise DataError(f"{split_file}: the validation split is empty")
+    if ood_train_limit and len(train) > ood_train_limit:
+        rng = np.random.default_rng(0)
+        train = sorted(rng.choice(train, ood_train_limit, replace=False).tolist())
+    predictor = Predictor([ck], backend=backend)  # one conversion for both parts
+    v = network_outputs(predictor, [root / r for r in val], batch_size, "validation")
+    t = network_outputs(predictor, [root / r for r in train], batch_size, "training")
     entries = calibration_entries(v["logits"], labels_of(val), coverage,
                                   note=f"validation split of {Path(split_file).name}, {len(val)} images, "
                                        f"{v['backend']} backend")

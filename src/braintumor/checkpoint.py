@@ -23,7 +23,6 @@ from .transforms import Preprocessing
 FORMAT = "braintumor-checkpoint/1"
 
 
-
 @dataclass
 class Checkpoint:
     arch: str

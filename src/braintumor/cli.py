@@ -12,6 +12,7 @@ from . import __version__
 from .commands import COMMANDS
 from .errors import UsageError  # noqa: F401 (re-exported: braintumor.cli.UsageError)
 
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="braintumor", description=(
         "Brain MRI tumour classifier (glioma, meningioma, notumor, pituitary) with Grad-CAM. "
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except known_errors() as exc:
         print(f"braintumor {args._command}: error: {exc}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)
 
 
 def entry() -> None:

@@ -20,8 +20,8 @@ CLASS_COLOURS: dict[str, tuple[int, int, int]] = {"glioma": (239, 68, 68), "meni
 # are there, else onnx, else torch.
 BACKENDS: tuple[str, ...] = ("auto", "torch", "onnx", "int8")
 BACKEND_HELP = ("inference engine: int8 (ONNX Runtime, int8-quantised: the fastest), onnx (ONNX Runtime, "
-                "float32), torch (eager PyTorch, the reference) or auto (int8 when ONNX Runtime is "
-                "installed, else torch)")
+                "float32), torch (eager PyTorch, the reference) or auto (int8 when ONNX Runtime and the "
+                "calibration scans are there, onnx without the scans, else torch)")
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)

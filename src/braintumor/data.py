@@ -17,7 +17,6 @@ from .config import CLASSES
 from .imaging import ImageError, load_image
 
 
-
 @dataclass(frozen=True)
 class Sample:
     path: Path

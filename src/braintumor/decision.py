@@ -35,7 +35,6 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-
 def conformal_threshold(scores: np.ndarray, coverage: float) -> float:
     """The split-conformal quantile: the ceil((n+1) * coverage)-th smallest score (1.0, i.e. every
     class, when there are too few scores for that coverage)."""
@@ -55,7 +54,6 @@ def top_mass_set(probs: np.ndarray, mass: float) -> list[int]:
     cum = np.cumsum(np.asarray(probs)[order])
     k = int(np.searchsorted(cum, mass - 1e-12) + 1)
     return [int(i) for i in order[: min(max(k, 1), len(order))]]
-
 
 
 @dataclass(frozen=True)
@@ -85,15 +83,14 @@ def _fields(decision: str, reason: str, prediction_set: list[str]) -> dict:
     return {"decision": decision, "reason": reason, "prediction_set": prediction_set}
 
 
-
 NO_TUMOUR = "notumor"
+
 
 def tumour_evidence(probs: np.ndarray, classes: Sequence[str]) -> np.ndarray:
     """The largest calibrated probability of any tumour class, per row of (N, C) ``probs``."""
     probs = np.atleast_2d(np.asarray(probs, dtype=np.float64))
     cols = [i for i, c in enumerate(classes) if c != NO_TUMOUR]
     return probs[:, cols].max(1)
-
 
 
 def decide(probs: np.ndarray, classes: Sequence[str], threshold: float | None,

@@ -17,7 +17,7 @@ from .metrics import summarize
 DECISIONS = ("classified", "uncertain", "rejected")
 
 
-def evaluate(data: str, model: str | list[str] | None = None, backend: str = "auto", device: str = "auto",
+def evaluate(data: str, model: str | list[str] | None = None, *, backend: str = "auto", device: str = "auto",
              batch_size: int = 32, tta: bool = False, show_progress: bool = True, split: str | None = None) -> dict:
     """Evaluate a model (the shipped one by default; a list: an ensemble) on ``data`` (class folders
     or a root with Testing/). ``device`` is where the torch backend runs the body (auto: a GPU when
@@ -30,17 +30,26 @@ def evaluate(data: str, model: str | list[str] | None = None, backend: str = "au
 
     dev = pick_device(device).type
     predictor = Predictor.load(model, backend=backend, device=dev)
-    if predictor.backend != "torch":
-        from .backends import give_cores_to_onnx
-
-        give_cores_to_onnx()
     if split:
         import json
 
         from .data import Sample
+        from .errors import DataError
 
         root = Path(data)
-        rels = json.loads(Path(split).read_text())["val"]
+        if not root.is_dir():
+            raise DataError(f"no such folder: {data}")
+        try:
+            rels = list(json.loads(Path(split).read_text())["val"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"{split}: not a split file with a 'val' list ({exc})") from None
+        unknown = sorted({r.split("/")[0] for r in rels} - set(predictor.classes))
+        if unknown:
+            raise DataError(f"{split}: classes {unknown} are not the model's ({', '.join(predictor.classes)})")
+        missing = [r for r in rels if not (root / r).is_file()]
+        if missing:
+            raise DataError(f"{len(missing)} of the split's {len(rels)} validation images are not under {root} "
+                            f"(first: {missing[0]}); --data must be the folder the split refers to")
         samples = [Sample(root / r, predictor.classes.index(r.split("/")[0])) for r in rels]
     else:
         root = resolve_root(data, "Testing")

@@ -61,7 +61,6 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-
 def connect(path: str | Path) -> sqlite3.Connection:
     """A connection to the feedback database at ``path`` with the schema brought up to date."""
     path = Path(path)

@@ -21,8 +21,6 @@ import numpy as np
 TUMOUR_MISSED = "missed tumours"
 
 
-
-
 def site_figures(checkpoint_path: str | Path, root: Path, rels: list[str], desc: str) -> dict:
     """Accuracy, macro-F1, missed tumours and decisions of a checkpoint on ``rels`` (paths under
     ``root`` whose first part is the class), through the served code (:meth:`Predictor.outputs`,
@@ -54,8 +52,6 @@ def site_figures(checkpoint_path: str | Path, root: Path, rels: list[str], desc:
     fig["classified_accuracy"] = float((pred[classified] == labels[classified]).mean()) if classified.any() else None
     fig[TUMOUR_MISSED + " classified"] = int(np.sum(tumour & (pred == notumor) & classified))
     return fig
-
-
 
 
 def format_report(r: dict) -> str:

@@ -14,8 +14,7 @@ import torch
 import torchvision
 from torch import nn
 
-from .errors import WeightsError
-
+from .errors import UsageError, WeightsError
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ def get_arch(name: str) -> Architecture:
     try:
         return ARCHITECTURES[name]
     except KeyError:
-        raise ValueError(
+        raise UsageError(
             f"unknown architecture {name!r}; choose one of {', '.join(sorted(ARCHITECTURES))}"
         ) from None
 

@@ -38,6 +38,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .errors import DataError
+
 MIN_SIDE = 64  # pixels: a shorter side below this is a thumbnail, not a scan
 BLANK_STD = 2.0  # grey levels (0-255): a standard deviation below this is a blank image
 FALSE_REJECTION = 0.01  # share of validation MRI slices the threshold may reject
@@ -136,7 +138,7 @@ class Gaussian:
     def fit(cls, x: np.ndarray, shrink: float) -> "Gaussian":
         x = np.asarray(x, dtype=np.float64)
         if len(x) < 2:
-            raise ValueError("a Gaussian needs at least two samples")
+            raise DataError("a Gaussian needs at least two samples (too few training or validation images)")
         mean = x.mean(axis=0)
         r = x - mean
         cov = r.T @ r / len(x)
@@ -290,7 +292,7 @@ def fit_gate(train_features: np.ndarray, train_stats: np.ndarray, val_features: 
             per_class[int(c)] = q
             threshold = max(threshold, q)
     if not np.isfinite(threshold):
-        raise ValueError("the size and blank checks reject more than the allowed share of validation slices")
+        raise DataError("the size and blank checks reject more than the allowed share of validation slices")
     return OodGate(feats, stats, sf, ss, threshold, info={
         "fitted_on": {"gaussians": f"training split, {len(train_features)} images",
                       "threshold": f"validation split, {len(val_features)} images"},

@@ -93,9 +93,6 @@ def tta_views(pixels: np.ndarray, shift: float = TTA_SHIFT) -> np.ndarray:
     return np.ascontiguousarray(np.stack(views))
 
 
-NO_TUMOUR = "notumor"
-
-
 def box_in_image(frac: Sequence[float], size: tuple[int, int], prep: Preprocessing) -> list[int]:
     """A box in fractions of the network input -> [x0, y0, x1, y1] in pixels of the image."""
     left, top, side = prep.input_window(size)
@@ -336,23 +333,24 @@ class Predictor:
 
         ``errors="raise"`` stops at the first unreadable image (ImageError); ``errors="return"``
         puts ``{"error": message}`` in its place and goes on."""
-        return self.outputs(images, batch_size, tta, slice_index, errors)["answers"]
+        return self.outputs(images, batch_size, tta, slice_index, errors, arrays=False)["answers"]
 
     def outputs(self, images: Iterable[ImageInput], batch_size: int = 32, tta: bool = False,
                 slice_index: int | None = None, errors: str = "raise", keep_pixels: bool = False,
-                show_progress: bool = False, desc: str = "predict") -> dict:
+                show_progress: bool = False, desc: str = "predict", arrays: bool = True) -> dict:
         """Everything one batched forward pass computes for many images: the code that
         :meth:`predict` runs, and that ``evaluate``, ``calibrate``, ``finetune`` and the benchmarks
         call, so that their figures are those of the served answers on this backend.
 
         Returns ``answers`` (one predict() dict per image, or ``{"error": message}`` with
-        ``errors="return"``) and, for the readable images in order: ``index`` (their positions in
-        ``images``), ``probabilities`` (N, C; served: calibrated, averaged over members and
-        views), ``logits`` (M, N, C: each member's raw logits of the unaugmented image),
-        ``features`` (M, N, D: pooled last-block features), ``stats`` (M, N, 43) and ``std``
-        (M, N): the out-of-distribution statistics of each member's network pixels, ``sizes``
-        (N, 2) as (width, height), ``box_score`` (N,) when a member has a box head, and with
-        ``keep_pixels`` each member's network ``pixels`` (M, N, S, S)."""
+        ``errors="return"``) and, with ``arrays``, for the readable images in order: ``index``
+        (their positions in ``images``), ``probabilities`` (N, C; served: calibrated, averaged over
+        members and views), ``sizes`` (N, 2) as (width, height), ``box_score`` (N,) when a member
+        has a box head, and per member (a list, one entry per checkpoint): ``logits`` (N, C, raw,
+        of the unaugmented image), ``features`` (N, D: pooled last-block features), ``stats``
+        (N, 43) and ``std`` (N,): the out-of-distribution statistics of its network pixels, and
+        with ``keep_pixels`` its network ``pixels`` (N, S, S). Members may differ in architecture
+        and input size, so the per-member arrays may differ in shape."""
         from .data import progress
         from .ood import image_statistics, pooled_features
 
@@ -360,11 +358,12 @@ class Predictor:
             raise ValueError("errors must be 'raise' or 'return'")
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        members = len(self._members)
         answers: list[dict] = []
-        parts: dict[str, list] = {k: [] for k in ("index", "probabilities", "logits", "features", "stats",
-                                                   "std", "sizes", "box_score")}
+        whole = {k: [] for k in ("index", "probabilities", "sizes", "box_score")}
+        each = {k: [[] for _ in range(members)] for k in ("logits", "features", "stats", "std")}
         if keep_pixels:
-            parts["pixels"] = []
+            each["pixels"] = [[] for _ in range(members)]
         chunk: list[tuple[int, Image.Image]] = []
         bar = progress(total=len(images) if hasattr(images, "__len__") else None, desc=desc, unit="img",
                        disable=not show_progress or None)
@@ -377,16 +376,19 @@ class Predictor:
             done = self._answers(grays, fp)
             for (i, _), answer in zip(chunk, done):
                 answers[i] = answer
-            parts["index"].append(np.array([i for i, _ in chunk], dtype=np.int64))
-            parts["probabilities"].append(fp.probs)
-            parts["logits"].append(np.stack(fp.logits))
-            parts["features"].append(np.stack([pooled_features(f) for _, f in fp.parts]))
-            parts["stats"].append(np.stack([image_statistics(px) for px, _ in fp.parts]))
-            parts["std"].append(np.stack([px.reshape(len(px), -1).std(axis=1) for px, _ in fp.parts]))
-            parts["sizes"].append(np.array([g.size for g in grays]))
-            parts["box_score"].append(np.array([np.nan if a["box_score"] is None else a["box_score"] for a in done]))
-            if keep_pixels:
-                parts["pixels"].append(np.stack([px for px, _ in fp.parts]))
+            if arrays:
+                whole["index"].append(np.array([i for i, _ in chunk], dtype=np.int64))
+                whole["probabilities"].append(fp.probs)
+                whole["sizes"].append(np.array([g.size for g in grays]))
+                whole["box_score"].append(np.array([np.nan if a["box_score"] is None else a["box_score"]
+                                                    for a in done]))
+                for m, ((px, feats), logits) in enumerate(zip(fp.parts, fp.logits)):
+                    each["logits"][m].append(logits)
+                    each["features"][m].append(pooled_features(feats))
+                    each["stats"][m].append(image_statistics(px))
+                    each["std"][m].append(px.reshape(len(px), -1).std(axis=1))
+                    if keep_pixels:
+                        each["pixels"][m].append(px)
             bar.update(len(chunk))
             chunk.clear()
 
@@ -405,10 +407,14 @@ class Predictor:
         flush()
         bar.close()
         out: dict = {"answers": answers}
-        per_member = {"logits", "features", "stats", "std", "pixels"}
-        for k, v in parts.items():
+        if not arrays:
+            return out
+        for k, v in whole.items():
             if v:
-                out[k] = np.concatenate(v, axis=1 if k in per_member else 0)
+                out[k] = np.concatenate(v)
+        for k, per_member in each.items():
+            if per_member[0]:
+                out[k] = [np.concatenate(v) for v in per_member]
         if "box_score" in out and np.isnan(out["box_score"]).all():
             del out["box_score"]
         return out
@@ -466,7 +472,7 @@ class Predictor:
             r = self._result(p) | d
             if len(each) > 1:
                 self._consensus(r, [e[n] for e in each])
-            tumour = r["label"] != NO_TUMOUR and r["decision"] != "rejected"
+            tumour = r["label"] != _decision.NO_TUMOUR and r["decision"] != "rejected"
             r["box"] = box if tumour and box is not None else None
             r["box_score"] = score
             out.append(r)

@@ -37,7 +37,6 @@ FORMAT = "braintumor-case-index"
 VERSION = 1
 
 
-
 @dataclass
 class CaseIndex:
     embeddings: np.ndarray  # (N, D) float32, unit length

@@ -35,6 +35,10 @@ def run(args) -> int:
         raise UsageError(f"no such split file: {args.split}")
     if not Path(args.data).is_dir():
         raise UsageError(f"no such folder: {args.data}")
+    if args.backend != "torch":
+        from ..backends import give_cores_to_onnx
+
+        give_cores_to_onnx()  # this process only runs its forward passes through ONNX Runtime
     path = args.model or shipped.default_model_path()
     out = calibrate(path, args.data, args.split, args.coverage, args.ood_train_limit, backend=args.backend)
     print(json.dumps(out, indent=2))

@@ -1,11 +1,11 @@
-"""``braintumor serve``: the web app and JSON API on waitress (:mod:`braintumor.web.serve`)."""
+"""``braintumor serve``: the web app and JSON API on waitress (:mod:`braintumor.web.serve`). Binds to
+127.0.0.1 unless told otherwise; says where it listens and which model it serves."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-
 
 
 def port_number(text: str) -> int:

@@ -24,9 +24,10 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, render_templ
 from PIL import Image
 from werkzeug.exceptions import HTTPException
 
-from .. import __version__
+from .. import __version__, formats
 from ..cam_methods import CAM_LABELS, CAM_METHODS, DEFAULT_CAM_METHOD
-from ..imaging import MAX_PIXELS, ImageError, load_image
+from ..errors import ToolError
+from ..imaging import MAX_PIXELS, load_image
 from .state import current_predictor
 from .forms import ApiError, flag, integer, suffix
 from .feedback_api import remember
@@ -53,7 +54,7 @@ def init_app(app: Flask) -> None:
     feedback_api.init_app(app)
     app.add_url_rule("/", "index", index)
     app.register_error_handler(HTTPException, http_error)
-    app.register_error_handler(ImageError, image_error)
+    app.register_error_handler(ToolError, image_error)  # ImageError and every other ToolError
     app.register_error_handler(ApiError, api_error)
     app.register_error_handler(Exception, unexpected_error)
     app.after_request(security_headers)
@@ -68,7 +69,7 @@ def index() -> str:
 
     return render_template("index.html", model=model_summary(p), classes=class_display(p.classes),
                            cam_methods=[{"name": m, "label": CAM_LABELS.get(m, m)} for m in CAM_METHODS],
-                           default_cam_method=DEFAULT_CAM_METHOD,
+                           default_cam_method=DEFAULT_CAM_METHOD, accept=formats.accept_attribute(),
                            max_bytes=current_app.config["MAX_CONTENT_LENGTH"], version=__version__,
                            feedback=service() is not None, has_index=getattr(p, "index", None) is not None)
 
@@ -148,7 +149,7 @@ def read_upload() -> Upload:
     data = upload.read()
     log.info("%s: %d bytes, %s", request.path.rsplit("/", 1)[-1], len(data), content_kind(upload.mimetype))
     name = "upload" + suffix(upload.filename or "")
-    image = load_image(data, name, slice_index)  # ImageError -> 400/415 with a message
+    image = load_image(data, name, slice_index)  # ImageError (a ToolError) -> 400/415 with a message
     return Upload(data, image, explain, tta, cam_method, slice_index, similar)
 
 
@@ -318,8 +319,10 @@ def http_error(exc: HTTPException) -> Response:
     return resp
 
 
-def image_error(exc: ImageError) -> Response:
-    log.info("refused an upload: %s", type(exc).__name__)
+def image_error(exc: ToolError) -> Response:
+    """An input the tool cannot use (ImageError: 400 or 415; any other ToolError: its status): the
+    message is for a person; the log keeps only the type."""
+    log.info("refused a request: %s", type(exc).__name__)
     return error_response(getattr(exc, "status", 400), str(exc))
 
 

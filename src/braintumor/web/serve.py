@@ -1,6 +1,6 @@
-"""``braintumor serve``: the web app on waitress, a production WSGI server.
+"""The web app on waitress, a production WSGI server (the ``braintumor serve`` command is
+:mod:`braintumor.commands.serve`).
 
-Binds to 127.0.0.1 unless told otherwise; says where it listens and which model it serves.
 Request bodies stay in memory (waitress would otherwise buffer bodies over 512 KB in a temporary
 file) and no ``Server`` banner is sent.
 """
@@ -14,12 +14,6 @@ from . import MAX_UPLOAD_BYTES
 # Waitress refuses bodies over this before the app sees them (plain-text 413); between the app's
 # 16 MB limit and this, the app answers the 413 in JSON.
 MAX_BODY_BYTES = 2 * MAX_UPLOAD_BYTES
-
-
-
-
-
-
 
 
 def make_server(app, host: str = "127.0.0.1", port: int = 0, threads: int = 4):
