@@ -113,7 +113,7 @@ def _open_pil(fp: IO[bytes], name: str) -> Image.Image:
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise UnsupportedImageError(f"{name}: not an image that can be read (JPEG, PNG, BMP, TIFF)") from None
+        raise UnsupportedImageError(f"{name}: not an image or scan this tool reads (JPEG, PNG, BMP, TIFF, DICOM or NIfTI)") from None
     except Image.DecompressionBombError:
         raise ImageError(f"{name}: too many pixels (a possible decompression bomb)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
