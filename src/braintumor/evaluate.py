@@ -54,13 +54,15 @@ def evaluate(data: str, model: str | list[str] | None = None, *, backend: str = 
     else:
         root = resolve_root(data, "Testing")
         samples = list_samples(root, predictor.classes, require_all=False)
+    # the answers alone: the per-member arrays of Predictor.outputs are not needed here
     out = predictor.outputs([s.path for s in samples], batch_size=batch_size, tta=tta, errors="return",
-                            show_progress=show_progress, desc="evaluate")
-    idx = out.get("index", np.zeros(0, dtype=np.int64))
-    labels = np.array([samples[i].label for i in idx], dtype=np.int64)
-    probs = out.get("probabilities", np.zeros((0, len(predictor.classes))))
-    report = summarize(probs, labels, predictor.classes)
+                            show_progress=show_progress, desc="evaluate", arrays=False)
+    idx = np.array([i for i, a in enumerate(out["answers"]) if "error" not in a], dtype=np.int64)
     answers = [out["answers"][i] for i in idx]
+    labels = np.array([samples[i].label for i in idx], dtype=np.int64)
+    probs = np.array([[a["probabilities"][c] for c in predictor.classes] for a in answers]).reshape(
+        len(answers), len(predictor.classes))
+    report = summarize(probs, labels, predictor.classes)
     kinds = np.array([a["decision"] for a in answers])
     report["decisions"] = {
         c: {k: float(np.mean(kinds[labels == j] == k)) if (labels == j).any() else 0.0 for k in DECISIONS}
