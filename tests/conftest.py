@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
@@ -95,4 +96,15 @@ def box_checkpoint(path: Path, always: int | None = None, size: int = 64, seed: 
         with torch.no_grad():
             model.fc.bias.copy_(bias)
     save_checkpoint(path, model, "resnet18", Preprocessing(img_size=size), meta={"name": path.stem})
+    return path
+
+
+def write_boxes_file(sample_dir: Path, path: Path) -> Path:
+    """A boxes TSV (file xc yc w h) with one box for every tumour image of ``sample_dir``."""
+    rows = [("file", "xc", "yc", "w", "h")]
+    for p in sorted(sample_dir.rglob("*.jpg")):
+        if p.parent.name != "notumor":
+            rows.append((f"{p.parent.name}/{p.name}", "0.5", "0.45", "0.3", "0.25"))
+    with open(path, "w", newline="") as f:
+        csv.writer(f, delimiter="\t").writerows(rows)
     return path

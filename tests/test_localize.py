@@ -18,7 +18,7 @@ from braintumor.checkpoint import load_checkpoint
 from braintumor.cli import main as cli_main
 from braintumor.predictor import Predictor, box_in_image
 from braintumor.transforms import Augment, Preprocessing
-from conftest import box_checkpoint
+from conftest import box_checkpoint, write_boxes_file
 
 
 # ----------------------------------------------------------------------------- box head and losses
@@ -212,18 +212,8 @@ def test_boxes_map_between_the_image_and_the_networks_square():
 # ----------------------------------------------------------------------------- training and answers
 
 
-def _boxes_file(sample_dir, path):
-    rows = [("file", "xc", "yc", "w", "h")]
-    for p in sorted(sample_dir.rglob("*.jpg")):
-        if p.parent.name != "notumor":
-            rows.append((f"{p.parent.name}/{p.name}", "0.5", "0.45", "0.3", "0.25"))
-    with open(path, "w", newline="") as f:
-        csv.writer(f, delimiter="\t").writerows(rows)
-    return path
-
-
 def test_training_with_boxes_gives_a_checkpoint_with_a_box_head(sample_dir, tmp_path, random_checkpoint):
-    boxes = _boxes_file(sample_dir, tmp_path / "boxes.tsv")
+    boxes = write_boxes_file(sample_dir, tmp_path / "boxes.tsv")
     out = tmp_path / "run"
     args = ["train", "--data", sample_dir, "--out", out, "--epochs", "2", "--img-size", "64", "--batch-size", "4",
             "--device", "cpu", "--warmup-epochs", "1", "--boxes", boxes, "--init", random_checkpoint,
@@ -279,7 +269,7 @@ def test_fit_boxes_refits_only_the_box_head(sample_dir, tmp_path):
     rels = [f"{p.parent.name}/{p.name}" for p in files]
     split = {"train": rels[::2], "val": rels[1::2]}
     (tmp_path / "split.json").write_text(json.dumps(split))
-    boxes = _boxes_file(sample_dir, tmp_path / "boxes.tsv")
+    boxes = write_boxes_file(sample_dir, tmp_path / "boxes.tsv")
     out = tmp_path / "refit.safetensors"
     args = ["fit-boxes", "--model", ck_path, "--data", sample_dir, "--boxes", boxes, "--split",
             tmp_path / "split.json", "--passes", "2", "--epochs", "5", "--lr", "3e-3", "--out", out]

@@ -1,4 +1,6 @@
-"""``braintumor fit-boxes``: refit a checkpoint's box head on the features of a frozen network.
+"""Fitting the tumour-box parts of a checkpoint after training: ``braintumor fit-boxes`` refits the
+box head on the features of the frozen network, ``braintumor fit-refiner`` fits the box refiner
+(:mod:`braintumor.box_refine`) on the training split's pixels and boxes.
 
 Training with boxes teaches the whole network where tumours are, but on a CPU it runs for few
 epochs, and the box head (0.6 M parameters) learns more slowly than the classifier. This command
@@ -136,3 +138,105 @@ def refit_box_head(checkpoint: str | Path, data: str | Path, boxes_file: str | P
     target = Path(out) if out else Path(checkpoint)
     digest = save_checkpoint(target, model, ck.arch, prep, ck.classes, meta, half=half)
     return {"checkpoint": str(target), "sha256": digest, **meta["localization"]}
+
+
+def train_refiner(pixels: torch.Tensor, boxes: torch.Tensor, epochs: int = 15, lr: float = 2e-3,
+                  batch: int = 128, seed: int = 0) -> torch.nn.Module:
+    """A refiner fitted on (N, H, W) uint8 input pixels and their (N, 4) radiologist boxes."""
+    from .box_refine import BoxRefiner, disturb, mirror, refiner_loss
+    from .data import progress
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    refiner = BoxRefiner()
+    opt = torch.optim.AdamW(refiner.parameters(), lr=lr, weight_decay=1e-4)
+    per_epoch = max(1, len(pixels) // batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * per_epoch)
+    refiner.train()
+    bar = progress(range(epochs), desc="box refiner", unit="epoch")
+    for _ in bar:
+        perm = torch.randperm(len(pixels), generator=gen)
+        for i in range(per_epoch):
+            idx = perm[i * batch:(i + 1) * batch]
+            px, target = mirror(pixels[idx], boxes[idx], torch.rand(len(idx), generator=gen) < 0.5)
+            loss = refiner_loss(refiner(px, disturb(target, gen)), target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    return refiner.eval()
+
+
+def _iou_figures(pred: torch.Tensor, target: torch.Tensor) -> dict:
+    from .localize import box_iou
+
+    iou = box_iou(pred, target)
+    return {"n": len(iou), "mean_iou": round(float(iou.mean()), 4),
+            "iou_at_least_0.5": round(float((iou >= 0.5).float().mean()), 4)}
+
+
+def fit_refiner(checkpoint: str | Path, data: str | Path, boxes_file: str | Path, split_file: str | Path,
+                epochs: int = 15, seed: int = 0, out: str | Path | None = None) -> dict:
+    """Fit a refiner on the training split's boxed images, add it to ``checkpoint`` (which needs a box
+    head) and save to ``out`` (default: in place). Returns the validation figures of the box head
+    alone and with the refiner."""
+    from . import localize
+    from .box_refine import CROP
+    from .box_training import box_table, read_boxes
+    from .cam import split_network
+    from .checkpoint import load_checkpoint, save_checkpoint
+    from .config import CLASSES
+    from .data import Sample, build_cache
+    from .errors import CheckpointError
+    from .models import build_model
+    from .transforms import center_crop
+
+    ck = load_checkpoint(checkpoint)
+    if not ck.has_box_head:
+        raise CheckpointError(f"{checkpoint}: no box head to refine; train with --boxes or run fit-boxes first")
+    model = build_model(ck.arch, len(ck.classes), box_head=True)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in ck.state_dict.items()
+             if not k.startswith("box_refiner.")}
+    model.load_state_dict({**model.state_dict(), **state})
+    model.eval()
+    body, _ = split_network(model, ck.arch)
+    prep = ck.preprocessing
+    split = json.loads(Path(split_file).read_text())
+    root, table = Path(data), read_boxes(boxes_file)
+    classes = tuple(ck.classes) or CLASSES
+
+    def boxed(rels):
+        c = build_cache([Sample(root / r, classes.index(r.split("/")[0])) for r in rels], prep.resize_size)
+        b = torch.from_numpy(box_table(c.paths, root, table))
+        has = ~torch.isnan(b[:, 0])
+        px = center_crop(np.asarray(c.images)[has.numpy()], prep.img_size)
+        return torch.from_numpy(np.ascontiguousarray(px)), b[has]
+
+    t0 = time.perf_counter()
+    tr_px, tr_box = boxed(split["train"])
+    va_px, va_box = boxed(split["val"])
+    if len(tr_px) == 0 or len(va_px) == 0:
+        raise CheckpointError("fit-refiner: the split has no boxed images in train or in val")
+    refiner = train_refiner(tr_px, tr_box, epochs=epochs, seed=seed)
+    first, refined = [], []
+    with torch.inference_mode():
+        for s in range(0, len(va_px), 64):
+            px = va_px[s:s + 64]
+            centre, sides = model.box_head(body(prep.normalize(px)))
+            b, _ = localize.decode_boxes(centre, sides)
+            first.append(b)
+            refined.append(refiner(px, b))
+    model.box_refiner = refiner
+    meta = dict(ck.meta)
+    meta["box_refiner"] = {
+        "method": f"crop around the box head's box, {CROP} px, side corrections; fitted on the "
+                  f"training split's {len(tr_px)} boxed images for {epochs} epochs",
+        "val_box_head": _iou_figures(torch.cat(first), va_box),
+        "val": _iou_figures(torch.cat(refined), va_box),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    half = any(v.dtype == torch.float16 for v in ck.state_dict.values())
+    target = Path(out) if out else Path(checkpoint)
+    digest = save_checkpoint(target, model, ck.arch, prep, ck.classes, meta, half=half)
+    return {"checkpoint": str(target), "sha256": digest, **meta["box_refiner"]}

@@ -46,9 +46,14 @@ class Checkpoint:
     def has_box_head(self) -> bool:
         return any(k.startswith("box_head.") for k in self.state_dict)
 
+    @property
+    def has_box_refiner(self) -> bool:
+        return any(k.startswith("box_refiner.") for k in self.state_dict)
+
     def build(self) -> nn.Module:
         """The network in eval mode with these weights, float32 on the CPU."""
-        model = build_model(self.arch, len(self.classes), box_head=self.has_box_head)
+        model = build_model(self.arch, len(self.classes), box_head=self.has_box_head,
+                            box_refiner=self.has_box_refiner)
         state = {k: v.float() if v.is_floating_point() else v for k, v in self.state_dict.items()}
         try:
             model.load_state_dict(state)

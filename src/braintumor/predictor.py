@@ -496,14 +496,19 @@ class Predictor:
     def _boxes(self, grays: list[Image.Image], parts: list[tuple[np.ndarray, torch.Tensor]]
                ) -> list[tuple[list[int] | None, float | None]]:
         """Each image's tumour box from the first member with a box head, in pixels of the image
-        as given ([x0, y0, x1, y1]), and the box head's score; (None, None) without a box head."""
-        for m, (_, feats) in zip(self._members, parts):
+        as given ([x0, y0, x1, y1]), and the box head's score; (None, None) without a box head.
+        A member with a box refiner corrects the head's box from the input pixels around it."""
+        for m, (pixels, feats) in zip(self._members, parts):
             if hasattr(m.model, "box_head"):
                 from .localize import decode_boxes
 
                 with torch.inference_mode():
                     centre, sides = m.model.box_head(feats.float())
                     frac, score = decode_boxes(centre, sides)
+                if hasattr(m.model, "box_refiner"):
+                    from .box_refine import refine_boxes
+
+                    frac = refine_boxes(m.model.box_refiner, pixels, frac)
                 return [(box_in_image(f.tolist(), g.size, m.preprocessing), float(sc))
                         for f, g, sc in zip(frac, grays, score)]
         return [(None, None)] * len(grays)

@@ -94,9 +94,11 @@ def make_model(cfg: TrainConfig, device: torch.device):
         from .checkpoint import load_checkpoint
 
         start = load_checkpoint(cfg.init)
-    # A box head the starting checkpoint has is kept (unchanged where no boxes train it).
+    # A box head the starting checkpoint has is kept (unchanged where no boxes train it), and so is
+    # a box refiner (it reads pixels, not features, so training the network leaves it valid).
     box_head = bool(cfg.boxes) or (start is not None and start.has_box_head)
-    model = build_model(cfg.arch, len(cfg.classes), box_head=box_head)
+    refiner = start is not None and start.has_box_refiner
+    model = build_model(cfg.arch, len(cfg.classes), box_head=box_head, box_refiner=refiner)
     if start is not None:
         init_from_checkpoint(model, cfg, start)
         if cfg.freeze_early:

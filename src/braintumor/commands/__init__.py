@@ -11,6 +11,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("braintumor.commands.serve", "start the web app and JSON API"),
     "calibrate": ("braintumor.commands.calibrate", "fit temperature, referral and the OOD gate on a split"),
     "fit-boxes": ("braintumor.commands.fit_boxes", "refit a checkpoint's tumour-box head on its frozen features"),
+    "fit-refiner": ("braintumor.commands.fit_refiner", "fit the refiner that corrects a checkpoint's tumour boxes"),
     "index": ("braintumor.commands.index", "embed a labelled folder into a similar-case index for a model"),
     "feedback": ("braintumor.commands.feedback", "list, summarise or export the corrections a server collected"),
     "finetune": ("braintumor.commands.finetune", "adapt a model to a site's labelled scans on this machine"),

@@ -1,0 +1,27 @@
+"""``braintumor fit-refiner``: fit the box refiner of a checkpoint with a box head
+(:func:`braintumor.box_refit.fit_refiner`)."""
+
+from __future__ import annotations
+
+import json
+
+from ..errors import UsageError
+from .fit_boxes import box_fitting_inputs, check_box_fitting_inputs
+
+
+def configure(p) -> None:
+    box_fitting_inputs(p, "checkpoint with a box head")
+    p.add_argument("--epochs", type=int, default=15, help="epochs over the training split's boxed images (15)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, metavar="FILE", help="write here instead of in place")
+
+
+def run(args) -> int:
+    from ..box_refit import fit_refiner
+
+    check_box_fitting_inputs(args)
+    if args.epochs < 1:
+        raise UsageError("--epochs must be at least 1")
+    print(json.dumps(fit_refiner(args.model, args.data, args.boxes, args.split, args.epochs, args.seed,
+                                 out=args.out), indent=2))
+    return 0
