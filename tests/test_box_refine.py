@@ -114,6 +114,17 @@ def test_fit_refiner_adds_only_the_refiner(sample_dir, tmp_path):
     fig = after.meta["box_refiner"]
     assert fig["val"]["n"] > 0 and 0 <= fig["val"]["mean_iou"] <= 1 and "val_box_head" in fig
     assert Predictor.load(out, backend="torch").predict(sample_dir / rels[0])["label"]
+    # --from takes that refiner into another network without fitting, and scores it there
+    other = box_checkpoint(tmp_path / "other.safetensors", size=64, seed=7)
+    reused = tmp_path / "reused.safetensors"
+    assert cli_main([str(a) for a in ["fit-refiner", "--model", other, "--data", sample_dir, "--boxes", boxes,
+                                      "--split", tmp_path / "split.json", "--from", out, "--out", reused]]) == 0
+    got = load_checkpoint(reused)
+    for k, v in after.state_dict.items():
+        if k.startswith("box_refiner."):
+            assert torch.equal(v, got.state_dict[k]), k
+    assert torch.equal(got.state_dict["fc.weight"], load_checkpoint(other).state_dict["fc.weight"])
+    assert "taken from refined.safetensors" in got.meta["box_refiner"]["method"]
 
 
 def test_fit_refiner_refuses_what_it_cannot_use(sample_dir, tmp_path, random_checkpoint, capsys):
@@ -125,6 +136,9 @@ def test_fit_refiner_refuses_what_it_cannot_use(sample_dir, tmp_path, random_che
     assert "no such file" in capsys.readouterr().err
     code = cli_main(["fit-refiner", "--model", str(random_checkpoint), *common])
     assert code != 0 and "no box head" in capsys.readouterr().err
+    box = box_checkpoint(tmp_path / "box.safetensors", size=64)
+    code = cli_main(["fit-refiner", "--model", str(box), *common, "--from", str(box)])
+    assert code != 0 and "no box refiner" in capsys.readouterr().err
 
 
 def test_training_from_a_checkpoint_keeps_its_refiner(sample_dir, tmp_path):

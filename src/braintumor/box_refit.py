@@ -177,10 +177,15 @@ def _iou_figures(pred: torch.Tensor, target: torch.Tensor) -> dict:
 
 
 def fit_refiner(checkpoint: str | Path, data: str | Path, boxes_file: str | Path, split_file: str | Path,
-                epochs: int = 15, seed: int = 0, out: str | Path | None = None) -> dict:
+                epochs: int = 15, seed: int = 0, out: str | Path | None = None,
+                reuse: str | Path | None = None) -> dict:
     """Fit a refiner on the training split's boxed images, add it to ``checkpoint`` (which needs a box
     head) and save to ``out`` (default: in place). Returns the validation figures of the box head
-    alone and with the refiner."""
+    alone and with the refiner.
+
+    With ``reuse`` (a checkpoint that has a refiner, with the same preprocessing), its refiner is
+    taken as it is instead of fitting one: the refiner reads pixels, not features, so one fitted on
+    the training split serves every network trained on that split; only the scoring runs."""
     from . import localize
     from .box_refine import CROP
     from .box_training import box_table, read_boxes
@@ -214,11 +219,22 @@ def fit_refiner(checkpoint: str | Path, data: str | Path, boxes_file: str | Path
         return torch.from_numpy(np.ascontiguousarray(px)), b[has]
 
     t0 = time.perf_counter()
-    tr_px, tr_box = boxed(split["train"])
     va_px, va_box = boxed(split["val"])
-    if len(tr_px) == 0 or len(va_px) == 0:
-        raise CheckpointError("fit-refiner: the split has no boxed images in train or in val")
-    refiner = train_refiner(tr_px, tr_box, epochs=epochs, seed=seed)
+    if reuse is not None:
+        donor = load_checkpoint(reuse)
+        if not donor.has_box_refiner or donor.preprocessing != prep:
+            raise CheckpointError(f"{reuse}: no box refiner, or another preprocessing than {checkpoint}")
+        refiner = donor.build().box_refiner
+        method = dict(donor.meta.get("box_refiner", {})).get("method", "") + f"; taken from {Path(reuse).name}"
+    else:
+        tr_px, tr_box = boxed(split["train"])
+        if len(tr_px) == 0:
+            raise CheckpointError("fit-refiner: the split has no boxed images in train")
+        refiner = train_refiner(tr_px, tr_box, epochs=epochs, seed=seed)
+        method = (f"crop around the box head's box, {CROP} px, side corrections; fitted on the "
+                  f"training split's {len(tr_px)} boxed images for {epochs} epochs")
+    if len(va_px) == 0:
+        raise CheckpointError("fit-refiner: the split has no boxed images in val")
     first, refined = [], []
     with torch.inference_mode():
         for s in range(0, len(va_px), 64):
@@ -230,8 +246,7 @@ def fit_refiner(checkpoint: str | Path, data: str | Path, boxes_file: str | Path
     model.box_refiner = refiner
     meta = dict(ck.meta)
     meta["box_refiner"] = {
-        "method": f"crop around the box head's box, {CROP} px, side corrections; fitted on the "
-                  f"training split's {len(tr_px)} boxed images for {epochs} epochs",
+        "method": method,
         "val_box_head": _iou_figures(torch.cat(first), va_box),
         "val": _iou_figures(torch.cat(refined), va_box),
         "seconds": round(time.perf_counter() - t0, 1),
