@@ -39,6 +39,24 @@ def test_a_fresh_refiner_keeps_the_box():
     assert torch.allclose(out, boxes, atol=1e-5)
 
 
+def test_each_stage_corrects_the_box_before_it():
+    px, boxes = bright_squares(3)
+    refiner = BoxRefiner(stages=2).eval()
+    with torch.no_grad():
+        refiner.stages[0].net[-1].bias.copy_(torch.tensor([0.0, 0.0, 0.1, 0.0]))  # widen
+        refiner.stages[1].net[-1].bias.copy_(torch.tensor([0.0, 0.1, 0.0, 0.0]))  # lower the top
+        first = refiner.stages[0](px, boxes)
+        out = refiner(px, boxes)
+    assert torch.allclose(out, refiner.stages[1](px, first))
+    assert (first[:, 2] > boxes[:, 2]).all() and (out[:, 1] > boxes[:, 1]).all()
+
+
+def test_later_stages_learn_from_smaller_errors():
+    boxes = bright_squares(200)[1]
+    err = [(disturb(boxes, torch.Generator().manual_seed(0), k) - boxes).abs().mean() for k in (0, 1)]
+    assert err[1] < 0.6 * err[0]
+
+
 def test_windows_hold_the_box_and_have_a_minimum_size():
     boxes = torch.tensor([[0.4, 0.4, 0.5, 0.45], [0.45, 0.45, 0.46, 0.46]])
     win = windows(boxes)
@@ -51,7 +69,7 @@ def test_windows_hold_the_box_and_have_a_minimum_size():
 def test_the_refiner_learns_to_move_disturbed_boxes_onto_the_tumour():
     tr_px, tr_box = bright_squares(384, seed=1)
     va_px, va_box = bright_squares(96, seed=2)
-    refiner = train_refiner(tr_px, tr_box, epochs=12, batch=64, lr=3e-3)
+    refiner = train_refiner(tr_px, tr_box, epochs=12, batch=64, lr=3e-3, stages=1)
     first = disturb(va_box, torch.Generator().manual_seed(5))
     before = box_iou(first, va_box).mean()
     after = box_iou(refine_boxes(refiner, va_px.numpy(), first), va_box).mean()
@@ -63,10 +81,11 @@ def _with_refiner(path, seed=3):
     ck = load_checkpoint(path)
     model = ck.build()
     torch.manual_seed(seed)
-    model.box_refiner = BoxRefiner()
+    model.box_refiner = BoxRefiner(stages=2)
     with torch.no_grad():
-        model.box_refiner.net[-1].weight.normal_(0, 0.05)
-        model.box_refiner.net[-1].bias.copy_(torch.tensor([-0.05, -0.05, 0.05, 0.05]))
+        for stage in model.box_refiner.stages:
+            stage.net[-1].weight.normal_(0, 0.05)
+            stage.net[-1].bias.copy_(torch.tensor([-0.05, -0.05, 0.05, 0.05]))
     model.box_refiner.eval()
     out = path.with_name(path.stem + "-refined.safetensors")
     save_checkpoint(out, model, ck.arch, ck.preprocessing, ck.classes, dict(ck.meta))
@@ -78,7 +97,7 @@ def test_the_predictor_answers_with_the_refined_box(tmp_path, sample_files, back
     base = box_checkpoint(tmp_path / "box.safetensors", always=0)
     refined = _with_refiner(base)
     ck = load_checkpoint(refined)
-    assert ck.has_box_refiner and not load_checkpoint(base).has_box_refiner
+    assert ck.has_box_refiner and ck.refiner_stages == 2 and not load_checkpoint(base).has_box_refiner
     img = Image.open(sample_files[0][0]).convert("L")
     r = Predictor.load(refined, backend=backend).predict(img)
     head_only = Predictor.load(base, backend=backend).predict(img)

@@ -141,30 +141,33 @@ def refit_box_head(checkpoint: str | Path, data: str | Path, boxes_file: str | P
 
 
 def train_refiner(pixels: torch.Tensor, boxes: torch.Tensor, epochs: int = 15, lr: float = 2e-3,
-                  batch: int = 128, seed: int = 0) -> torch.nn.Module:
-    """A refiner fitted on (N, H, W) uint8 input pixels and their (N, 4) radiologist boxes."""
+                  batch: int = 128, seed: int = 0, stages: int = 2) -> torch.nn.Module:
+    """A refiner fitted on (N, H, W) uint8 input pixels and their (N, 4) radiologist boxes: each
+    stage in turn, ``epochs`` epochs each, on boxes disturbed as that stage's input errs."""
     from .box_refine import BoxRefiner, disturb, mirror, refiner_loss
     from .data import progress
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    refiner = BoxRefiner()
-    opt = torch.optim.AdamW(refiner.parameters(), lr=lr, weight_decay=1e-4)
+    refiner = BoxRefiner(stages)
     per_epoch = max(1, len(pixels) // batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * per_epoch)
-    refiner.train()
-    bar = progress(range(epochs), desc="box refiner", unit="epoch")
-    for _ in bar:
-        perm = torch.randperm(len(pixels), generator=gen)
-        for i in range(per_epoch):
-            idx = perm[i * batch:(i + 1) * batch]
-            px, target = mirror(pixels[idx], boxes[idx], torch.rand(len(idx), generator=gen) < 0.5)
-            loss = refiner_loss(refiner(px, disturb(target, gen)), target)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+    for k, stage in enumerate(refiner.stages):
+        opt = torch.optim.AdamW(stage.parameters(), lr=lr, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * per_epoch)
+        stage.train()
+        bar = progress(range(epochs), desc=f"box refiner, stage {k + 1} of {stages}", unit="epoch")
+        for _ in bar:
+            perm = torch.randperm(len(pixels), generator=gen)
+            for i in range(per_epoch):
+                idx = perm[i * batch:(i + 1) * batch]
+                px, target = mirror(pixels[idx], boxes[idx], torch.rand(len(idx), generator=gen) < 0.5)
+                loss = refiner_loss(stage(px, disturb(target, gen, k)), target)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        stage.eval()
     return refiner.eval()
 
 
@@ -178,7 +181,7 @@ def _iou_figures(pred: torch.Tensor, target: torch.Tensor) -> dict:
 
 def fit_refiner(checkpoint: str | Path, data: str | Path, boxes_file: str | Path, split_file: str | Path,
                 epochs: int = 15, seed: int = 0, out: str | Path | None = None,
-                reuse: str | Path | None = None) -> dict:
+                reuse: str | Path | None = None, stages: int = 2) -> dict:
     """Fit a refiner on the training split's boxed images, add it to ``checkpoint`` (which needs a box
     head) and save to ``out`` (default: in place). Returns the validation figures of the box head
     alone and with the refiner.
@@ -230,9 +233,9 @@ def fit_refiner(checkpoint: str | Path, data: str | Path, boxes_file: str | Path
         tr_px, tr_box = boxed(split["train"])
         if len(tr_px) == 0:
             raise CheckpointError("fit-refiner: the split has no boxed images in train")
-        refiner = train_refiner(tr_px, tr_box, epochs=epochs, seed=seed)
-        method = (f"crop around the box head's box, {CROP} px, side corrections; fitted on the "
-                  f"training split's {len(tr_px)} boxed images for {epochs} epochs")
+        refiner = train_refiner(tr_px, tr_box, epochs=epochs, seed=seed, stages=stages)
+        method = (f"{stages} stages, each a {CROP} px crop around the box before it and side corrections; "
+                  f"fitted on the training split's {len(tr_px)} boxed images, {epochs} epochs a stage")
     if len(va_px) == 0:
         raise CheckpointError("fit-refiner: the split has no boxed images in val")
     first, refined = [], []

@@ -50,10 +50,16 @@ class Checkpoint:
     def has_box_refiner(self) -> bool:
         return any(k.startswith("box_refiner.") for k in self.state_dict)
 
+    @property
+    def refiner_stages(self) -> int:
+        from .box_refine import refiner_stages
+
+        return refiner_stages(self.state_dict)
+
     def build(self) -> nn.Module:
         """The network in eval mode with these weights, float32 on the CPU."""
         model = build_model(self.arch, len(self.classes), box_head=self.has_box_head,
-                            box_refiner=self.has_box_refiner)
+                            box_refiner=self.refiner_stages)
         state = {k: v.float() if v.is_floating_point() else v for k, v in self.state_dict.items()}
         try:
             model.load_state_dict(state)

@@ -72,13 +72,14 @@ def _set_head(model: nn.Module, path: str, num_classes: int) -> None:
     setattr(parent, leaf, nn.Linear(old.in_features, num_classes))
 
 
-def build_model(arch: str, num_classes: int, box_head: bool = False, box_refiner: bool = False) -> nn.Module:
+def build_model(arch: str, num_classes: int, box_head: bool = False, box_refiner: int = 0) -> nn.Module:
     """A randomly initialised network of the named architecture with a ``num_classes`` head.
 
     With ``box_head``, the model also holds ``model.box_head`` (:class:`braintumor.localize.BoxHead`),
     which reads the last block's features; the model's own ``forward`` still returns logits only.
-    With ``box_refiner``, it holds ``model.box_refiner`` (:class:`braintumor.box_refine.BoxRefiner`),
-    which corrects the box head's box from the input pixels around it."""
+    With ``box_refiner`` (a number of stages), it holds ``model.box_refiner``
+    (:class:`braintumor.box_refine.BoxRefiner`), which corrects the box head's box from the input
+    pixels around it."""
     spec = get_arch(arch)
     model = spec.build()
     _set_head(model, spec.head, num_classes)
@@ -89,7 +90,7 @@ def build_model(arch: str, num_classes: int, box_head: bool = False, box_refiner
     if box_refiner:
         from .box_refine import BoxRefiner
 
-        model.box_refiner = BoxRefiner()
+        model.box_refiner = BoxRefiner(box_refiner)
     return model
 
 

@@ -97,7 +97,7 @@ def make_model(cfg: TrainConfig, device: torch.device):
     # A box head the starting checkpoint has is kept (unchanged where no boxes train it), and so is
     # a box refiner (it reads pixels, not features, so training the network leaves it valid).
     box_head = bool(cfg.boxes) or (start is not None and start.has_box_head)
-    refiner = start is not None and start.has_box_refiner
+    refiner = start.refiner_stages if start is not None else 0
     model = build_model(cfg.arch, len(cfg.classes), box_head=box_head, box_refiner=refiner)
     if start is not None:
         init_from_checkpoint(model, cfg, start)

@@ -12,7 +12,8 @@ from .fit_boxes import box_fitting_inputs, check_box_fitting_inputs
 
 def configure(p) -> None:
     box_fitting_inputs(p, "checkpoint with a box head")
-    p.add_argument("--epochs", type=int, default=15, help="epochs over the training split's boxed images (15)")
+    p.add_argument("--epochs", type=int, default=15, help="epochs over the training split's boxed images, a stage (15)")
+    p.add_argument("--stages", type=int, default=2, help="refinement stages, each correcting the box before it (2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--from", dest="reuse", default=None, metavar="FILE",
                    help="take the refiner of this checkpoint instead of fitting one (only scores it)")
@@ -25,8 +26,8 @@ def run(args) -> int:
     check_box_fitting_inputs(args)
     if args.reuse is not None and not Path(args.reuse).is_file():
         raise FileNotFoundError(f"--from: no such file: {args.reuse}")
-    if args.epochs < 1:
-        raise UsageError("--epochs must be at least 1")
+    if args.epochs < 1 or args.stages < 1:
+        raise UsageError("--epochs and --stages must be at least 1")
     print(json.dumps(fit_refiner(args.model, args.data, args.boxes, args.split, args.epochs, args.seed,
-                                 out=args.out, reuse=args.reuse), indent=2))
+                                 out=args.out, reuse=args.reuse, stages=args.stages), indent=2))
     return 0
