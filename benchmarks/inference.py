@@ -8,6 +8,7 @@ and re-contrasted, or the images in --data):
 - batch-1 ``predict``;
 - ``explain`` (predict + Grad-CAM heat map + overlay);
 - images per second of ``predict_batch`` (batch 32);
+- for a model with a tumour-box head, what the box head and the box refiner cost an image;
 
 and the same for the reference: a torchvision ResNet18 in eager float32 at 224 px (the checkpoint's
 weights when it is a ResNet18, otherwise random ones; speed does not depend on them), with a new
@@ -100,7 +101,8 @@ class Reference:
         self.torch = torch
         self.model = build_model("resnet18", len(ck.classes)).eval()
         if ck.arch == "resnet18":
-            self.model.load_state_dict({k: v.float() for k, v in ck.state_dict.items()})
+            own = self.model.state_dict()  # the classifier only: a box head or refiner is not timed here
+            self.model.load_state_dict({k: v.float() for k, v in ck.state_dict.items() if k in own})
         self.prep = Preprocessing(img_size=224, mean=ck.preprocessing.mean, std=ck.preprocessing.std)
 
     def _x(self, data: bytes):
@@ -228,6 +230,35 @@ def measure(obj, inputs: list[bytes], batch_size: int) -> dict:
             "predict_cpu_ms": pc, "explain_cpu_ms": ec}
 
 
+def box_costs(p, n: int = 50) -> dict[str, float]:
+    """Median milliseconds of the box head and of the box refiner (where the first model has them)
+    for one image: they run in PyTorch after the body, so their cost adds to every answer."""
+    import torch
+
+    model = p.checkpoints[0].build()
+    if not hasattr(model, "box_head"):
+        return {}
+    size = p.preprocessing.img_size
+    feats = torch.randn(1, model.box_head.conv.in_channels, size // 32, size // 32)
+    pixels = torch.randint(0, 256, (1, size, size), dtype=torch.uint8)
+    box = torch.tensor([[0.40, 0.40, 0.55, 0.52]])
+    parts = {"box head": lambda: model.box_head(feats)}
+    if hasattr(model, "box_refiner"):
+        parts[f"box refiner ({len(model.box_refiner.stages)} stages)"] = lambda: model.box_refiner(pixels, box)
+    out = {}
+    with torch.inference_mode():
+        for name, fn in parts.items():
+            for _ in range(5):
+                fn()
+            times = []
+            for _ in range(n):
+                t = time.perf_counter()
+                fn()
+                times.append((time.perf_counter() - t) * 1000)
+            out[name] = statistics.median(times)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", action="append", default=None,
@@ -297,6 +328,12 @@ def main(argv: list[str] | None = None) -> int:
           "   (all threads; a check when other work shares the machine)")
     print(f"{'CPU time, + Grad-CAM (ms)':28}{o['explain_cpu_ms']:>10.1f}{r['explain_cpu_ms']:>12.1f}")
     print(f"load average during the run: {os.getloadavg()[0]:.2f} (1 min) on {os.cpu_count()} CPUs")
+
+    costs = box_costs(p)
+    if costs:
+        figures["box_ms"] = costs
+        print("tumour box, batch 1, on the Predictor's torch threads (medians, ms): " +
+              ", ".join(f"{k} {v:.1f}" for k, v in costs.items()))
 
     checks = eager_reference_checks(p, inputs)
     figures["checks"] = checks

@@ -7,7 +7,8 @@ refiner crops a square window around the first box (2.5 times its longer side, a
 the network's input pixels with :func:`torchvision.ops.roi_align`, resamples it to 64 x 64, and
 predicts the correction of the four sides in window units (a two-stage detector's box refinement);
 a second stage does the same around the corrected box, trained on smaller errors. It reads pixels only, so it does not depend on the classifier's weights: a refiner fitted once keeps
-working when the network is trained further. About 1.6 M parameters and 2 ms an image.
+working when the network is trained further. 1.5 M parameters; on one thread of the 2-core
+development machine it costs about 13.5 ms an image at batch 1 (``benchmarks/inference.py`` prints it).
 
 It is trained on the training split's boxed images, with the radiologist box disturbed the way the
 box head errs (shifted by about a third of its size, scaled by about +/-25%, a little too large on
