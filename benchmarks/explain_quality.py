@@ -12,7 +12,8 @@ validation images of a split file, with the radiologist boxes of the figshare co
   energy-in-box ratio (share of heat-map mass in the box / the box's share of the image), per class
   and per CAM method, beside a fixed Gaussian at the image centre;
 - the tumour box of each answer against the radiologist box: mean IoU and share with IoU >= 0.5
-  (an answer without a box counts as IoU 0);
+  (an answer without a box counts as IoU 0), also for boxes under 32 x 32 px at 224 px (one cell of
+  the last block's grid) and the larger ones;
 - tumour erased: each boxed tumour slice with its box (plus 15% a side) inpainted away (OpenCV
   Telea); the share still given a tumour label as ``classified``. Training with boxes erases
   tumours by inpainting too (``--erase-fill``), so the same figure for an erasure that training
@@ -193,7 +194,7 @@ def main(argv=None) -> int:
     methods = [m for m in args.methods.split(",") if m]
     point = {m: {c: [] for c in classes if c != "notumor"} for m in methods + ["centre_gaussian"]}
     energy = {m: {c: [] for c in classes if c != "notumor"} for m in methods + ["centre_gaussian"]}
-    ious, examples = [], []
+    ious, areas, examples = [], [], []
     erased: dict[str, list] = {"telea": [], "blur": []}
     for i in progress(boxed, desc="explain", unit="img"):
         g = grays[i]
@@ -216,6 +217,7 @@ def main(argv=None) -> int:
         true_px = [left + frac[0] * side, top + frac[1] * side, left + frac[2] * side, top + frac[3] * side]
         b = base[i].get("box")
         ious.append(iou(b, true_px) if b is not None else 0.0)
+        areas.append((bx[2] - bx[0]) * (bx[3] - bx[1]))  # at the network's input size
         if len(examples) < 12 and i % 7 == 0:
             examples.append((g, e_first if methods else None, true_px, b, c))
         for how, rows in erased.items():
@@ -231,8 +233,16 @@ def main(argv=None) -> int:
     report["pointing"] = {m: summary(point[m]) for m in point}
     report["energy_in_box"] = {m: summary(energy[m]) for m in energy}
     ious_a = np.array(ious)
-    report["box"] = {"n": int(len(ious_a)), "mean_iou": float(ious_a.mean()) if len(ious_a) else None,
-                     "iou_at_least_0.5": float((ious_a >= 0.5).mean()) if len(ious_a) else None}
+    def box_summary(v):
+        return {"n": int(len(v)), "mean_iou": float(v.mean()) if len(v) else None,
+                "iou_at_least_0.5": float((v >= 0.5).mean()) if len(v) else None}
+
+    report["box"] = box_summary(ious_a)
+    # Small tumours are where the overlap is lost: boxes under one cell of the last block's grid
+    # (32 x 32 px at 224) apart from the rest.
+    small = np.array(areas) < (S / 7) ** 2
+    report["box"]["smaller_than_a_cell"] = box_summary(ious_a[small])
+    report["box"]["the_rest"] = box_summary(ious_a[~small])
     def erased_summary(rows):
         kept = [t for t, d, _ in rows if t and d == "classified"]
         return {"n": len(rows), "tumour_label": float(np.mean([t for t, _, _ in rows])) if rows else None,
@@ -308,6 +318,9 @@ def format_report(r: dict) -> str:
                                           for c in ("glioma", "meningioma", "pituitary", "all")))
     b, e, d = r["box"], r["tumour_erased"], r["decisions"]
     lines += ["", f"tumour box: mean IoU {b['mean_iou']:.3f}, IoU >= 0.5 for {pct(b['iou_at_least_0.5'])} of {b['n']}",
+              *[f"  {name}: IoU >= 0.5 for {pct(b[key]['iou_at_least_0.5'])} of {b[key]['n']}"
+                for key, name in (("smaller_than_a_cell", "boxes under 32 x 32 px (one cell)"),
+                                  ("the_rest", "larger boxes")) if b.get(key, {}).get("n")],
               f"tumour erased: tumour label {pct(e['tumour_label'])}, as classified {pct(e['tumour_label_classified'])}"
               f" (median confidence {e['median_confidence']:.3f}) of {e['n']}",
               *([f"tumour blurred away: tumour label {pct(r['tumour_blurred']['tumour_label'])}, as classified "
