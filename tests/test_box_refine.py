@@ -173,3 +173,17 @@ def test_training_from_a_checkpoint_keeps_its_refiner(sample_dir, tmp_path):
     for k in keys:
         assert torch.equal(start.state_dict[k].float(), trained.state_dict[k].float()), k
     assert not torch.equal(start.state_dict["fc.weight"].float(), trained.state_dict["fc.weight"].float())
+
+
+def test_fit_boxes_keeps_the_refiner(sample_dir, tmp_path):
+    refined = _with_refiner(box_checkpoint(tmp_path / "box.safetensors", size=64))
+    rels = [f"{p.parent.name}/{p.name}" for p in sorted(sample_dir.rglob("*.jpg"))]
+    (tmp_path / "split.json").write_text(json.dumps({"train": rels[::2], "val": rels[1::2]}))
+    boxes = write_boxes_file(sample_dir, tmp_path / "boxes.tsv")
+    out = tmp_path / "refit.safetensors"
+    args = ["fit-boxes", "--model", refined, "--data", sample_dir, "--boxes", boxes, "--split",
+            tmp_path / "split.json", "--passes", "1", "--epochs", "2", "--out", out]
+    assert cli_main([str(a) for a in args]) == 0
+    before, after = load_checkpoint(refined), load_checkpoint(out)
+    keys = [k for k in before.state_dict if k.startswith("box_refiner.")]
+    assert keys and all(torch.equal(before.state_dict[k], after.state_dict[k]) for k in keys)

@@ -1,13 +1,14 @@
 """A second look at the tumour box: a small network that reads the scan around the box head's box
 and moves its sides.
 
-The box head works on the last block's 7 x 7 grid (32 px cells at 224 px), and half of the
-radiologist boxes are smaller than 30 x 30 px, so a few pixels of error cost much of the overlap. The
-refiner crops a square window around the first box (2.5 times its longer side, at least 48 px) from
-the network's input pixels with :func:`torchvision.ops.roi_align`, resamples it to 64 x 64, and
-predicts the correction of the four sides in window units (a two-stage detector's box refinement);
-a second stage does the same around the corrected box, trained on smaller errors. It reads pixels only, so it does not depend on the classifier's weights: a refiner fitted once keeps
-working when the network is trained further. 1.5 M parameters; on one thread of the 2-core
+The box head works on the last block's 7 x 7 grid (32 px cells at 224 px), and 356 of the 594 boxed
+validation slices have a radiologist box smaller than one cell (``benchmarks/explain_quality.py``),
+so a few pixels of error cost much of the overlap. The refiner crops a square window around the
+first box (2.5 times its longer side, at least 48 px) from the network's input pixels with
+:func:`torchvision.ops.roi_align`, resamples it to 64 x 64, and predicts the correction of the four
+sides in window units (a two-stage detector's box refinement); a second stage does the same around
+the corrected box, trained on smaller errors. It reads pixels only, so it does not depend on the
+classifier's weights: a refiner fitted once keeps working when the network is trained further. 1.5 M parameters; on one thread of the 2-core
 development machine it costs about 13.5 ms an image at batch 1 (``benchmarks/inference.py`` prints it).
 
 It is trained on the training split's boxed images, with the radiologist box disturbed the way the

@@ -51,38 +51,49 @@ def _features(body, images: np.ndarray, boxes: torch.Tensor, prep, augment, gen,
     return torch.cat(feats), torch.cat(out_boxes), torch.cat(has)
 
 
-def refit_box_head(checkpoint: str | Path, data: str | Path, boxes_file: str | Path, split_file: str | Path,
-                   passes: int = 3, epochs: int = 60, lr: float = 1e-3, seed: int = 0,
-                   out: str | Path | None = None) -> dict:
-    """Refit the box head of ``checkpoint`` (one with a box head, or one without: a head is added)
-    and save it to ``out`` (default: in place). Returns the validation figures before and after."""
-    from . import localize
+def _network_and_images(checkpoint, data, boxes_file, split_file):
+    """What both fits start from: the checkpoint; its network in eval mode with a box head (a fresh
+    one where it has none) and its refiner if any, all float32; the network's body; the split; and
+    ``cache(rels)`` -> (uint8 images at the resize size, (N, 4) boxes in input fractions, NaN: none)."""
     from .box_training import box_table, read_boxes
     from .cam import split_network
-    from .checkpoint import load_checkpoint, save_checkpoint
+    from .checkpoint import load_checkpoint
     from .config import CLASSES
-    from .data import Sample, build_cache, progress
-    from .localize import BoxHead
+    from .data import Sample, build_cache
     from .models import build_model
-    from .transforms import Augment
 
-    torch.manual_seed(seed)
     ck = load_checkpoint(checkpoint)
-    model = build_model(ck.arch, len(ck.classes), box_head=True)
+    model = build_model(ck.arch, len(ck.classes), box_head=True, box_refiner=ck.refiner_stages)
     state = {k: v.float() if v.is_floating_point() else v for k, v in ck.state_dict.items()}
     model.load_state_dict({**model.state_dict(), **state})
     model.eval()
     body, _ = split_network(model, ck.arch)
     prep = ck.preprocessing
     split = json.loads(Path(split_file).read_text())
-    root = Path(data)
-    table = read_boxes(boxes_file)
+    root, table = Path(data), read_boxes(boxes_file)
     classes = tuple(ck.classes) or CLASSES
 
     def cache(rels):
-        samples = [Sample(root / r, classes.index(r.split("/")[0])) for r in rels]
-        c = build_cache(samples, prep.resize_size)
+        c = build_cache([Sample(root / r, classes.index(r.split("/")[0])) for r in rels], prep.resize_size)
         return np.asarray(c.images), torch.from_numpy(box_table(c.paths, root, table))
+
+    return ck, model, body, split, cache
+
+
+def refit_box_head(checkpoint: str | Path, data: str | Path, boxes_file: str | Path, split_file: str | Path,
+                   passes: int = 3, epochs: int = 60, lr: float = 1e-3, seed: int = 0,
+                   out: str | Path | None = None) -> dict:
+    """Refit the box head of ``checkpoint`` (one with a box head, or one without: a head is added)
+    and save it to ``out`` (default: in place). Returns the validation figures before and after."""
+    from . import localize
+    from .checkpoint import save_checkpoint
+    from .data import progress
+    from .localize import BoxHead
+    from .transforms import Augment
+
+    torch.manual_seed(seed)
+    ck, model, body, split, cache = _network_and_images(checkpoint, data, boxes_file, split_file)
+    prep = ck.preprocessing
 
     tr_img, tr_box = cache(split["train"])
     va_img, va_box = cache(split["val"])
@@ -191,34 +202,19 @@ def fit_refiner(checkpoint: str | Path, data: str | Path, boxes_file: str | Path
     the training split serves every network trained on that split; only the scoring runs."""
     from . import localize
     from .box_refine import CROP
-    from .box_training import box_table, read_boxes
-    from .cam import split_network
     from .checkpoint import load_checkpoint, save_checkpoint
-    from .config import CLASSES
-    from .data import Sample, build_cache
     from .errors import CheckpointError
-    from .models import build_model
     from .transforms import center_crop
 
-    ck = load_checkpoint(checkpoint)
+    ck, model, body, split, cache = _network_and_images(checkpoint, data, boxes_file, split_file)
     if not ck.has_box_head:
         raise CheckpointError(f"{checkpoint}: no box head to refine; train with --boxes or run fit-boxes first")
-    model = build_model(ck.arch, len(ck.classes), box_head=True)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in ck.state_dict.items()
-             if not k.startswith("box_refiner.")}
-    model.load_state_dict({**model.state_dict(), **state})
-    model.eval()
-    body, _ = split_network(model, ck.arch)
     prep = ck.preprocessing
-    split = json.loads(Path(split_file).read_text())
-    root, table = Path(data), read_boxes(boxes_file)
-    classes = tuple(ck.classes) or CLASSES
 
     def boxed(rels):
-        c = build_cache([Sample(root / r, classes.index(r.split("/")[0])) for r in rels], prep.resize_size)
-        b = torch.from_numpy(box_table(c.paths, root, table))
+        images, b = cache(rels)
         has = ~torch.isnan(b[:, 0])
-        px = center_crop(np.asarray(c.images)[has.numpy()], prep.img_size)
+        px = center_crop(images[has.numpy()], prep.img_size)
         return torch.from_numpy(np.ascontiguousarray(px)), b[has]
 
     t0 = time.perf_counter()
@@ -228,7 +224,7 @@ def fit_refiner(checkpoint: str | Path, data: str | Path, boxes_file: str | Path
         if not donor.has_box_refiner or donor.preprocessing != prep:
             raise CheckpointError(f"{reuse}: no box refiner, or another preprocessing than {checkpoint}")
         refiner = donor.build().box_refiner
-        method = dict(donor.meta.get("box_refiner", {})).get("method", "") + f"; taken from {Path(reuse).name}"
+        method = donor.meta.get("box_refiner", {}).get("method", "") + f"; taken from {Path(reuse).name}"
     else:
         tr_px, tr_box = boxed(split["train"])
         if len(tr_px) == 0:

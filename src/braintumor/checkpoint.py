@@ -48,7 +48,7 @@ class Checkpoint:
 
     @property
     def has_box_refiner(self) -> bool:
-        return any(k.startswith("box_refiner.") for k in self.state_dict)
+        return self.refiner_stages > 0
 
     @property
     def refiner_stages(self) -> int:

@@ -79,6 +79,17 @@ class _Pass:
     logits: list[np.ndarray]
 
 
+@dataclass
+class _Boxes:
+    """The box head's answer for one batch: the ``member`` it belongs to, that member's network
+    ``pixels`` (N, S, S), the boxes ``frac`` (N, 4, fractions of the input) and their ``score``s."""
+
+    member: "_Member"
+    pixels: np.ndarray
+    frac: torch.Tensor
+    score: list[float]
+
+
 def tta_views(pixels: np.ndarray, shift: float = TTA_SHIFT) -> np.ndarray:
     """(H, W) uint8 -> (6, H, W): the image, its mirror, and four shifts (black fill)."""
     h, w = pixels.shape
@@ -465,17 +476,20 @@ class Predictor:
         """Label, probabilities, decision and tumour box of each image; for an ensemble, each
         member's vote (``members``, ``agreement``), and a disagreement makes the answer uncertain."""
         probs, parts, each = fp.probs, fp.parts, fp.each
-        boxes = self._boxes(grays, parts)
-        decisions = self._decisions(grays, probs, parts, [sc for _, sc in boxes])
+        heads = self._box_head(parts)
+        scores = heads.score if heads is not None else [None] * len(grays)
+        decisions = self._decisions(grays, probs, parts, scores)
         out = []
-        for n, (p, d, (box, score)) in enumerate(zip(probs, decisions, boxes)):
+        for n, (p, d, score) in enumerate(zip(probs, decisions, scores)):
             r = self._result(p) | d
             if len(each) > 1:
                 self._consensus(r, [e[n] for e in each])
-            tumour = r["label"] != _decision.NO_TUMOUR and r["decision"] != "rejected"
-            r["box"] = box if tumour and box is not None else None
+            r["box"] = None  # filled below for answers that show a tumour
             r["box_score"] = score
             out.append(r)
+        wanted = [n for n, r in enumerate(out) if r["label"] != _decision.NO_TUMOUR and r["decision"] != "rejected"]
+        for n, box in self._tumour_boxes(heads, grays, wanted).items():
+            out[n]["box"] = box
         return out
 
     def _consensus(self, r: dict, member_probs: list[np.ndarray]) -> None:
@@ -493,25 +507,31 @@ class Predictor:
             r["prediction_set"] = sorted(set(r.get("prediction_set") or [r["label"]]) | set(others),
                                          key=self.classes.index)
 
-    def _boxes(self, grays: list[Image.Image], parts: list[tuple[np.ndarray, torch.Tensor]]
-               ) -> list[tuple[list[int] | None, float | None]]:
-        """Each image's tumour box from the first member with a box head, in pixels of the image
-        as given ([x0, y0, x1, y1]), and the box head's score; (None, None) without a box head.
-        A member with a box refiner corrects the head's box from the input pixels around it."""
+    def _box_head(self, parts: list[tuple[np.ndarray, torch.Tensor]]) -> "_Boxes | None":
+        """The box head's answer of the first member that has one (None without a box head)."""
         for m, (pixels, feats) in zip(self._members, parts):
             if hasattr(m.model, "box_head"):
                 from .localize import decode_boxes
 
                 with torch.inference_mode():
-                    centre, sides = m.model.box_head(feats.float())
-                    frac, score = decode_boxes(centre, sides)
-                if hasattr(m.model, "box_refiner"):
-                    from .box_refine import refine_boxes
+                    frac, score = decode_boxes(*m.model.box_head(feats.float()))
+                return _Boxes(m, pixels, frac, [float(s) for s in score])
+        return None
 
-                    frac = refine_boxes(m.model.box_refiner, pixels, frac)
-                return [(box_in_image(f.tolist(), g.size, m.preprocessing), float(sc))
-                        for f, g, sc in zip(frac, grays, score)]
-        return [(None, None)] * len(grays)
+    def _tumour_boxes(self, heads: "_Boxes | None", grays: list[Image.Image], wanted: list[int]
+                      ) -> dict[int, list[int]]:
+        """The tumour boxes of the images ``wanted`` (those whose answer shows one), in pixels of the
+        image as given ([x0, y0, x1, y1]). A member with a box refiner corrects the head's box from
+        the input pixels around it; it runs for these images only, as it costs milliseconds each."""
+        if heads is None or not wanted:
+            return {}
+        frac = heads.frac[wanted]
+        if hasattr(heads.member.model, "box_refiner"):
+            from .box_refine import refine_boxes
+
+            frac = refine_boxes(heads.member.model.box_refiner, heads.pixels[wanted], frac)
+        return {i: box_in_image(f.tolist(), grays[i].size, heads.member.preprocessing)
+                for i, f in zip(wanted, frac)}
 
     def _decisions(self, grays: list[Image.Image], probs: np.ndarray,
                    parts: list[tuple[np.ndarray, torch.Tensor]],
