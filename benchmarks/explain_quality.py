@@ -140,7 +140,7 @@ def main(argv=None) -> int:
     from braintumor.box_training import boxes_in_prepared, read_boxes
     from braintumor.data import progress
     from braintumor.metrics import summarize
-    from braintumor.predictor import Predictor
+    from braintumor.inference.predictor import Predictor
 
     predictor = Predictor.load(args.model, backend=args.backend)
     classes = predictor.classes

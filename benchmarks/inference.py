@@ -145,7 +145,7 @@ def eager_reference_checks(predictor, inputs: list[bytes]) -> dict:
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    from braintumor.cam import full_model_target_layer
+    from braintumor.inference.cam import full_model_target_layer
     from braintumor.imaging import load_image
 
     diffs, agree, corrs = [], 0, []
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from braintumor import Predictor
-    from braintumor.backends import default_calibration
+    from braintumor.inference.backends import default_calibration
 
     from braintumor import shipped
 
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
 
     figures = {}
     # The reference first, with PyTorch's own thread count; then the Predictor as the served app runs
-    # it (on ONNX Runtime, PyTorch on one thread: braintumor.backends.give_cores_to_onnx).
+    # it (on ONNX Runtime, PyTorch on one thread: braintumor.inference.backends.give_cores_to_onnx).
     ref = Reference(shipped.load(args.model[0] if args.model else None))
     ref_threads = torch.get_num_threads()
     figures["reference"] = measure(ref, inputs, args.batch_size)
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     p = Predictor.load(args.model if args.model else None, backend=args.backend, calibration=calibration,
                        threads=args.threads)
     if p.backend != "torch":
-        from braintumor.backends import give_cores_to_onnx
+        from braintumor.inference.backends import give_cores_to_onnx
 
         give_cores_to_onnx()
     load_s = time.perf_counter() - t

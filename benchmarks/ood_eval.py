@@ -73,7 +73,7 @@ def real_files() -> list[tuple[str, str, object]]:
 
 def gate_score(r: dict) -> float:
     """The gate's score of a result; inputs refused by the size or blank check rank above all."""
-    from braintumor.ood import ATYPICAL
+    from braintumor.inference.ood import ATYPICAL
 
     if r.get("decision") == "rejected" and not str(r.get("reason", "")).startswith(ATYPICAL):
         return CHECK_FAILED
@@ -140,8 +140,8 @@ def main() -> int:
     data = require(args.data, TRAINING, option="--data")
     split = require(args.split, SPLIT, file=True, option="--split")
 
-    from braintumor import ood
-    from braintumor.predictor import Predictor
+    from braintumor.inference import ood
+    from braintumor.inference.predictor import Predictor
 
     predictor = Predictor.load(args.model, backend=args.backend)
     gate = ood.OodGate.from_meta(predictor.checkpoints[0].meta.get("ood"))

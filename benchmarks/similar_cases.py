@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from braintumor.data import progress
     from braintumor.imaging import load_image
-    from braintumor.predictor import Predictor
-    from braintumor.similar import build_index
+    from braintumor.inference.predictor import Predictor
+    from braintumor.inference.similar import build_index
 
     split = json.loads(Path(args.split).read_text())
     out = Path(args.out)

@@ -62,7 +62,7 @@ def second_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def predictor(random_checkpoint):
     """A Predictor on the random checkpoint (the default backend, as the app uses it)."""
-    from braintumor.predictor import Predictor
+    from braintumor.inference.predictor import Predictor
 
     return Predictor.load(random_checkpoint)
 

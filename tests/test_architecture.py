@@ -76,7 +76,7 @@ def test_the_checker_finds_a_cycle():
 
 def test_no_import_cycle_in_src():
     graph = import_graph()
-    assert "braintumor.predictor" in graph and graph["braintumor.predictor"]
+    assert "braintumor.inference.predictor" in graph and graph["braintumor.inference.predictor"]
     assert cycles(graph) == []
 
 

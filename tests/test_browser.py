@@ -177,7 +177,7 @@ def test_phone_file_picker_and_errors_in_words(browser, server, sample_files, tm
 def test_page_shows_the_votes_of_several_models(browser, sample_files, tmp_path):
     from conftest import box_checkpoint
 
-    from braintumor.predictor import Predictor
+    from braintumor.inference.predictor import Predictor
     from braintumor.web import create_app
     from braintumor.web.serve import BackgroundServer
 
@@ -197,8 +197,8 @@ def test_page_shows_the_votes_of_several_models(browser, sample_files, tmp_path)
 
 def test_dropped_scan_shows_similar_cases_and_the_near_copy_notice(browser, random_checkpoint, sample_dir,
                                                                    sample_files, tmp_path):
-    from braintumor.predictor import Predictor
-    from braintumor.similar import build_index
+    from braintumor.inference.predictor import Predictor
+    from braintumor.inference.similar import build_index
     from braintumor.web import create_app
     from braintumor.web.serve import BackgroundServer
 
@@ -353,7 +353,7 @@ def take_screenshot(out: Path, models: list[str] | None, scan: Path, width: int 
     """Serve ``models`` (None: the shipped model), drop ``scan`` on the page, save a screenshot."""
     from playwright.sync_api import sync_playwright
 
-    from braintumor.predictor import Predictor
+    from braintumor.inference.predictor import Predictor
     from braintumor.web import create_app
     from braintumor.web.serve import BackgroundServer
 
@@ -388,7 +388,7 @@ if __name__ == "__main__":
 def test_the_tumour_box_is_drawn_over_both_pictures(browser, sample_files, tmp_path):
     from PIL import Image
 
-    from braintumor.predictor import Predictor
+    from braintumor.inference.predictor import Predictor
     from braintumor.web import create_app
     from braintumor.web.serve import BackgroundServer
     from conftest import box_checkpoint

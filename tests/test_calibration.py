@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from braintumor import calibration as cal
-from braintumor import decision
-from braintumor.decision import DecisionPolicy, decide
+from braintumor.inference import decision
+from braintumor.inference.decision import DecisionPolicy, decide
 from braintumor.metrics import expected_calibration_error
 
 CLASSES = ("glioma", "meningioma", "notumor", "pituitary")
@@ -125,7 +125,7 @@ def test_crossfit_reports_out_of_sample_numbers():
 
 @pytest.fixture(scope="module")
 def shipped_predictor():
-    from braintumor.predictor import Predictor
+    from braintumor.inference.predictor import Predictor
 
     return Predictor.load(backend="torch")
 
@@ -165,7 +165,7 @@ def test_predictor_results_carry_consistent_decisions(shipped_predictor, sample_
 
 def test_the_referral_policy_is_configurable(sample_files):
     from braintumor import shipped
-    from braintumor.predictor import Predictor
+    from braintumor.inference.predictor import Predictor
 
     paths = [p for p, _ in sample_files]
     strict = Predictor.load(backend="torch", policy=DecisionPolicy(min_confidence=0.999999))

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from braintumor import cam
+from braintumor.inference import cam
 from braintumor.models import build_model
 from conftest import synthetic_scan
 

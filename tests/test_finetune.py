@@ -29,7 +29,7 @@ def site(sample_dir, tmp_path_factory) -> Path:
 def test_finetune_adapts_the_late_layers_and_calibrates_on_the_site(site, random_checkpoint, tmp_path, capsys):
     from braintumor.checkpoint import load_checkpoint
     from braintumor.cli import main
-    from braintumor.predictor import Predictor
+    from braintumor.inference.predictor import Predictor
 
     out = tmp_path / "run"
     assert main(["finetune", "--data", str(site), "--model", str(random_checkpoint), "--epochs", "2",

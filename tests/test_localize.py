@@ -13,10 +13,10 @@ from PIL import Image
 
 from braintumor import localize, source_aug
 from braintumor.box_training import BoxesError, boxes_in_prepared, read_boxes
-from braintumor.cam import heatmap_on_image
+from braintumor.inference.cam import heatmap_on_image
 from braintumor.checkpoint import load_checkpoint
 from braintumor.cli import main as cli_main
-from braintumor.predictor import Predictor, box_in_image
+from braintumor.inference.predictor import Predictor, box_in_image
 from braintumor.transforms import Augment, Preprocessing
 from conftest import box_checkpoint, write_boxes_file
 

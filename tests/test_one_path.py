@@ -12,7 +12,7 @@ from PIL import Image
 from braintumor.calibration import network_outputs
 from braintumor.checkpoint import load_checkpoint
 from braintumor.evaluate import evaluate
-from braintumor.predictor import Predictor
+from braintumor.inference.predictor import Predictor
 from braintumor.web import create_app
 
 try:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from braintumor import ood
-from braintumor.decision import DecisionPolicy
+from braintumor.inference import ood
+from braintumor.inference.decision import DecisionPolicy
 
 from conftest import synthetic_scan
 
@@ -45,7 +45,7 @@ def document(size: tuple[int, int] = (600, 800)) -> Image.Image:
 
 @pytest.fixture(scope="module")
 def shipped_predictor():
-    from braintumor.predictor import Predictor
+    from braintumor.inference.predictor import Predictor
 
     return Predictor.load(backend="torch")
 
@@ -81,7 +81,7 @@ def test_shipped_gate_rejects_what_is_not_a_brain_mri(shipped_predictor, sample_
 
 
 def test_the_gate_can_be_switched_off(sample_files):
-    from braintumor.predictor import Predictor
+    from braintumor.inference.predictor import Predictor
 
     p = Predictor.load(backend="torch", policy=DecisionPolicy(ood=False))
     r = p.predict(Image.new("L", (256, 256), 0))
@@ -89,7 +89,7 @@ def test_the_gate_can_be_switched_off(sample_files):
 
 
 def test_an_uncalibrated_checkpoint_still_refuses_blank_and_tiny_images(random_checkpoint):
-    from braintumor.predictor import Predictor
+    from braintumor.inference.predictor import Predictor
 
     p = Predictor.load(random_checkpoint, backend="torch")
     assert p.predict(Image.new("L", (128, 128), 7))["reason"] == ood.BLANK

@@ -126,7 +126,7 @@ def test_explain_writes_one_picture_per_image(capsys, random_checkpoint, mixed_d
 
 
 def test_tta_and_batch_size_options(capsys, random_checkpoint, sample_dir, monkeypatch):
-    from braintumor.predictor import Predictor
+    from braintumor.inference.predictor import Predictor
 
     batches = []
     real = Predictor.predict_batch
@@ -197,14 +197,14 @@ def test_folders_walk_image_and_medical_suffixes_and_dicom_without_suffix(tmp_pa
 
 
 def test_cam_method_choices_match_the_cam_module():
-    from braintumor.cam import CAM_METHODS as IN_CAM
+    from braintumor.inference.cam import CAM_METHODS as IN_CAM
 
     assert tuple(IN_CAM) == CAM_METHODS
 
 
 def test_configuring_every_command_imports_nothing_heavy():
     code = ("import sys; import braintumor.cli as m; m.build_parser(); "
-            "print(sorted(k for k in ('torch', 'braintumor.predictor', 'pytorch_grad_cam', 'flask', 'onnxruntime') "
+            "print(sorted(k for k in ('torch', 'braintumor.inference.predictor', 'pytorch_grad_cam', 'flask', 'onnxruntime') "
             "if k in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

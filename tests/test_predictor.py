@@ -14,7 +14,7 @@ from braintumor import CLASSES, Predictor
 from braintumor.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from braintumor.imaging import ImageError, load_image
 from braintumor.models import build_model
-from braintumor.predictor import tta_views
+from braintumor.inference.predictor import tta_views
 from braintumor.transforms import Preprocessing
 from conftest import synthetic_scan
 
@@ -333,7 +333,7 @@ def test_onnx_backend_agrees_with_eager(random_checkpoint, predictor, sample_fil
 
 @pytest.mark.skipif(not HAVE_ORT, reason="onnxruntime is not installed")
 def test_int8_backend_stays_close_to_eager(random_checkpoint, predictor, sample_dir, sample_files, monkeypatch):
-    from braintumor.backends import default_calibration
+    from braintumor.inference.backends import default_calibration
 
     monkeypatch.setenv("BRAINTUMOR_CALIBRATION", str(sample_dir))  # calibration scans by default
     assert len(default_calibration()) == 12
@@ -349,7 +349,7 @@ def test_int8_backend_stays_close_to_eager(random_checkpoint, predictor, sample_
 
 @pytest.mark.skipif(not HAVE_ORT, reason="onnxruntime is not installed")
 def test_converted_models_are_cached(random_checkpoint, private_cache, monkeypatch, sample_files):
-    import braintumor.backends as mod
+    import braintumor.inference.backends as mod
 
     first = Predictor.load(random_checkpoint, backend="onnx")
     assert any("-fp32-" in f.name for f in private_cache.iterdir())
@@ -374,7 +374,7 @@ def test_converted_models_are_cached(random_checkpoint, private_cache, monkeypat
 def test_the_cache_keeps_the_newest_files(private_cache, monkeypatch):
     import time
 
-    import braintumor.backends as mod
+    import braintumor.inference.backends as mod
 
     monkeypatch.setattr(mod, "CACHE_KEEP", 2)
     for i, name in enumerate(("a", "b", "c")):
@@ -386,7 +386,7 @@ def test_the_cache_keeps_the_newest_files(private_cache, monkeypatch):
 
 
 def test_auto_backend_falls_back_to_torch_without_onnxruntime(random_checkpoint, monkeypatch):
-    import braintumor.backends as mod
+    import braintumor.inference.backends as mod
 
     monkeypatch.setattr(mod, "onnx_available", lambda: False)
     assert Predictor.load(random_checkpoint).backend == "torch"

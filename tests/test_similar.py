@@ -22,7 +22,7 @@ def index_file(random_checkpoint, sample_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def indexed(random_checkpoint, index_file):
-    from braintumor.predictor import Predictor
+    from braintumor.inference.predictor import Predictor
 
     p = Predictor.load(random_checkpoint)
     p.attach_index(index_file)
@@ -39,7 +39,7 @@ def altered(path) -> Image.Image:
 
 def test_index_holds_every_scan_with_label_thumbnail_and_model(index_file, random_checkpoint, sample_files):
     from braintumor.checkpoint import load_checkpoint
-    from braintumor.similar import CaseIndex
+    from braintumor.inference.similar import CaseIndex
 
     index = CaseIndex.load(index_file)
     assert len(index) == len(sample_files) == 12
@@ -55,8 +55,8 @@ def test_index_holds_every_scan_with_label_thumbnail_and_model(index_file, rando
 def test_an_index_is_refused_for_another_model(index_file, tmp_path):
     from conftest import box_checkpoint
 
-    from braintumor.predictor import Predictor
-    from braintumor.similar import CaseIndex, CaseIndexError
+    from braintumor.inference.predictor import Predictor
+    from braintumor.inference.similar import CaseIndex, CaseIndexError
 
     other = Predictor.load(box_checkpoint(tmp_path / "other.safetensors"))
     with pytest.raises(CaseIndexError, match="not with the model"):
@@ -137,7 +137,7 @@ def test_predict_similar_on_the_command_line(random_checkpoint, index_file, samp
 
 def test_faiss_backend_gives_the_same_neighbours(index_file, indexed, sample_files):
     pytest.importorskip("faiss", reason="faiss-cpu is not installed")
-    from braintumor.similar import CaseIndex, query_parts
+    from braintumor.inference.similar import CaseIndex, query_parts
 
     fast = CaseIndex.load(index_file, backend="faiss")
     gray = Image.open(sample_files[2][0]).convert("L")

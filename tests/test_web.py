@@ -558,7 +558,7 @@ def test_openapi_matches_every_answer(client, scan_bytes):
     # the request fields the spec names are the ones the route reads
     fields = doc["paths"]["/api/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert set(fields["properties"]) == {"file", "explain", "cam_method", "tta", "slice", "similar"}
-    from braintumor.cam import CAM_METHODS
+    from braintumor.inference.cam import CAM_METHODS
 
     assert fields["properties"]["cam_method"]["enum"] == list(CAM_METHODS)
 
@@ -715,7 +715,7 @@ def test_serve_cli_says_where_and_which_model(random_checkpoint):
 
 
 def test_predict_gives_the_tumour_box_in_pixels_of_the_upload(tmp_path, sample_files):
-    from braintumor.predictor import Predictor
+    from braintumor.inference.predictor import Predictor
     from braintumor.web import create_app
     from conftest import box_checkpoint
 

@@ -15,7 +15,7 @@ __all__ = ["CLASSES", "Predictor", "TrainConfig", "__version__"]
 
 def __getattr__(name: str):
     if name == "Predictor":
-        from .predictor import Predictor
+        from .inference.predictor import Predictor
 
         return Predictor
     raise AttributeError(f"module 'braintumor' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Fitting, offline, what every answer's decision reads (:mod:`braintumor.decision`).
+"""Fitting, offline, what every answer's decision reads (:mod:`braintumor.inference.decision`).
 
 Four things are fitted on the validation split after training and stored in the checkpoint's
 metadata (:func:`calibrate`, ``braintumor calibrate``):
@@ -9,7 +9,7 @@ metadata (:func:`calibrate`, ``braintumor calibrate``):
   that for any coverage 1 - alpha the prediction set ``{c : p_c >= 1 - q}``, with q the
   ceil((n+1)(1-alpha))-th smallest score, holds the true class at least 1 - alpha of the time on
   scans like the validation ones;
-- the out-of-distribution gate of :mod:`braintumor.ood`;
+- the out-of-distribution gate of :mod:`braintumor.inference.ood`;
 - the no-tumour rule (:func:`fit_notumor_rule`): when "no tumour" may be answered as classified.
 
 Every number is computed by :meth:`braintumor.Predictor.outputs`, the same forward pass that
@@ -32,8 +32,9 @@ from typing import Sequence
 
 import numpy as np
 
+from .config import CLASSES
 from .errors import DataError
-from .decision import (DEFAULT_COVERAGE, NO_TUMOUR, DecisionPolicy, conformal_threshold, decide, prediction_sets,
+from .inference.decision import (DEFAULT_COVERAGE, NO_TUMOUR, DecisionPolicy, conformal_threshold, decide, prediction_sets,
                        softmax, tumour_evidence)
 T_BOUNDS = (0.05, 20.0)  # search range of the temperature
 SCORE_DECIMALS = 6  # conformal scores are stored rounded (JSON in the checkpoint)
@@ -148,7 +149,7 @@ def network_outputs(checkpoint, files: Sequence[str | Path], batch_size: int = 3
     network's pixels, the original ``sizes`` (N, 2) as (width, height), the served
     ``probabilities`` (N, C) and ``answers``, the ``backend`` that ran, the box head's ``box_score`` where there is one, and
     with ``keep_pixels`` the network's ``pixels`` (N, S, S)."""
-    from .predictor import Predictor
+    from .inference.predictor import Predictor
 
     predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor([checkpoint], backend=backend)
     out = predictor.outputs(list(files), batch_size, keep_pixels=keep_pixels, show_progress=True, desc=desc)
@@ -238,46 +239,62 @@ def crossfit(logits: np.ndarray, labels: np.ndarray, coverage: float = DEFAULT_C
 
 def calibrate(checkpoint_path: str | Path, data: str | Path, split_file: str | Path,
               coverage: float = DEFAULT_COVERAGE, ood_train_limit: int = 0, batch_size: int = 32,
-              backend: str = "auto") -> dict:
+              backend: str = "auto", sources: Sequence[str | Path] = (), boxes: str | Path | None = None) -> dict:
     """Fit temperature, conformal scores, the out-of-distribution gate and the no-tumour rule of a
     checkpoint on its split, from the outputs of ``backend`` (the served one by default), and write
-    them into its metadata (the weights are kept). When the checkpoint is the one
-    that ships with the package, its manifest's SHA-256 is updated too. Returns the new entries
-    (without the bulky arrays) and the new SHA-256."""
+    them into its metadata (the weights are kept). ``sources``: more collections whose validation
+    images the split records (:mod:`braintumor.sources`); every source's validation slices then
+    count, tumours of unknown type as "a tumour" (the no-tumour rule) and not for the temperature
+    and the conformal scores, which need a class. ``boxes`` (the radiologist boxes file) only names
+    the main folder's sources in the summary. When the checkpoint is the one that ships with the
+    package, its manifest's SHA-256 is updated too. Returns the new entries (without the bulky
+    arrays) and the new SHA-256."""
     import json
 
-    from . import ood, shipped
+    from . import shipped
+    from .inference import ood
     from .checkpoint import load_checkpoint, update_meta
+    from .sources import split_images
 
     path = Path(checkpoint_path)
     ck = load_checkpoint(path)
     root = Path(data)
 
-    def labels_of(rels):
-        return np.array([ck.classes.index(r.split("/")[0]) for r in rels])
-
-    from .predictor import Predictor
+    from .inference.predictor import Predictor
 
     try:
         split = json.loads(Path(split_file).read_text())
-        val, train = split["val"], split["train"]
+        split["val"], split["train"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{split_file}: not a split file with 'train' and 'val' lists ({exc})") from None
-    unknown = sorted({r.split("/")[0] for r in val + train} - set(ck.classes))
-    if unknown:
-        raise DataError(f"{split_file}: classes {unknown} are not the model's ({', '.join(ck.classes)})")
-    if not val:
+    if tuple(ck.classes) != CLASSES:
+        raise DataError(f"the model's classes ({', '.join(ck.classes)}) are not {', '.join(CLASSES)}")
+    box_rows = {}
+    if boxes:
+        from .box_training import read_boxes
+
+        box_rows = read_boxes(boxes)
+    val_images = split_images(split, root, box_rows, sources, "val")
+    train_images = split_images(split, root, box_rows, sources, "train")
+    if not val_images:
         raise DataError(f"{split_file}: the validation split is empty")
-    if ood_train_limit and len(train) > ood_train_limit:
+    if ood_train_limit and len(train_images) > ood_train_limit:
         rng = np.random.default_rng(0)
-        train = sorted(rng.choice(train, ood_train_limit, replace=False).tolist())
+        train_images = [train_images[i] for i in sorted(rng.choice(len(train_images), ood_train_limit, replace=False))]
+    val = [im.path for im in val_images]
+    train = [im.path for im in train_images]
+    val_labels = np.array([im.label for im in val_images])
+    known = val_labels >= 0
     predictor = Predictor([ck], backend=backend)  # one conversion for both parts
-    v = network_outputs(predictor, [root / r for r in val], batch_size, "validation")
-    t = network_outputs(predictor, [root / r for r in train], batch_size, "training")
-    entries = calibration_entries(v["logits"], labels_of(val), coverage,
-                                  note=f"validation split of {Path(split_file).name}, {len(val)} images, "
-                                       f"{v['backend']} backend")
-    val_labels = labels_of(val)
+    v = network_outputs(predictor, val, batch_size, "validation")
+    t = network_outputs(predictor, train, batch_size, "training")
+    per_source = {}
+    for im in val_images:
+        per_source[im.source] = per_source.get(im.source, 0) + 1
+    where = ", ".join(f"{k} {n}" for k, n in per_source.items())
+    entries = calibration_entries(v["logits"][known], val_labels[known], coverage,
+                                  note=f"validation split of {Path(split_file).name}, {int(known.sum())} images "
+                                       f"of a known class ({where}), {v['backend']} backend")
     gate = ood.fit_gate(t["features"], t["stats"], v["features"], v["stats"],
                         ood.failed_checks(v["sizes"], v["std"]), val_labels=val_labels)
     entries["ood"] = gate.to_meta()

@@ -2,12 +2,12 @@
 labels for people.
 
 Nothing is imported here, so that ``braintumor predict --help``, the web page and the OpenAPI
-document read the one list without loading torch; :mod:`braintumor.cam` computes with it.
+document read the one list without loading torch; :mod:`braintumor.inference.cam` computes with it.
 """
 
 from __future__ import annotations
 
-# name -> pytorch_grad_cam class name (imported on first use, by braintumor.cam)
+# name -> pytorch_grad_cam class name (imported on first use, by braintumor.inference.cam)
 CAM_METHODS: dict[str, str] = {
     "gradcam": "GradCAM",
     "gradcam++": "GradCAMPlusPlus",

@@ -18,7 +18,7 @@ from torch import nn
 from .errors import CheckpointError
 from .config import CLASSES
 from .models import build_model
-from .transforms import Preprocessing
+from .inference.preprocess import Preprocessing
 
 FORMAT = "braintumor-checkpoint/1"
 

@@ -16,7 +16,7 @@ CLASS_NAMES: dict[str, str] = {"glioma": "Glioma", "meningioma": "Meningioma", "
 CLASS_COLOURS: dict[str, tuple[int, int, int]] = {"glioma": (239, 68, 68), "meningioma": (245, 158, 11),
                                                   "notumor": (16, 185, 129), "pituitary": (99, 102, 241)}
 
-# How a model's body runs (braintumor.backends): auto is int8 when ONNX Runtime and calibration scans
+# How a model's body runs (braintumor.inference.backends): auto is int8 when ONNX Runtime and calibration scans
 # are there, else onnx, else torch.
 BACKENDS: tuple[str, ...] = ("auto", "torch", "onnx", "int8")
 BACKEND_HELP = ("inference engine: int8 (ONNX Runtime, int8-quantised: the fastest), onnx (ONNX Runtime, "
@@ -49,6 +49,7 @@ class TrainConfig:
     epochs: int = 30  # upper bound; early stopping may end sooner
     img_size: int = 224  # side of the square network input, in pixels
     resize_ratio: float = 1.0  # eval: resize to img_size*ratio, then centre-crop img_size
+    fit: str = "pad"  # how a slice is made square: pad the shorter side (whole slice seen) or crop
     batch_size: int = 64
     device: str = "auto"  # auto | cpu | cuda | mps
     seed: int = 0
@@ -76,10 +77,14 @@ class TrainConfig:
     paste: float = 0.3  # share of no-tumour images that get a tumour pasted in (with boxes)
     erase: float = 0.12  # share of boxed tumour images whose tumour is covered (with boxes)
     erase_fill: float = 0.0  # share of covered tumours inpainted instead of covered with healthy tissue
+    erase_mirror: float = 0.0  # share covered by the other hemisphere of the same slice instead
     style_mix: float = 0.3  # share of images given the other source's histogram (with boxes)
     artefacts: float = 0.3  # TorchIO MRI artefacts: how often each kind is applied (with boxes)
     init: str = ""  # start from this checkpoint's weights (all of them, head included)
     freeze_early: bool = False  # keep the early blocks (ResNet conv1-layer2) fixed: 2x faster on a CPU
+    # More collections (braintumor.sources): folders of class folders (and tumour/ for an unknown type)
+    sources: tuple[str, ...] = ()
+    source_balance: float = 0.0  # draws per source within a class ~ size**power (0: natural, 1: equal)
     # Split
     val_fraction: float = 0.15
     split_file: str = ""  # reuse an existing split.json instead of computing one

@@ -26,7 +26,7 @@ def evaluate(data: str, model: str | list[str] | None = None, *, backend: str = 
     of each decision per class, the accuracy of the classified answers, the missed tumours, and each
     image's answer (``predictions``: file, true class, label, probabilities, decision, box)."""
     from .engine import pick_device
-    from .predictor import Predictor
+    from .inference.predictor import Predictor
 
     dev = pick_device(device).type
     predictor = Predictor.load(model, backend=backend, device=dev)

@@ -26,7 +26,7 @@ def site_figures(checkpoint_path: str | Path, root: Path, rels: list[str], desc:
     ``root`` whose first part is the class), through the served code (:meth:`Predictor.outputs`,
     eager PyTorch: the int8 conversion of a new model would add half a minute here)."""
     from .metrics import summarize
-    from .predictor import Predictor
+    from .inference.predictor import Predictor
 
     p = Predictor.load(checkpoint_path, backend="torch")
     ck = p.checkpoints[0]

@@ -1,6 +1,9 @@
-"""Preprocessing, written once: the same code feeds training, evaluation and prediction.
+"""Training's augmentation, on the preprocessing every answer uses
+(:mod:`braintumor.inference.preprocess`, re-exported here).
 
-Images are first *prepared*: grayscale, shorter side resized, centre square crop, uint8. Training
+Images are first *prepared*: grayscale, made square (``fit="pad"``: longer side resized, the shorter
+padded with black on both sides, so that the whole slice is seen; ``fit="crop"``: shorter side
+resized, centre square crop, as models before version 2.0 were trained), uint8. Training
 caches prepared images once and augments batches of tensors (one affine warp per image, done with
 ``affine_grid``/``grid_sample`` on the whole batch); evaluation and prediction centre-crop prepared
 images and normalise them with the same mean and std.
@@ -9,88 +12,12 @@ images and normalise them with the same mean and std.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from .config import IMAGENET_MEAN, IMAGENET_STD
-
-
-def prepare(img: Image.Image, size: int) -> np.ndarray:
-    """Grayscale PIL image -> (size, size) uint8: shorter side resized to ``size``, centre crop."""
-    if img.mode != "L":
-        img = img.convert("L")
-    w, h = img.size
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    if (nw, nh) != (w, h):
-        img = img.resize((nw, nh), Image.BILINEAR)
-    left, top = (nw - size) // 2, (nh - size) // 2
-    return np.array(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """What a model expects; stored in every checkpoint so that loading needs nothing else."""
-
-    img_size: int = 224
-    resize_ratio: float = 1.0
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-
-    @property
-    def resize_size(self) -> int:
-        return max(self.img_size, round(self.img_size * self.resize_ratio))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Preprocessing":
-        return cls(
-            img_size=int(d["img_size"]),
-            resize_ratio=float(d.get("resize_ratio", 1.0)),
-            mean=tuple(float(v) for v in d.get("mean", IMAGENET_MEAN)),
-            std=tuple(float(v) for v in d.get("std", IMAGENET_STD)),
-        )
-
-    def input_window(self, size: tuple[int, int]) -> tuple[float, float, float]:
-        """Where the network's square input lies in an image of ``size`` (width, height): its left
-        and top edge and its side, in the image's pixels (the centre square :meth:`pixels` keeps)."""
-        w, h = size
-        side = min(w, h) * self.img_size / self.resize_size
-        return (w - side) / 2, (h - side) / 2, side
-
-    def pixels(self, img: Image.Image) -> np.ndarray:
-        """The (img_size, img_size) uint8 pixels the network sees, before normalisation."""
-        return center_crop(prepare(img, self.resize_size), self.img_size)
-
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 or [0, 1] float (N, H, W) or (N, 1, H, W) -> normalised float (N, 3, H, W)."""
-        if x.dim() == 3:
-            x = x.unsqueeze(1)
-        if x.dtype == torch.uint8:
-            x = x.float().div_(255.0)
-        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        return (x.expand(-1, 3, -1, -1) - mean) / std
-
-    def tensor(self, img: Image.Image) -> torch.Tensor:
-        """One grayscale PIL image -> normalised (1, 3, img_size, img_size) float tensor."""
-        return self.normalize(torch.from_numpy(self.pixels(img)).unsqueeze(0))
-
-    def batch(self, images: list[Image.Image]) -> torch.Tensor:
-        arr = np.stack([self.pixels(im) for im in images])
-        return self.normalize(torch.from_numpy(arr))
-
-
-def center_crop(arr: np.ndarray, size: int) -> np.ndarray:
-    h, w = arr.shape[-2:]
-    top, left = (h - size) // 2, (w - size) // 2
-    return arr[..., top : top + size, left : left + size]
+from .inference.preprocess import FITS, Preprocessing, center_crop, prepare  # noqa: F401 (the one preprocessing)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..config import BACKENDS
 
-DEFAULT_COVERAGE = 0.95  # braintumor.decision.DEFAULT_COVERAGE (kept here: --help loads no numpy)
+DEFAULT_COVERAGE = 0.95  # braintumor.inference.decision.DEFAULT_COVERAGE (kept here: --help loads no numpy)
 
 
 def configure(p) -> None:
@@ -15,6 +15,11 @@ def configure(p) -> None:
                    "(default: the shipped model, whose manifest SHA-256 is then updated)")
     p.add_argument("--data", required=True, help="the Training folder the split refers to")
     p.add_argument("--split", required=True, metavar="FILE", help="split.json with 'train' and 'val'")
+    p.add_argument("--source", dest="sources", action="append", default=[], metavar="FOLDER",
+                   help="another collection the split records (split.json 'sources'): its validation "
+                        "slices count too (repeatable; as given to braintumor train --source)")
+    p.add_argument("--boxes", default=None, metavar="TSV",
+                   help="the radiologist boxes file: names the main folder's sources in the summary")
     p.add_argument("--coverage", type=float, default=DEFAULT_COVERAGE, help="default 0.95")
     p.add_argument("--ood-train-limit", type=int, default=0, metavar="N",
                    help="fit the OOD statistics on at most N training images (0: all)")
@@ -36,10 +41,14 @@ def run(args) -> int:
     if not Path(args.data).is_dir():
         raise UsageError(f"no such folder: {args.data}")
     if args.backend != "torch":
-        from ..backends import give_cores_to_onnx
+        from ..inference.backends import give_cores_to_onnx
 
         give_cores_to_onnx()  # this process only runs its forward passes through ONNX Runtime
     path = args.model or shipped.default_model_path()
-    out = calibrate(path, args.data, args.split, args.coverage, args.ood_train_limit, backend=args.backend)
+    for folder in args.sources:
+        if not Path(folder).is_dir():
+            raise UsageError(f"no such folder: {folder}")
+    out = calibrate(path, args.data, args.split, args.coverage, args.ood_train_limit, backend=args.backend,
+                    sources=args.sources, boxes=args.boxes)
     print(json.dumps(out, indent=2))
     return 0

@@ -34,9 +34,9 @@ def run(args: argparse.Namespace) -> int:
     if args.split and not Path(args.split).is_file():
         raise UsageError(f"no such split file: {args.split}")
     if args.backend != "torch":
-        from ..backends import give_cores_to_onnx
+        from ..inference.backends import give_cores_to_onnx
 
-        give_cores_to_onnx()  # this process only answers through ONNX Runtime (see braintumor.backends)
+        give_cores_to_onnx()  # this process only answers through ONNX Runtime (see braintumor.inference.backends)
     report = evaluate(args.data, model, backend=args.backend, device=args.device, batch_size=args.batch_size,
                       tta=args.tta, show_progress=not args.json, split=args.split)
     print(json.dumps(report) if args.json else format_report(report))

@@ -1,5 +1,5 @@
 """``braintumor index DIR --out FILE``: embed a labelled folder into a similar-case index for a
-model (:mod:`braintumor.similar`)."""
+model (:mod:`braintumor.inference.similar`)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ def configure(p) -> None:
 
 def run(args) -> int:
     from ..errors import UsageError
-    from ..predictor import Predictor
-    from ..similar import build_index
+    from ..inference.predictor import Predictor
+    from ..inference.similar import build_index
 
     if not Path(args.data).is_dir():
         raise UsageError(f"no such folder: {args.data}")

@@ -112,15 +112,15 @@ def run(args: argparse.Namespace) -> int:
     outdir = Path(args.explain) if args.explain else None
     reportdir = Path(args.report) if args.report else None
 
-    from ..cam import explanation_figure
-    from ..predictor import display_pixels
+    from ..inference.cam import explanation_figure
+    from ..inference.predictor import display_pixels
     from ..data import progress
     from ..imaging import ImageError, load_image
-    from ..predictor import Predictor
+    from ..inference.predictor import Predictor
 
     predictor = Predictor.load(args.model if args.model else None, backend=args.backend)
     if predictor.backend != "torch":
-        from ..backends import give_cores_to_onnx
+        from ..inference.backends import give_cores_to_onnx
 
         give_cores_to_onnx()
     if args.index:

@@ -56,11 +56,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--feedback {args.feedback}: {exc}") from None
     p = app.extensions[EXTENSION]
     if p.backend != "torch":
-        from ..backends import give_cores_to_onnx
+        from ..inference.backends import give_cores_to_onnx
 
         give_cores_to_onnx()
     if args.index:
-        from ..similar import CaseIndexError
+        from ..inference.similar import CaseIndexError
 
         try:
             p.attach_index(args.index)

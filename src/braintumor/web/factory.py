@@ -38,7 +38,7 @@ def create_app(config: dict | None = None, predictor: Any = None) -> Flask:
     if config:
         app.config.update(config)
     if predictor is None:
-        from ..predictor import Predictor
+        from ..inference.predictor import Predictor
 
         paths = app.config["MODEL_PATHS"]
         if isinstance(paths, (str, os.PathLike)):

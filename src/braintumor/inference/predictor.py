@@ -6,8 +6,8 @@
     p.explain("scan.jpg")                      # ... plus "heatmap" and "overlay"
 
 Every input goes through :func:`braintumor.imaging.load_image` and then the checkpoint's own
-:class:`~braintumor.transforms.Preprocessing`. The network is split at its last convolutional block
-(:func:`braintumor.cam.split_network`): the body runs once per image (eager PyTorch, or ONNX Runtime
+:class:`~braintumor.inference.preprocess.Preprocessing`. The network is split at its last convolutional block
+(:func:`braintumor.inference.cam.split_network`): the body runs once per image (eager PyTorch, or ONNX Runtime
 in float32 or int8 when installed: see ``Predictor.load``), and Grad-CAM runs on the head alone, so
 an explanation costs little more than a prediction and no hook is ever put on the shared model. A
 Predictor holds no per-call state and may be shared by threads.
@@ -28,9 +28,9 @@ from torch import nn
 from . import cam as _cam
 from . import decision as _decision
 from .backends import BACKENDS, body_runner, default_calibration
-from .checkpoint import Checkpoint, CheckpointError
-from .imaging import ImageError, ImageInput, load_image
-from .transforms import Preprocessing
+from ..checkpoint import Checkpoint, CheckpointError
+from ..imaging import ImageError, ImageInput, load_image
+from .preprocess import Preprocessing
 
 TTA_SHIFT = 0.04  # test-time shifts, as a fraction of the input side
 
@@ -146,7 +146,7 @@ class Predictor:
             calibration = default_calibration()
         self._members = [_make_member(ck, backend, threads, calibration, device) for ck in checkpoints]
         self._version = version
-        # classified / uncertain / rejected (braintumor.decision, braintumor.ood)
+        # classified / uncertain / rejected (braintumor.inference.decision, braintumor.inference.ood)
         self._decider = _decision.Decider([ck.meta for ck in checkpoints], classes, policy)
         self._index = None  # similar-case index, found on first use
         self._index_checked = False
@@ -162,16 +162,16 @@ class Predictor:
         ``backend``: ``torch`` (eager float32), ``onnx`` (ONNX Runtime float32), ``int8`` (ONNX
         Runtime, int8-quantised, calibrated on ``calibration`` images: the scans shipped in
         ``braintumor/sample`` by default) or ``auto`` (int8 when ONNX Runtime and calibration images
-        are there, else onnx, else torch); see :mod:`braintumor.backends`. ``threads``: ONNX Runtime
+        are there, else onnx, else torch); see :mod:`braintumor.inference.backends`. ``threads``: ONNX Runtime
         threads (default: the CPUs this process may use). Converted models are cached (see
         :func:`braintumor.config.cache_dir`). ``policy``: how results are decided
-        (:class:`braintumor.decision.DecisionPolicy`: conformal coverage, default 0.95, or a
+        (:class:`braintumor.inference.decision.DecisionPolicy`: conformal coverage, default 0.95, or a
         confidence threshold; whether the out-of-distribution gate may reject). ``device``: where
         the torch backend runs the body (``cuda`` for a GPU; the head and Grad-CAM stay on the CPU).
 
         The Predictor leaves PyTorch's thread count as it is; a process that serves answers through
-        ONNX Runtime may call :func:`braintumor.backends.give_cores_to_onnx`."""
-        from . import shipped
+        ONNX Runtime may call :func:`braintumor.inference.backends.give_cores_to_onnx`."""
+        from .. import shipped
 
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -246,11 +246,11 @@ class Predictor:
     # ---------------------------------------------------------------- similar cases
     @property
     def index(self):
-        """The similar-case index (:class:`braintumor.similar.CaseIndex`) in use, or None. The
+        """The similar-case index (:class:`braintumor.inference.similar.CaseIndex`) in use, or None. The
         shipped model uses the shipped index of the Training images unless another is attached."""
         if self._index is None and not self._index_checked:
             self._index_checked = True
-            from . import shipped
+            from .. import shipped
 
             path = shipped.default_index_path()
             if path is not None and len(self._members) == 1 \
@@ -362,7 +362,7 @@ class Predictor:
         (N, 43) and ``std`` (N,): the out-of-distribution statistics of its network pixels, and
         with ``keep_pixels`` its network ``pixels`` (N, S, S). Members may differ in architecture
         and input size, so the per-member arrays may differ in shape."""
-        from .data import progress
+        from ..data import progress
         from .ood import image_statistics, pooled_features
 
         if errors not in ("raise", "return"):
@@ -511,7 +511,7 @@ class Predictor:
         """The box head's answer of the first member that has one (None without a box head)."""
         for m, (pixels, feats) in zip(self._members, parts):
             if hasattr(m.model, "box_head"):
-                from .localize import decode_boxes
+                from ..localize import decode_boxes
 
                 with torch.inference_mode():
                     frac, score = decode_boxes(*m.model.box_head(feats.float()))
@@ -527,7 +527,7 @@ class Predictor:
             return {}
         frac = heads.frac[wanted]
         if hasattr(heads.member.model, "box_refiner"):
-            from .box_refine import refine_boxes
+            from ..box_refine import refine_boxes
 
             frac = refine_boxes(heads.member.model.box_refiner, heads.pixels[wanted], frac)
         return {i: box_in_image(f.tolist(), grays[i].size, heads.member.preprocessing)
@@ -537,7 +537,7 @@ class Predictor:
                    parts: list[tuple[np.ndarray, torch.Tensor]],
                    box_scores: list[float | None] | None = None) -> list[dict]:
         """"decision", "reason", "prediction_set" and "ood_score" of each image
-        (:class:`braintumor.decision.Decider`), from what :meth:`_forward` computed."""
+        (:class:`braintumor.inference.decision.Decider`), from what :meth:`_forward` computed."""
         from .ood import pooled_features
 
         return self._decider([g.size for g in grays], probs, [px for px, _ in parts],

@@ -38,7 +38,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 MIN_SIDE = 64  # pixels: a shorter side below this is a thumbnail, not a scan
 BLANK_STD = 2.0  # grey levels (0-255): a standard deviation below this is a blank image
@@ -164,7 +164,7 @@ def conformal_quantile(scores: np.ndarray, rate: float, midpoint: bool = False) 
     """The threshold above which at most ``rate`` of ``scores`` lie, as a split-conformal bound
     (:func:`braintumor.metrics.conformal_quantile` at level ``1 - rate``; the largest score when
     there are too few)."""
-    from .metrics import conformal_quantile as bound
+    from ..metrics import conformal_quantile as bound
 
     return bound(scores, 1.0 - rate, midpoint=midpoint)
 

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from .errors import CaseIndexError
+from ..errors import CaseIndexError
 
 THUMB = 48  # side of the stored thumbnails, in pixels
 FORMAT = "braintumor-case-index"
@@ -118,7 +118,7 @@ class CaseIndex:
     def near_copies(self, descriptor: np.ndarray, flipped: np.ndarray, sha256: str | None = None,
                     among: np.ndarray | None = None, threshold: float | None = None) -> np.ndarray:
         """Indices of the indexed scans that are the same picture as the query (the audit's rule)."""
-        from .dedup import DEFAULT_THRESHOLD
+        from ..dedup import DEFAULT_THRESHOLD
 
         threshold = DEFAULT_THRESHOLD if threshold is None else threshold
         rows = np.arange(len(self)) if among is None else np.asarray(among)
@@ -171,7 +171,7 @@ def thumbnail_jpeg(gray: Image.Image) -> bytes:
 
 def query_parts(gray: Image.Image) -> tuple[np.ndarray, np.ndarray]:
     """The dedup descriptor of a query and of its mirror image."""
-    from .dedup import descriptor
+    from ..dedup import descriptor
 
     return descriptor(gray)
 
@@ -181,8 +181,8 @@ def build_index(predictor: Any, root: str | Path, classes: Sequence[str], batch_
     """Embed every scan under ``root/<class>/`` with ``predictor`` (its first model)."""
     import hashlib
 
-    from .data import list_samples, progress
-    from .imaging import load_image
+    from ..data import list_samples, progress
+    from ..imaging import load_image
 
     root = Path(root)
     samples = list_samples(root, tuple(classes), require_all=False)

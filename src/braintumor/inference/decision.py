@@ -5,7 +5,7 @@ The numbers these use (temperature, conformal scores, the out-of-distribution ga
 rule) are fitted offline by :mod:`braintumor.calibration` and stored in the checkpoint's metadata;
 this module only reads them.
 
-- ``"rejected"``: the input failed the out-of-distribution gate (:mod:`braintumor.ood`), which says
+- ``"rejected"``: the input failed the out-of-distribution gate (:mod:`braintumor.inference.ood`), which says
   what is unusual about it; ``"prediction_set"`` is empty;
 - ``"uncertain"``: the conformal set holds several classes, or none, or the answer is "no tumour"
   while some tumour class has more evidence than the no-tumour rule allows; ``"prediction_set"``
@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .metrics import conformal_quantile
+from ..metrics import conformal_quantile
 
 DEFAULT_COVERAGE = 0.95
 

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import Checkpoint, CheckpointError
-from .config import BACKENDS, cache_dir
-from .imaging import ImageInput, load_image
-from .transforms import Preprocessing
+from ..checkpoint import Checkpoint, CheckpointError
+from ..config import BACKENDS, cache_dir
+from ..imaging import ImageInput, load_image
+from .preprocess import Preprocessing
 
 CALIBRATION_MAX = 64  # images used to calibrate int8 activation ranges
 INT8_RECIPE = "qdq/per-channel/minmax/float-conv1"  # part of the cache key: change it with the recipe
@@ -132,7 +132,7 @@ def default_calibration() -> list[Path]:
     scans shipped with the package (``braintumor/sample/``); none when neither is there."""
     from importlib import resources
 
-    from .formats import IMAGE_SUFFIXES
+    from ..formats import IMAGE_SUFFIXES
 
     env = os.environ.get("BRAINTUMOR_CALIBRATION")
     root = Path(env) if env else Path(str(resources.files("braintumor") / "sample"))

@@ -21,7 +21,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
-from .cam_methods import CAM_METHODS  # name -> pytorch_grad_cam class name (imported on first use)
+from ..cam_methods import CAM_METHODS  # name -> pytorch_grad_cam class name (imported on first use)
 
 
 def split_network(model: nn.Module, arch: str) -> tuple[nn.Module, nn.Module]:
