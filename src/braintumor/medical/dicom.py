@@ -6,20 +6,70 @@ LUT, else 8-bit data as stored, else the percentile window of the frame
 (:data:`braintumor.medical.window.PERCENTILES`). MONOCHROME1 is inverted; RGB, YBR and PALETTE
 COLOR become luminance. Non-square pixels are made square. Only the image pixel, modality LUT and
 VOI LUT modules are read; no other header value is kept.
+
+Nothing is inflated or decoded before its size is known to fit the current budget
+(:mod:`braintumor.limits`): a data set in the Deflated transfer syntax is inflated once, counting,
+and refused as soon as it passes the budget's memory (a 500 KB file can inflate to a gigabyte);
+a frame is decoded only when its rows x columns x samples fit the pixel, aspect and memory limits,
+whatever the encapsulated (compressed) bytes would expand to.
 """
 
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from .. import formats
-from ..errors import MAX_PIXELS, ImageError, UnsupportedImageError
+from .. import formats, limits
+from ..errors import ImageError, UnsupportedImageError
 from .quiet import quiet
 from .window import dicom_window, gray, percentile_window, rgb_to_gray, square_pixels, window
+
+
+DEFLATED = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian
+# explicit-VR value representations with a 4-byte value length (PS3.5 7.1.2)
+LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+INFLATE_CHUNK = 1 << 20
+
+
+def file_meta(data: bytes, start: int) -> tuple[str | None, int]:
+    """The TransferSyntaxUID of the file meta group (group 0002, explicit VR little endian) that
+    begins at ``start``, and the offset where the group ends: where the data set, deflated or not,
+    begins. (None, start) where there is no such group."""
+    pos, ts = start, None
+    while pos + 8 <= len(data):
+        group, element = struct.unpack_from("<HH", data, pos)
+        if group != 0x0002:
+            break
+        vr = data[pos + 4:pos + 6]
+        if vr in LONG_VRS:
+            if pos + 12 > len(data):
+                break
+            length, header = struct.unpack_from("<I", data, pos + 8)[0], 12
+        else:
+            length, header = struct.unpack_from("<H", data, pos + 6)[0], 8
+        value = data[pos + header:pos + header + length]
+        if element == 0x0010:
+            ts = value.rstrip(b"\0 ").decode("ascii", "replace")
+        pos += header + length
+    return ts, pos
+
+
+def inflated_size(deflated: bytes, limit: int) -> int | None:
+    """The size of a raw deflate stream once inflated, counted a megabyte at a time (never held
+    whole); None as soon as it passes ``limit``."""
+    d = zlib.decompressobj(-zlib.MAX_WBITS)
+    total, data = 0, deflated
+    while data and not d.eof:
+        total += len(d.decompress(data, INFLATE_CHUNK))
+        if total > limit:
+            return None
+        data = d.unconsumed_tail
+    return total
 
 
 def _first(value: Any) -> float | None:
@@ -61,6 +111,17 @@ class Dicom:
         if not has_preamble and not formats.raw_dicom(data):
             raise UnsupportedImageError(f"{name}: not a DICOM file (no DICOM header), "
                                         "although named like one")
+        ts, start = file_meta(data, 132 if has_preamble else 0)
+        if ts == DEFLATED:
+            try:
+                size = inflated_size(data[start:], limits.current().memory)
+            except zlib.error:
+                raise ImageError(f"{name}: the deflated DICOM data set is damaged") from None
+            if size is None:
+                limit = limits.current().memory
+                raise ImageError(f"{name}: the deflated DICOM data set is over {limits.in_mib(limit)} once "
+                                 "inflated (a possible decompression bomb)")
+            limits.check_memory(2 * size, name, "the deflated DICOM data set")
         try:
             with quiet():
                 ds = pydicom.dcmread(io.BytesIO(data), force=not has_preamble)
@@ -94,14 +155,16 @@ class Dicom:
                 self.photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
                 self.bits_stored = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 16)
                 self.signed = int(ds.get("PixelRepresentation") or 0) == 1
+                samples = max(1, int(ds.get("SamplesPerPixel") or 1))
+                allocated = max(1, int(ds.get("BitsAllocated") or 16))
         except Exception:
             raise ImageError(f"{name}: the DICOM image description (rows, columns, bits) is missing "
                              "or damaged") from None
         if self.rows < 1 or self.cols < 1 or self.frames < 1:
             raise ImageError(f"{name}: the DICOM file describes an empty image")
-        if self.rows * self.cols > MAX_PIXELS:
-            raise ImageError(f"{name}: {self.cols}x{self.rows} pixels is over the "
-                             f"{MAX_PIXELS // 1_000_000} megapixel limit")
+        # one decoded frame, and its float64 values on the way to display pixels
+        frame_bytes = samples * -(-allocated // 8) + 8 * (1 if samples == 1 else samples)
+        limits.check_image(self.cols, self.rows, name, frame_bytes, what="the DICOM frame")
 
     def _check_decoder(self, ts) -> None:
         from pydicom import uid
@@ -168,7 +231,7 @@ class Dicom:
                                         "are not supported (MONOCHROME1/2, RGB, YBR, PALETTE COLOR are)")
         spacing = _frame_value(ds, i, "PixelMeasuresSequence", "PixelSpacing")
         dy, dx = (spacing[0], spacing[1]) if spacing is not None and len(spacing) == 2 else (None, None)
-        return square_pixels(gray(out), dy, dx)
+        return square_pixels(gray(out), dy, dx, self.name)
 
     def _monochrome(self, arr: np.ndarray, i: int, apply_modality_lut, apply_voi_lut) -> np.ndarray:
         ds = self.ds

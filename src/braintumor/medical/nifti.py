@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from .. import formats
+from .. import formats, limits
 from ..errors import ImageError, UnsupportedImageError
 from .quiet import quiet
 from .window import gray, percentile_window, square_pixels, window
@@ -72,14 +72,22 @@ def declared_size(head: bytes) -> DeclaredSize | None:
     return DeclaredSize(shape, voxels, offset + voxels * itemsize)
 
 
+# Bytes per voxel of reading a volume besides its data: the float32 copy the window is computed on,
+# and the 8-bit volume it gives.
+WORK_PER_VOXEL = 5
+
+
 def refuse_oversized(size: DeclaredSize, name: str, gz: bool) -> None:
-    """ImageError for a volume over :data:`MAX_VOXELS`, or a .nii.gz over :data:`MAX_NIFTI_BYTES`
-    once decompressed, by its header alone."""
+    """ImageError for a volume over :data:`MAX_VOXELS`, a .nii.gz over :data:`MAX_NIFTI_BYTES`
+    once decompressed, or one whose reading needs more memory than the current budget allows
+    (:mod:`braintumor.limits`), by its header alone."""
     if size.voxels > MAX_VOXELS:
         raise ImageError(f"{name}: {'x'.join(map(str, size.shape))} voxels is over the "
                          f"{MAX_VOXELS // 1_000_000} million voxel limit")
     if gz and size.nbytes > MAX_NIFTI_BYTES:
         raise ImageError(f"{name}: over {MAX_NIFTI_BYTES >> 30} GiB once decompressed")
+    limits.check_memory(size.nbytes + WORK_PER_VOXEL * size.voxels, name,
+                        f"the {'x'.join(map(str, size.shape))} volume")
 
 
 def _inflate(data: bytes, name: str, limit: int) -> bytes:
@@ -172,7 +180,7 @@ class Nifti:
         """cal_min/cal_max, else 8-bit data as stored (``plain``), else the percentile window."""
         lo, hi = float(hdr["cal_min"]), float(hdr["cal_max"])
         if hi > lo:
-            return window(vol.astype(np.float32), lo, hi)
+            return window(vol.astype(np.float32, copy=False), lo, hi)
         if plain:
             return np.ascontiguousarray(vol, dtype=np.uint8)
         return window(vol, *percentile_window(vol))
@@ -191,7 +199,7 @@ class Nifti:
         # RAS voxels [x, y]: x grows to the patient's right, y to the front. A radiology viewer puts
         # the front at the top and the patient's right on the left: rows = -y, columns = -x.
         view = self.volume[:, :, k].T[::-1, ::-1]
-        return square_pixels(gray(view), self.zooms[1], self.zooms[0])
+        return square_pixels(gray(view), self.zooms[1], self.zooms[0], self.name)
 
     def all_slices(self) -> list[Image.Image]:
         return [self.slice(k) for k in range(self.slices)]

@@ -10,22 +10,36 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from ..limits import check_image
+
 PERCENTILES = (0.5, 99.5)  # robust window when a file carries none
 
 
+STRIP_VALUES = 1 << 20  # values windowed at a time: float temporaries of a strip, not of a volume
+
+
 def window(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    if not hi > lo:
-        return np.zeros(arr.shape, np.uint8)
-    return np.clip((arr - lo) * (255.0 / (hi - lo)), 0, 255).round().astype(np.uint8)
+    """Values from ``lo`` to ``hi`` onto 0..255, a strip of the first axis at a time."""
+    out = np.zeros(arr.shape, np.uint8)
+    if not hi > lo or not arr.size:
+        return out
+    scale = 255.0 / (hi - lo)
+    step = max(1, STRIP_VALUES * arr.shape[0] // arr.size)
+    for i in range(0, arr.shape[0], step):
+        out[i:i + step] = np.clip((arr[i:i + step] - lo) * scale, 0, 255).round()
+    return out
 
 
 def percentile_window(arr: np.ndarray) -> tuple[float, float]:
-    flat = np.asarray(arr, dtype=np.float32).ravel()
+    arr = np.asarray(arr)
+    if arr.size > 2_000_000:  # a regular subsample is plenty for two percentiles (and no copy of a volume)
+        every = np.arange(0, arr.size, arr.size // 1_000_000)
+        flat = arr[np.unravel_index(every, arr.shape)].astype(np.float32)
+    else:
+        flat = arr.astype(np.float32).ravel()
     flat = flat[np.isfinite(flat)]
     if flat.size == 0:
         return 0.0, 0.0
-    if flat.size > 2_000_000:  # a regular subsample is plenty for two percentiles
-        flat = flat[:: flat.size // 1_000_000]
     lo, hi = np.percentile(flat, PERCENTILES)
     return float(lo), float(hi)
 
@@ -42,8 +56,10 @@ def dicom_window(arr: np.ndarray, center: float, width: float, function: str) ->
     return np.clip(out, 0, 255).round().astype(np.uint8)
 
 
-def square_pixels(img: Image.Image, dy: float | None, dx: float | None) -> Image.Image:
-    """Resample so that pixels are square (dy: spacing between rows, dx: between columns)."""
+def square_pixels(img: Image.Image, dy: float | None, dx: float | None, name: str = "scan") -> Image.Image:
+    """Resample so that pixels are square (dy: spacing between rows, dx: between columns). The
+    size it would resample to is checked against the pixel and aspect limits first
+    (:func:`braintumor.limits.check_image`)."""
     try:
         dy, dx = float(dy), float(dx)
     except (TypeError, ValueError):
@@ -52,6 +68,7 @@ def square_pixels(img: Image.Image, dy: float | None, dx: float | None) -> Image
         return img
     w, h = img.size
     size = (w, round(h * dy / dx)) if dy > dx else (round(w * dx / dy), h)
+    check_image(*size, name, what="the image at its pixel spacing")
     return img.resize(size, Image.BILINEAR)
 
 
