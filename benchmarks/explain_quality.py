@@ -123,40 +123,93 @@ def erase_tumour(gray, box_px, method: str = "telea") -> "Image.Image":
     return Image.fromarray(cv2.inpaint(arr, mask, 5, cv2.INPAINT_TELEA), "L")
 
 
+def mirror_erase(gray, box_px) -> "Image.Image | None":
+    """The slice with its box (plus 35% a side) covered by the same place of the slice mirrored left
+    to right (healthy tissue of the other hemisphere of the same scan), or None where the mirrored
+    region would hold the tumour itself."""
+    from PIL import Image
+
+    arr = np.asarray(gray, dtype=np.float32)
+    h, w = arr.shape
+    x0, y0, x1, y1 = box_px
+    mx, my = 0.35 * (x1 - x0), 0.35 * (y1 - y0)
+    gx0, gx1 = max(0, int(x0 - mx)), min(w, int(np.ceil(x1 + mx)))
+    gy0, gy1 = max(0, int(y0 - my)), min(h, int(np.ceil(y1 + my)))
+    if not (w - gx1 >= x1 or w - gx0 <= x0):
+        return None
+    out = arr.copy()
+    out[gy0:gy1, gx0:gx1] = arr[:, ::-1][gy0:gy1, gx0:gx1]
+    return Image.fromarray(out.clip(0, 255).astype(np.uint8), "L")
+
+
+def nearest_training_similarity(val_paths, train_paths) -> np.ndarray:
+    """For each validation image, the cosine similarity of the audit's descriptor (mirror images
+    included) to its nearest training image: how far it lies from what the model trained on."""
+    from braintumor.data import progress
+    from braintumor.dedup import fingerprint_files
+
+    v = fingerprint_files(val_paths, progress=progress)
+    t = fingerprint_files(train_paths, progress=progress)
+    best = np.full(len(v.paths), -1.0, dtype=np.float32)
+    for start in range(0, len(t.paths), 2048):
+        tv, tf = t.vectors[start:start + 2048], t.flipped[start:start + 2048]
+        best = np.maximum(best, np.maximum(v.vectors @ tv.T, v.vectors @ tf.T).max(1))
+    found = dict(zip(v.paths, best))
+    return np.array([found.get(str(p), np.nan) for p in val_paths])
+
+
+FAR_BINS = (0.0, 0.7, 0.8, 0.9)  # nearest-training similarity bins (the split keeps every val image < 0.9)
+
+
+def default_sources() -> list[str]:
+    """The other collections in ../shared/data that a split may record."""
+    from _common import SHARED_DATA
+
+    return [str(SHARED_DATA / n) for n in ("tcga-lgg", "br35h") if (SHARED_DATA / n).is_dir()]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(TRAINING))
     ap.add_argument("--boxes", default=str(TUMOUR_BOXES))
     ap.add_argument("--split", default=str(SPLIT))
+    ap.add_argument("--source", dest="sources", action="append", default=None, metavar="FOLDER",
+                    help="another collection the split records (default: those of ../shared/data the split has)")
     ap.add_argument("--model", default=None, help="checkpoint (default: the shipped model)")
     ap.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx", "int8"])
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--limit", type=int, default=0, help="at most N validation images (quick look)")
+    ap.add_argument("--no-far", action="store_true", help="skip the distance-to-training figures")
     ap.add_argument("--out", default=str(REPO / "docs" / "model"))
     args = ap.parse_args(argv)
     data = require(args.data, TRAINING, option="--data")
     require(args.boxes, TUMOUR_BOXES, file=True, option="--boxes")
 
+    from braintumor import Predictor
     from braintumor.box_training import boxes_in_prepared, read_boxes
     from braintumor.data import progress
     from braintumor.metrics import summarize
-    from braintumor.inference.predictor import Predictor
+    from braintumor.sources import MAIN_BOXED, NOTUMOR, TUMOUR, label_name, split_images
 
     predictor = Predictor.load(args.model, backend=args.backend)
     classes = predictor.classes
     prep = predictor.preprocessing
     S = prep.img_size
     split = json.loads(Path(args.split).read_text())
-    val = split["val"]
+    boxes = read_boxes(args.boxes)
+    recorded = split.get("sources") or {}
+    sources = args.sources if args.sources is not None else [f for f in default_sources() if Path(f).name in recorded]
+    val_images = split_images(split, data, boxes, sources, "val")
     if args.limit:
         rng = np.random.default_rng(0)
-        val = sorted(rng.choice(val, min(args.limit, len(val)), replace=False).tolist())
-    boxes = read_boxes(args.boxes)
-    y = np.array([classes.index(r.split("/")[0]) for r in val])
-    nt = classes.index("notumor")
-    figshare = np.array([r in boxes for r in val])
+        val_images = [val_images[i] for i in sorted(rng.choice(len(val_images), min(args.limit, len(val_images)),
+                                                                replace=False))]
+    y = np.array([im.label for im in val_images])
+    src = np.array([im.source for im in val_images])
+    nt = NOTUMOR
+    figshare = src == MAIN_BOXED
     t0 = time.perf_counter()
-    grays = [load_gray(data / r) for r in progress(val, desc="read")]
+    grays = [load_gray(im.path) for im in progress(val_images, desc="read")]
 
     def answers(images, desc):
         out = []
@@ -167,38 +220,71 @@ def main(argv=None) -> int:
     base = answers(grays, "predict")
     probs = np.array([[r["probabilities"][c] for c in classes] for r in base])
     pred = probs.argmax(1)
-    s = summarize(probs, y, classes)
+    known = y >= 0
+    s = summarize(probs[known], y[known], classes)
     report: dict = {"model": predictor.name, "sha256": predictor.sha256, "backend": predictor.backend,
-                    "n_val": len(val), "accuracy": s["accuracy"], "macro_f1": s["macro_f1"]}
-    other_tumour = (y != nt) & ~figshare
-    report["non_figshare_tumour"] = {"n": int(other_tumour.sum()),
-                                     "accuracy": float((pred[other_tumour] == y[other_tumour]).mean())
-                                     if other_tumour.any() else None,
-                                     "said_notumor": int((pred[other_tumour] == nt).sum())}
-    swapped = answers(style_swapped(grays, figshare), "style swap")
-    sp = np.array([classes.index(r["label"]) for r in swapped])
-    report["style_swap"] = {"unchanged": float((sp == pred).mean()), "accuracy": float((sp == y).mean()),
-                            "unchanged_figshare": float((sp == pred)[figshare].mean()),
-                            "unchanged_other": float((sp == pred)[~figshare].mean())}
-    # decisions
+                    "n_val": len(val_images), "accuracy": s["accuracy"], "macro_f1": s["macro_f1"],
+                    "sources": [Path(f).name for f in sources]}
     dec = np.array([r["decision"] for r in base])
+    is_tumour, said_tumour = y != nt, pred != nt
+    right = np.where(known, pred == y, said_tumour)
+    rows = {}
+    for name in sorted(set(src.tolist())):
+        for lab in sorted(set(y[src == name].tolist())):
+            sel = (src == name) & (y == lab)
+            rows[f"{name}/{label_name(lab)}"] = {
+                "n": int(sel.sum()),
+                "accuracy": float(right[sel].mean()),
+                "tumour_or_not": float((said_tumour[sel] == is_tumour[sel]).mean()),
+                "classified": float((dec[sel] == "classified").mean()),
+                "uncertain": float((dec[sel] == "uncertain").mean()),
+                "rejected": float((dec[sel] == "rejected").mean()),
+                "confident_errors": int((sel & ~right & (dec == "classified")).sum()),
+            }
+    report["per_source"] = rows
+    worst = min(rows, key=lambda k: rows[k]["tumour_or_not"])
+    report["worst_source"] = {"name": worst, "tumour_or_not": rows[worst]["tumour_or_not"]}
+    other_tumour = is_tumour & ~figshare
+    report["non_figshare_tumour"] = {"n": int(other_tumour.sum()),
+                                     "accuracy": float(right[other_tumour].mean()) if other_tumour.any() else None,
+                                     "said_notumor": int((pred[other_tumour] == nt).sum())}
+    two = np.isin(src, [MAIN_BOXED, "kaggle-other"])  # the style swap mixes the main folder's two sources
+    swapped = answers(style_swapped([grays[i] for i in np.flatnonzero(two)], figshare[two]), "style swap")
+    sp = np.array([classes.index(r["label"]) for r in swapped])
+    p2, y2, f2 = pred[two], y[two], figshare[two]
+    report["style_swap"] = {"unchanged": float((sp == p2).mean()), "accuracy": float((sp == y2).mean()),
+                            "unchanged_figshare": float((sp == p2)[f2].mean()),
+                            "unchanged_other": float((sp == p2)[~f2].mean())}
     report["decisions"] = {
-        "rejected_per_class": {c: float((dec[y == k] == "rejected").mean()) for k, c in enumerate(classes)},
-        "referred_per_class": {c: float((dec[y == k] == "uncertain").mean()) for k, c in enumerate(classes)},
-        "tumour_called_notumor": int(((y != nt) & (pred == nt)).sum()),
-        "tumour_called_notumor_classified": int(((y != nt) & (pred == nt) & (dec == "classified")).sum()),
+        "rejected_per_class": {label_name(k): float((dec[y == k] == "rejected").mean()) for k in sorted(set(y.tolist()))},
+        "referred_per_class": {label_name(k): float((dec[y == k] == "uncertain").mean()) for k in sorted(set(y.tolist()))},
+        "tumour_called_notumor": int((is_tumour & (pred == nt)).sum()),
+        "tumour_called_notumor_classified": int((is_tumour & (pred == nt) & (dec == "classified")).sum()),
+        "confident_errors": int((~right & (dec == "classified")).sum()),
     }
-    # heat maps and boxes on boxed tumour slices
-    boxed = np.flatnonzero(figshare & (y != nt))
+    if not args.no_far:
+        train_paths = [im.path for im in split_images(split, data, boxes, sources, "train")]
+        near = nearest_training_similarity([im.path for im in val_images], train_paths)
+        far = {}
+        for lo, hi in zip(FAR_BINS, FAR_BINS[1:] + (1.01,)):
+            sel = (near >= lo) & (near < hi)
+            far[f"{lo:.1f}-{min(hi, 1.0):.1f}"] = {"n": int(sel.sum()),
+                                                   "accuracy": float(right[sel].mean()) if sel.any() else None,
+                                                   "confident_errors": int((sel & ~right & (dec == "classified")).sum())}
+        report["far_from_training"] = far
+    # heat maps, boxes and counterfactuals on the boxed tumour slices of every source
+    boxed = np.flatnonzero(np.array([im.box is not None for im in val_images]) & is_tumour & known)
     gauss = centre_gaussian(S)
     methods = [m for m in args.methods.split(",") if m]
-    point = {m: {c: [] for c in classes if c != "notumor"} for m in methods + ["centre_gaussian"]}
-    energy = {m: {c: [] for c in classes if c != "notumor"} for m in methods + ["centre_gaussian"]}
-    ious, areas, examples = [], [], []
-    erased: dict[str, list] = {"telea": [], "blur": []}
+    tumour_names = [c for c in classes if c != "notumor"]
+    point = {m: {c: [] for c in tumour_names} for m in methods + ["centre_gaussian"]}
+    energy = {m: {c: [] for c in tumour_names} for m in methods + ["centre_gaussian"]}
+    point_src: dict[str, list] = {}
+    ious, areas, iou_src, examples = [], [], [], []
+    erased: dict[str, list] = {"telea": [], "blur": [], "mirror": []}
     for i in progress(boxed, desc="explain", unit="img"):
-        g = grays[i]
-        frac = boxes_in_prepared(boxes[val[i]], *g.size)
+        g, im = grays[i], val_images[i]
+        frac = boxes_in_prepared(im.box, *g.size, prep.fit)
         bx = np.array(frac) * S
         c = classes[y[i]]
         hit, en = pointing_and_energy(gauss, bx)
@@ -211,18 +297,22 @@ def main(argv=None) -> int:
             hit, en = pointing_and_energy(e["heatmap_input"], bx)
             point[m][c].append(hit)
             energy[m][c].append(en)
+            if m == methods[0]:
+                point_src.setdefault(im.source, []).append(hit)
         w, h = g.size
-        side = min(w, h)
-        left, top = (w - side) / 2, (h - side) / 2
-        true_px = [left + frac[0] * side, top + frac[1] * side, left + frac[2] * side, top + frac[3] * side]
+        true_px = [im.box[0] * w, im.box[1] * h, im.box[2] * w, im.box[3] * h]
         b = base[i].get("box")
         ious.append(iou(b, true_px) if b is not None else 0.0)
+        iou_src.append(im.source)
         areas.append((bx[2] - bx[0]) * (bx[3] - bx[1]))  # at the network's input size
         if len(examples) < 12 and i % 7 == 0:
             examples.append((g, e_first if methods else None, true_px, b, c))
-        for how, rows in erased.items():
-            r = predictor.predict(erase_tumour(g, true_px, how))
-            rows.append((r["label"] != "notumor", r["decision"], r["confidence"]))
+        for how, rows_ in erased.items():
+            img = mirror_erase(g, true_px) if how == "mirror" else erase_tumour(g, true_px, how)
+            if img is None:
+                continue
+            r = predictor.predict(img)
+            rows_.append((r["label"] != "notumor", r["decision"], r["confidence"], im.source))
 
     def summary(d):
         out = {c: float(np.mean(v)) if v else None for c, v in d.items()}
@@ -231,8 +321,10 @@ def main(argv=None) -> int:
         return out
 
     report["pointing"] = {m: summary(point[m]) for m in point}
+    report["pointing_per_source"] = {k: {"n": len(v), "hit": float(np.mean(v))} for k, v in point_src.items()}
     report["energy_in_box"] = {m: summary(energy[m]) for m in energy}
     ious_a = np.array(ious)
+
     def box_summary(v):
         return {"n": int(len(v)), "mean_iou": float(v.mean()) if len(v) else None,
                 "iou_at_least_0.5": float((v >= 0.5).mean()) if len(v) else None}
@@ -243,14 +335,22 @@ def main(argv=None) -> int:
     small = np.array(areas) < (S / 7) ** 2
     report["box"]["smaller_than_a_cell"] = box_summary(ious_a[small])
     report["box"]["the_rest"] = box_summary(ious_a[~small])
-    def erased_summary(rows):
-        kept = [t for t, d, _ in rows if t and d == "classified"]
-        return {"n": len(rows), "tumour_label": float(np.mean([t for t, _, _ in rows])) if rows else None,
-                "tumour_label_classified": len(kept) / len(rows) if rows else None,
-                "median_confidence": float(np.median([c for _, _, c in rows])) if rows else None}
+    report["box"]["per_source"] = {k: box_summary(ious_a[np.array(iou_src) == k]) for k in sorted(set(iou_src))}
+
+    def erased_summary(rows_):
+        kept = [t for t, d, _, _ in rows_ if t and d == "classified"]
+        out = {"n": len(rows_), "tumour_label": float(np.mean([t for t, _, _, _ in rows_])) if rows_ else None,
+               "tumour_label_classified": len(kept) / len(rows_) if rows_ else None,
+               "median_confidence": float(np.median([c for _, _, c, _ in rows_])) if rows_ else None}
+        out["per_source"] = {k: {"n": sum(1 for r in rows_ if r[3] == k),
+                                 "tumour_label_classified": float(np.mean([t and d == "classified"
+                                                                           for t, d, _, s_ in rows_ if s_ == k]))}
+                             for k in sorted({r[3] for r in rows_})}
+        return out
 
     report["tumour_erased"] = erased_summary(erased["telea"])
     report["tumour_blurred"] = erased_summary(erased["blur"])
+    report["tumour_mirrored"] = erased_summary(erased["mirror"])
     report["seconds"] = round(time.perf_counter() - t0, 1)
     report["machine"] = f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} CPUs"
     out = Path(args.out)
@@ -303,7 +403,21 @@ def plot(r: dict, examples: list, path: Path) -> None:
 def format_report(r: dict) -> str:
     pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     lines = [f"model {r['model']} ({r['backend']}), {r['n_val']} validation images, {r['seconds']} s",
-             f"accuracy {pct(r['accuracy'])}  macro-F1 {r['macro_f1']:.4f}",
+             f"accuracy {pct(r['accuracy'])}  macro-F1 {r['macro_f1']:.4f}"]
+    if r.get("per_source"):
+        lines += ["", f"{'source/class':<24}{'n':>6}{'accuracy':>10}{'tumour?':>10}{'classif.':>10}"
+                      f"{'uncert.':>10}{'rejected':>10}{'conf.err':>10}"]
+        for k, v in r["per_source"].items():
+            lines.append(f"{k:<24}{v['n']:>6}{pct(v['accuracy']):>10}{pct(v['tumour_or_not']):>10}"
+                         f"{pct(v['classified']):>10}{pct(v['uncertain']):>10}{pct(v['rejected']):>10}"
+                         f"{v['confident_errors']:>10}")
+        lines.append(f"worst source (tumour or not): {r['worst_source']['name']} "
+                     f"{pct(r['worst_source']['tumour_or_not'])}")
+    if r.get("far_from_training"):
+        lines.append("nearest training image (descriptor similarity): " + ", ".join(
+            f"{k}: {pct(v['accuracy'])} of {v['n']} ({v['confident_errors']} confident errors)"
+            for k, v in r["far_from_training"].items() if v["n"]))
+    lines += ["",
              f"non-figshare tumour images: {r['non_figshare_tumour']['n']}, accuracy "
              f"{pct(r['non_figshare_tumour']['accuracy'])}, said no tumour {r['non_figshare_tumour']['said_notumor']}",
              f"style swap: labels unchanged {pct(r['style_swap']['unchanged'])} (figshare "
@@ -321,8 +435,15 @@ def format_report(r: dict) -> str:
               *[f"  {name}: IoU >= 0.5 for {pct(b[key]['iou_at_least_0.5'])} of {b[key]['n']}"
                 for key, name in (("smaller_than_a_cell", "boxes under 32 x 32 px (one cell)"),
                                   ("the_rest", "larger boxes")) if b.get(key, {}).get("n")],
+              *[f"  {k}: IoU >= 0.5 for {pct(v['iou_at_least_0.5'])} of {v['n']}"
+                for k, v in b.get("per_source", {}).items()],
+              *[f"pointing ({list(r['pointing'])[0]}) on {k}: {pct(v['hit'])} of {v['n']}"
+                for k, v in r.get("pointing_per_source", {}).items()],
               f"tumour erased: tumour label {pct(e['tumour_label'])}, as classified {pct(e['tumour_label_classified'])}"
               f" (median confidence {e['median_confidence']:.3f}) of {e['n']}",
+              *([f"tumour covered by the other hemisphere: tumour label {pct(r['tumour_mirrored']['tumour_label'])}, "
+                 f"as classified {pct(r['tumour_mirrored']['tumour_label_classified'])} of {r['tumour_mirrored']['n']}"]
+                if r.get("tumour_mirrored", {}).get("n") else []),
               *([f"tumour blurred away: tumour label {pct(r['tumour_blurred']['tumour_label'])}, as classified "
                  f"{pct(r['tumour_blurred']['tumour_label_classified'])} (median confidence "
                  f"{r['tumour_blurred']['median_confidence']:.3f})"] if r.get("tumour_blurred") else []),

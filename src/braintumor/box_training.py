@@ -35,10 +35,11 @@ def read_boxes(path: str | Path) -> dict[str, tuple[float, float, float, float]]
     return out
 
 
-def boxes_in_prepared(box: tuple[float, float, float, float], width: int, height: int) -> tuple[float, ...]:
-    """A box in fractions of the stored image -> fractions of the prepared square (shorter side
-    resized, centre crop; see :func:`braintumor.transforms.prepare`)."""
-    side = min(width, height)
+def boxes_in_prepared(box: tuple[float, float, float, float], width: int, height: int,
+                      fit: str = "crop") -> tuple[float, ...]:
+    """A box in fractions of the stored image -> fractions of the prepared square (see
+    :func:`braintumor.transforms.prepare`: centre crop of the shorter side, or the longer side padded)."""
+    side = max(width, height) if fit == "pad" else min(width, height)
     left, top = (width - side) / 2, (height - side) / 2
     x0, y0, x1, y1 = box
     out = ((x0 * width - left) / side, (y0 * height - top) / side,
@@ -46,18 +47,27 @@ def boxes_in_prepared(box: tuple[float, float, float, float], width: int, height
     return tuple(min(1.0, max(0.0, v)) for v in out)
 
 
-def box_table(paths: list[str], root: Path, boxes: dict) -> np.ndarray:
-    """(N, 4) float32 boxes in prepared-image fractions for ``paths`` (absolute), NaN where none."""
+def prepared_boxes(paths: list[str], box_of: dict, fit: str = "crop") -> np.ndarray:
+    """(N, 4) float32 boxes in prepared-image fractions for ``paths``, from ``box_of`` ({path: box in
+    fractions of the stored image}), NaN where an image has none."""
     from PIL import Image
 
     out = np.full((len(paths), 4), np.nan, dtype=np.float32)
     for i, p in enumerate(paths):
-        rel = Path(p).relative_to(root).as_posix()
-        if rel in boxes:
+        box = box_of.get(str(p))
+        if box is not None:
             with Image.open(p) as im:
                 w, h = im.size
-            out[i] = boxes_in_prepared(boxes[rel], w, h)
+            out[i] = boxes_in_prepared(box, w, h, fit)
     return out
+
+
+def box_table(paths: list[str], root: Path, boxes: dict, fit: str = "crop") -> np.ndarray:
+    """(N, 4) float32 boxes in prepared-image fractions for ``paths`` (absolute, under ``root``;
+    ``boxes`` keyed by the path relative to it), NaN where none."""
+    box_of = {str(p): boxes[Path(p).relative_to(root).as_posix()] for p in paths
+              if Path(p).relative_to(root).as_posix() in boxes}
+    return prepared_boxes(paths, box_of, fit)
 
 
 @dataclass
@@ -65,12 +75,13 @@ class BoxSupervision:
     """What a batch needs beyond images and labels, and the weights of the extra losses."""
 
     boxes: torch.Tensor  # (N, 4) fractions of the prepared image, NaN: no box
-    figshare: torch.Tensor  # (N,) bool: the image came from the figshare collection (has a box row)
+    source: torch.Tensor  # (N,) int: which collection each image came from (style mixing crosses them)
     cam_weight: float = 1.0
     box_weight: float = 1.0
     paste: float = 0.3
     erase: float = 0.12
     erase_fill: float = 0.0
+    erase_mirror: float = 0.0
     style: float = 0.3
     artefacts: float = 0.3
     head: str = "fc"  # attribute path of the classifier's Linear layer (models.Architecture.head)
@@ -85,9 +96,9 @@ class BoxSupervision:
         x = raw.float().div(255.0)
         boxes = self.boxes[i].to(x.device)
         x, labels, boxes = source_aug.copy_paste(x, labels, boxes, gen, self.paste, self.erase,
-                                                  fill=self.erase_fill)
+                                                  fill=self.erase_fill, mirror=self.erase_mirror)
         if self.style > 0:
-            x = source_aug.style_mix(x, self.figshare[i].to(x.device), gen, self.style)
+            x = source_aug.style_mix(x, self.source[i].to(x.device), gen, self.style)
         has = ~torch.isnan(boxes[:, 0])
         masks = source_aug.hard_box(torch.nan_to_num(boxes, nan=-1.0), x.shape[-1])
         x, masks = augment(x, gen, masks=masks)

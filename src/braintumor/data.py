@@ -80,18 +80,18 @@ def progress(iterable=None, total=None, desc="", unit="img", disable=None):
                 dynamic_ncols=True, leave=False)
 
 
-def _decode(args: tuple[str, int]) -> tuple[np.ndarray | None, str]:
+def _decode(args: tuple[str, int, str]) -> tuple[np.ndarray | None, str]:
     from .transforms import prepare  # torch is imported only when images are decoded
 
-    path, size = args
+    path, size, fit = args
     try:
-        return prepare(load_image(path), size), ""
+        return prepare(load_image(path), size, fit), ""
     except ImageError as exc:
         return None, str(exc)
 
 
-def _cache_key(samples: list[Sample], size: int) -> str:
-    h = hashlib.sha256(str(size).encode())
+def _cache_key(samples: list[Sample], size: int, fit: str = "crop") -> str:
+    h = hashlib.sha256(str(size).encode() if fit == "crop" else f"{size}|{fit}".encode())
     for s in samples:
         st = s.path.stat()
         h.update(f"{s.path}|{s.label}|{st.st_size}|{st.st_mtime_ns}".encode())
@@ -109,10 +109,11 @@ class ImageCache:
 
 
 def build_cache(samples: list[Sample], size: int, cache_dir: str | Path | None = None,
-                workers: int = 0, desc: str = "decode") -> ImageCache:
-    """Decode and resize every image once. With ``cache_dir`` the result is stored as ``.npy`` and
-    memory-mapped on the next call with the same files and size."""
-    key = _cache_key(samples, size)
+                workers: int = 0, desc: str = "decode", fit: str = "crop") -> ImageCache:
+    """Decode and resize every image once (squared by ``fit``: see :func:`braintumor.transforms.prepare`).
+    With ``cache_dir`` the result is stored as ``.npy`` and memory-mapped on the next call with the
+    same files, size and fit."""
+    key = _cache_key(samples, size, fit)
     if cache_dir is not None:
         cache_dir = Path(cache_dir)
         arr_path, idx_path = cache_dir / f"images-{size}-{key}.npy", cache_dir / f"index-{size}-{key}.json"
@@ -120,7 +121,7 @@ def build_cache(samples: list[Sample], size: int, cache_dir: str | Path | None =
             idx = json.loads(idx_path.read_text())
             return ImageCache(np.load(arr_path, mmap_mode="r"), np.array(idx["labels"], dtype=np.int64),
                               idx["paths"], [tuple(s) for s in idx["skipped"]])
-    jobs = [(str(s.path), size) for s in samples]
+    jobs = [(str(s.path), size, fit) for s in samples]
     if workers > 1:
         from concurrent.futures import ProcessPoolExecutor
 

@@ -56,6 +56,35 @@ def _autocast(device: torch.device, enabled: bool, cpu: bool = False):
     return torch.autocast("cpu", enabled=False)
 
 
+def classification_loss(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0,
+                        soft: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean loss of a batch. Labels >= 0: cross-entropy (with label smoothing). A label of
+    :data:`braintumor.sources.TUMOUR` (a tumour of unknown type) is a partial label, "one of the
+    tumour classes": minus the log of their summed probability. ``soft`` (N, K) targets (CutMix)
+    replace the labels."""
+    from .sources import TUMOUR_CLASSES
+
+    logits = logits.float()
+    if soft is not None:
+        return F.cross_entropy(logits, soft, label_smoothing=label_smoothing)
+    known = y >= 0
+    total = logits.new_zeros(())
+    if bool(known.any()):
+        total = total + F.cross_entropy(logits[known], y[known], label_smoothing=label_smoothing, reduction="sum")
+    if not bool(known.all()):
+        logp = F.log_softmax(logits[~known], dim=1)
+        total = total - torch.logsumexp(logp[:, list(TUMOUR_CLASSES)], dim=1).sum()
+    return total / max(1, len(y))
+
+
+def answered_right(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per image: the class is right, or for a tumour of unknown type, a tumour class was named."""
+    from .sources import NOTUMOR
+
+    pred = logits.argmax(1)
+    return torch.where(y >= 0, pred == y, pred != NOTUMOR)
+
+
 def _batch_tensor(images, idx: np.ndarray, device: torch.device) -> torch.Tensor:
     if isinstance(images, torch.Tensor):
         return images[torch.as_tensor(idx, device=images.device)]
@@ -88,13 +117,14 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, schedule
         x = prep.normalize(x)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        y_soft = F.one_hot(y, model_classes(model)).float()
-        if mixup > 0 and supervision is None and torch.rand(1, generator=gen).item() < mixup:
-            x, y_soft = _cutmix(x, y_soft, gen)
+        y_soft = None
+        if mixup > 0 and supervision is None and bool((y >= 0).all()) \
+                and torch.rand(1, generator=gen).item() < mixup:
+            x, y_soft = _cutmix(x, F.one_hot(y, model_classes(model)).float(), gen)
         with _autocast(device, amp, cpu=True):
             out = model(x)
             logits = out[0] if supervision is not None else out
-            loss = F.cross_entropy(logits.float(), y_soft, label_smoothing=label_smoothing)
+            loss = classification_loss(logits, y, label_smoothing, soft=y_soft)
             if supervision is not None:
                 parts = supervision.loss(model, out, y, boxes, has)
                 loss = loss + parts["total"]
@@ -108,7 +138,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, schedule
         if ema is not None:
             ema.update_parameters(model)
         total_loss += float(loss.detach()) * len(idx)
-        correct += int((logits.argmax(1) == y).sum())
+        correct += int(answered_right(logits.detach(), y).sum())
         seen += len(idx)
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")

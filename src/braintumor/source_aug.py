@@ -94,14 +94,30 @@ def inpaint(x: torch.Tensor, boxes: torch.Tensor, gen: torch.Generator) -> torch
     return torch.stack(out).to(x.device, x.dtype).div_(255.0)
 
 
+def mirror_fill(x: torch.Tensor, boxes: torch.Tensor, margin: float = ERASE_MARGIN):
+    """Each image of ``x`` (N, S, S) with its box (N, 4 fractions), grown by ``margin`` a side,
+    covered by the same place of the image mirrored left to right: the other hemisphere's healthy
+    tissue of the same scan, with a feathered edge. Returns the images and which rows it suits
+    (the mirrored region must not hold the tumour itself)."""
+    size = x.shape[-1]
+    bw = (boxes[:, 2] - boxes[:, 0]).clamp(min=0)
+    gx0, gx1 = boxes[:, 0] - margin * bw, boxes[:, 2] + margin * bw
+    ok = ((1 - gx1) >= boxes[:, 2]) | ((1 - gx0) <= boxes[:, 0])
+    mask = soft_box(boxes, size, margin=margin)
+    return x * (1 - mask) + x.flip(-1) * mask, ok
+
+
 def copy_paste(x: torch.Tensor, labels: torch.Tensor, boxes: torch.Tensor, gen: torch.Generator,
-               paste: float = 0.3, erase: float = 0.2, min_tissue: float = 0.08, fill: float = 0.0):
+               paste: float = 0.3, erase: float = 0.2, min_tissue: float = 0.08, fill: float = 0.0,
+               mirror: float = 0.0):
     """Tumour copy-paste within a batch. ``x`` (N, S, S) float in [0, 1]; ``boxes`` (N, 4) fractions,
     NaN where an image has no box. Returns new images, labels and boxes (NaN: no tumour).
 
     ``paste``: share of no-tumour images that receive a tumour from a boxed image of the batch.
     ``erase``: share of boxed tumour images whose tumour is covered by healthy tissue (label notumor).
     ``fill``: share of those covered tumours that are inpainted (:func:`inpaint`) instead.
+    ``mirror``: share covered by the other hemisphere of the same slice (:func:`mirror_fill`), where
+    that side is clear of the tumour. Labels of -1 (a tumour of unknown type) stay as they are.
     A patch goes only where the target has tissue (mean above ``min_tissue``), never on background."""
     n, size, _ = x.shape
     x, labels, boxes = x.clone(), labels.clone(), boxes.clone()
@@ -139,10 +155,15 @@ def copy_paste(x: torch.Tensor, labels: torch.Tensor, boxes: torch.Tensor, gen: 
         blended, ok = _blend(src[tgt], src[f], soft_box(boxes[tgt], size, margin=ERASE_MARGIN), (src[f], region),
                              (src[tgt], ring), min_tissue, tissue_of_target=False)
         tgt, blended = tgt[ok], blended[ok]
-        if fill > 0 and len(tgt):
-            smooth = torch.rand(len(tgt), generator=gen).to(x.device) < fill
+        if (fill > 0 or mirror > 0) and len(tgt):
+            u = torch.rand(len(tgt), generator=gen).to(x.device)
+            smooth = u < fill
             if smooth.any():
                 blended[smooth] = inpaint(src[tgt[smooth]], boxes[tgt[smooth]], gen)
+            if mirror > 0:
+                mirrored, clear = mirror_fill(src[tgt], boxes[tgt])
+                same_scan = (u >= fill) & (u < fill + mirror) & clear
+                blended[same_scan] = mirrored[same_scan]
         x[tgt] = blended
         labels[tgt] = NOTUMOR
         boxes[tgt] = float("nan")
@@ -164,12 +185,12 @@ def match_histograms(x: torch.Tensor, ref: torch.Tensor, generator: torch.Genera
 
 
 def style_mix(x: torch.Tensor, source: torch.Tensor, gen: torch.Generator, p: float = 0.3) -> torch.Tensor:
-    """With probability ``p`` per image, match its histogram to a random batch image of the other
-    source (``source``: (N,) bool, True for figshare slices)."""
+    """With probability ``p`` per image, match its histogram to a random batch image of another
+    source (``source``: (N,) source ids, bool or int)."""
     n = x.shape[0]
     r = torch.rand(n, generator=gen).to(x.device)
     out = x.clone()
-    for flag in (True, False):
+    for flag in torch.unique(source).tolist():
         tgt = ((source == flag) & (r < p)).nonzero().view(-1)
         pool = (source != flag).nonzero().view(-1)
         if len(tgt) == 0 or len(pool) == 0:

@@ -24,6 +24,9 @@ class Split:
     threshold: float = SPLIT_THRESHOLD
     seed: int = 0
     val_fraction: float = 0.15
+    # More collections (braintumor.sources), each split by patient: {name: {"train": [...], "val": [...]}}
+    # with paths relative to that collection's folder
+    sources: dict = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, indent=1)

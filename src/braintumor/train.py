@@ -23,7 +23,7 @@ from . import plots
 from .checkpoint import save_checkpoint
 from .config import TrainConfig, cache_dir
 from .data import DataError, Sample, build_cache, list_samples, progress, resolve_root
-from .engine import pick_device, predict_logits, train_one_epoch, warmup_cosine
+from .engine import classification_loss, pick_device, predict_logits, train_one_epoch, warmup_cosine
 from .metrics import summarize
 from .models import build_model, freeze_for_finetune, load_pretrained, param_groups
 from .split import Split, make_split
@@ -130,17 +130,71 @@ def init_from_checkpoint(model, cfg: TrainConfig, ck=None) -> None:
     model.load_state_dict(own)
 
 
-def make_supervision(cfg: TrainConfig, root: Path, paths: list[str]):
+def make_supervision(cfg: TrainConfig, data: "TrainingData", paths: list[str]):
     """Box supervision for the training images, or None without ``cfg.boxes``."""
     if not cfg.boxes:
         return None
-    from .box_training import BoxSupervision, box_table, read_boxes
+    from .box_training import BoxSupervision, prepared_boxes
     from .models import get_arch
 
-    table = torch.from_numpy(box_table(paths, root, read_boxes(cfg.boxes)))
-    return BoxSupervision(boxes=table, figshare=~torch.isnan(table[:, 0]), cam_weight=cfg.cam_loss,
+    table = torch.from_numpy(prepared_boxes(paths, data.box_of, cfg.fit))
+    names = sorted(set(data.source_of.values()))
+    source = torch.tensor([names.index(data.source_of[p]) for p in paths])
+    return BoxSupervision(boxes=table, source=source, cam_weight=cfg.cam_loss,
                           box_weight=cfg.box_loss, paste=cfg.paste, erase=cfg.erase, erase_fill=cfg.erase_fill,
-                          style=cfg.style_mix, artefacts=cfg.artefacts, head=get_arch(cfg.arch).head)
+                          erase_mirror=cfg.erase_mirror, style=cfg.style_mix, artefacts=cfg.artefacts,
+                          head=get_arch(cfg.arch).head)
+
+
+class TrainingData:
+    """The training and validation images of every source, with each image's source and box
+    (keyed by the image's path as the cache records it)."""
+
+    def __init__(self, cfg: TrainConfig, root: Path, samples: list[Sample], split: Split):
+        from .box_training import read_boxes
+        from .sources import list_source, main_folder_sources, split_source
+
+        label_of = {s.rel(root): s.label for s in samples}
+        subset = bool(cfg.max_images)  # a debugging subset: keep what the split lists of it
+        for part in ("train", "val"):
+            missing = [p for p in getattr(split, part) if p not in label_of]
+            if missing and subset:
+                setattr(split, part, [p for p in getattr(split, part) if p in label_of])
+            elif missing:
+                raise DataError(f"split lists {len(missing)} images not in {root}, e.g. {missing[0]}")
+        boxes = read_boxes(cfg.boxes) if cfg.boxes else {}
+        self.train = [Sample(root / p, label_of[p]) for p in split.train]
+        self.val = [Sample(root / p, label_of[p]) for p in split.val]
+        rels = split.train + split.val
+        self.source_of = {str(root / r): s for r, s in zip(rels, main_folder_sources(rels, boxes))}
+        self.box_of = {str(root / r): boxes[r] for r in rels if r in boxes}
+        self.added: dict[str, dict[str, int]] = {}
+        for folder in cfg.sources:
+            images = list_source(folder)
+            name = images[0].source
+            if name in split.sources:
+                train_rel, val_rel = split.sources[name]["train"], split.sources[name]["val"]
+            else:  # a split of its own, by patient, recorded with the main folder's
+                train_rel, val_rel = split_source(images, cfg.val_fraction, cfg.seed)
+                split.sources[name] = {"train": train_rel, "val": val_rel}
+            by_rel = {im.rel: im for im in images}
+            unknown = [r for r in train_rel + val_rel if r not in by_rel]
+            if unknown:
+                raise DataError(f"the split lists {len(unknown)} images not in {folder}, e.g. {unknown[0]}")
+            self.added[name] = {}
+            for part, rel_list in (("train", train_rel), ("val", val_rel)):
+                if subset:
+                    rel_list = rel_list[:: max(1, len(rel_list) * 10 // cfg.max_images)]
+                for r in rel_list:
+                    im = by_rel[r]
+                    getattr(self, part).append(Sample(im.path, im.label))
+                    self.source_of[str(im.path)] = name
+                    if im.box is not None:
+                        self.box_of[str(im.path)] = im.box
+                self.added[name][part] = len(rel_list)
+
+    def sources(self, paths: list[str]) -> list[str]:
+        return [self.source_of[p] for p in paths]
 
 
 def parameters_digest(model) -> str:
@@ -152,6 +206,22 @@ def parameters_digest(model) -> str:
         h.update(name.encode())
         h.update(p.detach().float().cpu().numpy().tobytes())
     return h.hexdigest()
+
+
+def source_scores(probs: np.ndarray, labels: np.ndarray, sources: list[str]) -> dict[str, float]:
+    """Per source and class ("tcga-lgg/notumor"): the share answered right on "tumour or not"
+    (a tumour class for a tumour, no tumour for none), the question the source confound corrupts."""
+    from .sources import NOTUMOR, label_name
+
+    said_tumour = probs.argmax(1) != NOTUMOR
+    is_tumour = labels != NOTUMOR
+    src = np.asarray(sources)
+    out = {}
+    for name in sorted(set(sources)):
+        for lab in sorted(set(labels[src == name].tolist())):
+            sel = (src == name) & (labels == lab)
+            out[f"{name}/{label_name(lab)}"] = float((said_tumour[sel] == is_tumour[sel]).mean())
+    return out
 
 
 def write_outputs(out: Path, rows: list[dict], cm, classes) -> None:
@@ -191,28 +261,32 @@ def main(cfg: TrainConfig) -> dict:
         dist.barrier()
     if rank == 0:
         cfg.save(out / "config.json")
-    prep = Preprocessing(cfg.img_size, cfg.resize_ratio, tuple(cfg.mean), tuple(cfg.std))
-    label_of = {s.rel(root): s.label for s in samples}
-    for part in ("train", "val"):
-        missing = [p for p in getattr(split, part) if p not in label_of]
-        if missing:
-            raise DataError(f"split lists {len(missing)} images not in {root}, e.g. {missing[0]}")
-    train_s = [Sample(root / p, label_of[p]) for p in split.train]
-    val_s = [Sample(root / p, label_of[p]) for p in split.val]
+    prep = Preprocessing(cfg.img_size, cfg.resize_ratio, tuple(cfg.mean), tuple(cfg.std), fit=cfg.fit)
+    data = TrainingData(cfg, root, samples, split)
+    if rank == 0 and data.added:
+        split.save(out / "split.json")
+    train_s, val_s = data.train, data.val
     if not train_s or not val_s:
         raise DataError("the split left no training or no validation images; add more images")
     _log(f"data: {len(train_s)} train, {len(val_s)} validation images in {split.groups} near-duplicate "
-         f"groups; {len(split.conflicts_removed)} label-conflicting images removed", rank)
-    tr = build_cache(train_s, prep.resize_size, cache_dir(), cfg.workers, desc="cache train")
-    va = build_cache(val_s, prep.resize_size, cache_dir(), cfg.workers, desc="cache val")
+         f"groups; {len(split.conflicts_removed)} label-conflicting images removed"
+         + "".join(f"; {k}: {v['train']} train, {v['val']} validation" for k, v in data.added.items()), rank)
+    tr = build_cache(train_s, prep.resize_size, cache_dir(), cfg.workers, desc="cache train", fit=cfg.fit)
+    va = build_cache(val_s, prep.resize_size, cache_dir(), cfg.workers, desc="cache val", fit=cfg.fit)
+    tr_sources, va_sources = data.sources(tr.paths), data.sources(va.paths)
+    draw_weights = None
+    if cfg.source_balance > 0:
+        from .sources import sampling_weights
+
+        draw_weights = torch.as_tensor(sampling_weights(tr.labels, tr_sources, cfg.source_balance))
     train_images = torch.from_numpy(np.asarray(tr.images)).to(device) if device.type != "cpu" else tr.images
     val_images = torch.from_numpy(np.asarray(va.images)).to(device) if device.type != "cpu" else va.images
 
-    supervision = make_supervision(cfg, root, tr.paths)
+    supervision = make_supervision(cfg, data, tr.paths)
     if supervision is not None:
         from .localize import LocalizingNet
 
-        n_boxed = int(supervision.figshare.sum())
+        n_boxed = int((~torch.isnan(supervision.boxes[:, 0])).sum())
         _log(f"boxes: {n_boxed} of {len(tr.paths)} training images have a tumour box", rank)
         net = LocalizingNet(model, cfg.arch)
     else:
@@ -254,16 +328,19 @@ def main(cfg: TrainConfig) -> dict:
             _log("tensorboard is not installed: no event files", rank)
     val_labels = torch.as_tensor(va.labels)
     if supervision is not None:
-        from .box_training import box_table, read_boxes
+        from .box_training import prepared_boxes
 
-        val_boxes = torch.from_numpy(box_table(va.paths, root, read_boxes(cfg.boxes)))
+        val_boxes = torch.from_numpy(prepared_boxes(va.paths, data.box_of, cfg.fit))
     last_cm = None
     epoch = start_epoch - 1
     run_start = time.perf_counter()
     while epoch < cfg.epochs:  # cfg.epochs may shrink under a time budget
         epoch += 1
         t0 = time.perf_counter()
-        order = torch.randperm(len(tr.labels), generator=gen).numpy()
+        if draw_weights is not None:  # each source of a class drawn as often as --source-balance says
+            order = torch.multinomial(draw_weights, len(tr.labels), replacement=True, generator=gen).numpy()
+        else:
+            order = torch.randperm(len(tr.labels), generator=gen).numpy()
         if distributed:  # each rank takes its share of every global batch
             n = (len(order) // cfg.batch_size) * cfg.batch_size or len(order)
             order = order[:n].reshape(-1, world, per_rank)[:, rank].reshape(-1) if n >= cfg.batch_size \
@@ -285,9 +362,11 @@ def main(cfg: TrainConfig) -> dict:
         else:
             logits = predict_logits(eval_model, val_images, prep, device, amp=cfg.amp,
                                     channels_last=cfg.channels_last)
-        val_loss = float(F.cross_entropy(logits, val_labels))
+        val_loss = float(classification_loss(logits, val_labels))
         probs = logits.softmax(1).numpy()
-        summary = summarize(probs, va.labels, cfg.classes)
+        known = va.labels >= 0
+        summary = summarize(probs[known], va.labels[known], cfg.classes)
+        by_source = source_scores(probs, va.labels, va_sources)
         last_cm = summary["confusion_matrix"]
         secs = time.perf_counter() - t0
         row = {"epoch": epoch, "train_loss": round(tr_stats["loss"], 5), "train_acc": round(tr_stats["acc"], 5),
@@ -298,6 +377,8 @@ def main(cfg: TrainConfig) -> dict:
             if k in tr_stats:
                 row[k] = round(tr_stats[k], 5)
         row.update({f"val_{k}": round(v, 5) for k, v in loc.items()})
+        if len(set(va_sources)) > 1:
+            row.update({f"val_detect_{k}": round(v, 5) for k, v in by_source.items()})
         rows.append(row)
         if cfg.time_budget and epoch == start_epoch + 1 and not distributed:
             fit_time_budget(cfg, epoch, time.perf_counter() - run_start, secs, out)
@@ -310,8 +391,11 @@ def main(cfg: TrainConfig) -> dict:
             _log(f"epoch {epoch:3d}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}"
                  f"  val loss {val_loss:.4f} acc {row['val_acc']:.4f} macro-F1 {row['val_macro_f1']:.4f}"
                  + "".join(f"  {k} {v:.3f}" for k, v in loc.items())
+                 + (f"  worst source {min(by_source, key=by_source.get)} {min(by_source.values()):.3f}"
+                    if len(set(va_sources)) > 1 else "")
                  + f"  {secs:.0f}s" + ("  *best" if improved else ""))
             meta = {"name": out.name, "epoch": epoch, "val": {k: summary[k] for k in ("n", "accuracy", "macro_f1", "ece")},
+                    "val_tumour_or_not": by_source,
                     "val_loss": val_loss, "train_images": len(tr.labels), "config": json.loads(cfg.to_json())}
             save_checkpoint(out / "last.safetensors", eval_model, cfg.arch, prep, cfg.classes, meta)
             if improved:

@@ -34,6 +34,15 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="bfloat16 mixed precision on CUDA, and on CPUs with native bfloat16 (default: on)")
+    p.add_argument("--fit", choices=["pad", "crop"], default=None,
+                   help="make a slice square by padding (the whole slice is seen; default) or by a centre crop")
+    p.add_argument("--source", dest="sources", action="append", default=None, metavar="FOLDER",
+                   help="another collection to train on: class folders (tumour/ for an unknown type, "
+                        "trained as 'one of the tumour classes'), optional boxes.tsv and manifest.tsv with "
+                        "a patient column; split by patient (repeatable)")
+    p.add_argument("--source-balance", type=float, default=None, metavar="POWER",
+                   help="draws per source within a class proportional to its size to this power "
+                        "(0: as the data are, the default; 1: every source equally)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
     p.add_argument("--init", default=None, metavar="CHECKPOINT",
@@ -50,6 +59,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     g.add_argument("--erase", type=float, default=None, help="share of tumour images with it covered (0.12)")
     g.add_argument("--erase-fill", type=float, default=None,
                    help="share of covered tumours inpainted instead of covered with healthy tissue (0)")
+    g.add_argument("--erase-mirror", type=float, default=None,
+                   help="share of covered tumours covered by the other hemisphere of the same slice (0)")
     g.add_argument("--style-mix", type=float, default=None, help="share given the other source's histogram (0.3)")
     g.add_argument("--artefacts", type=float, default=None, help="how often each TorchIO artefact applies (0.3)")
 
@@ -71,7 +82,10 @@ def run(args: argparse.Namespace) -> int:
             "epochs", "img_size", "batch_size", "lr", "weight_decay", "warmup_epochs", "patience",
             "time_budget", "label_smoothing", "amp",
             "ema_decay", "mixup", "val_fraction", "split_file", "max_images", "workers", "init", "freeze_early", "boxes",
-            "cam_loss", "box_loss", "paste", "erase", "erase_fill", "style_mix", "artefacts")}
+            "cam_loss", "box_loss", "paste", "erase", "erase_fill", "erase_mirror", "style_mix", "artefacts",
+            "fit", "source_balance")}
+        if args.sources:
+            overrides["sources"] = tuple(str(Path(s).resolve()) for s in args.sources)
         cfg = TrainConfig.recipe(args.pretrained, data=args.data, out=args.out, arch=args.arch,
                                  device=args.device, seed=args.seed, resume=args.resume, **overrides)
     result = main(cfg)
