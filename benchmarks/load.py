@@ -94,10 +94,11 @@ def percentile(values: list[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
-def start_server(models: list[str], threads: int, startup_timeout: float) -> tuple[subprocess.Popen, str]:
+def start_server(models: list[str], workers: int | None, startup_timeout: float) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    cmd = [sys.executable, "-m", "braintumor", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--threads", str(threads)]
+    cmd = [sys.executable, "-m", "braintumor", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if workers:
+        cmd += ["--workers", str(workers)]
     for m in models:
         cmd += ["--model", m]
     env = {**os.environ, "BRAINTUMOR_NO_PROGRESS": "1"}
@@ -131,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--url", default=None, help="a running server (default: start one here)")
     ap.add_argument("--model", action="append", default=[], metavar="FILE",
                     help="checkpoint for the server started here (default: the shipped model)")
-    ap.add_argument("--threads", type=int, default=4, help="server threads when started here")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="scans the server started here analyses at once (default: its cores)")
     ap.add_argument("--requests", type=int, default=400)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--images", type=Path, default=SAMPLE, help="folder of images (default: the 12 samples)")
@@ -149,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     proc = None
     url = args.url
     if url is None:
-        proc, url = start_server(args.model, args.threads, startup_timeout=180)
+        proc, url = start_server(args.model, args.workers, startup_timeout=180)
     try:
         client = Client(url, args.timeout)
         status, raw = client.request("GET", "/api/health")

@@ -260,7 +260,7 @@ def test_eight_clients_posting_400_answers_leave_400_rows(predictor, sample_file
             except Exception as exc:  # noqa: BLE001 - collected and asserted below
                 errors.append(repr(exc))
 
-    with BackgroundServer(create_app({"FEEDBACK_DB": str(db)}, predictor=predictor), threads=8) as srv:
+    with BackgroundServer(create_app({"FEEDBACK_DB": str(db)}, predictor=predictor)) as srv:
         threads = [threading.Thread(target=client, args=(k, srv.url)) for k in range(8)]
         for t in threads:
             t.start()
@@ -295,7 +295,7 @@ def test_a_killed_server_leaves_a_readable_database(random_checkpoint, sample_fi
     db = tmp_path / "killed.db"
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "braintumor", "serve", "--model", str(random_checkpoint),
-                             "--port", str(port), "--feedback", str(db), "--threads", "4"],
+                             "--port", str(port), "--feedback", str(db), "--workers", "2"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ))
     url = f"http://127.0.0.1:{port}/"
     try:

@@ -564,7 +564,8 @@ def test_openapi_matches_every_answer(client, scan_bytes):
 
 
 def test_openapi_and_model_route_name_the_cam_methods(client):
-    from braintumor import cam, cam_methods
+    from braintumor import cam_methods
+    from braintumor.inference import cam
 
     methods = list(cam_methods.CAM_METHODS)
     doc = client.get("/api/openapi.json").get_json()
@@ -639,7 +640,7 @@ def multipart(data: bytes, filename: str = "scan.jpg") -> tuple[bytes, dict]:
 def test_waitress_server_headers_limits_and_concurrent_answers(app, sample_files):
     from braintumor.web.serve import MAX_BODY_BYTES, BackgroundServer
 
-    with BackgroundServer(app, threads=4) as srv:
+    with BackgroundServer(app) as srv:
         adj = srv.server.adj
         assert adj.inbuf_overflow > adj.max_request_body_size == MAX_BODY_BYTES  # bodies stay in memory
         status, headers, body = raw_request(srv.url, "GET", "/api/health")
@@ -690,7 +691,7 @@ def test_serve_cli_says_where_and_which_model(random_checkpoint):
     """`braintumor serve` in a subprocess: start-up lines, then a real answer on the printed port."""
     import time
 
-    proc = subprocess.Popen([sys.executable, "-m", "braintumor", "serve", "--port", "0", "--threads", "2",
+    proc = subprocess.Popen([sys.executable, "-m", "braintumor", "serve", "--port", "0", "--workers", "2",
                              "--model", str(random_checkpoint)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

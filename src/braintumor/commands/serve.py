@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
+import socket
 import sys
 
 
@@ -28,13 +30,49 @@ def positive(text: str) -> int:
     return n
 
 
+def host_name(text: str) -> str:
+    """A host name or address for --allowed-host (no scheme, no port), or ``*``."""
+    name = text.strip().lower()
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]  # a bracketed IPv6 address
+    if name == "*" or re.fullmatch(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?", name) or (
+            ":" in name and re.fullmatch(r"[0-9a-f:.]{2,45}", name)):
+        return name
+    raise argparse.ArgumentTypeError(f"not a host name: {text[:60]!r} (give a name or address without "
+                                     "scheme or port, e.g. ai.hospital.example)")
+
+
+WILDCARDS = ("0.0.0.0", "::", "")
+
+
+def allowed_hosts(host: str, extra: list[str] | None) -> list[str]:
+    """The names a browser may use for this server: this machine's own (127.0.0.1, localhost, ::1),
+    the listening address unless it is a wildcard (where the machine's host name is added), and
+    ``extra``."""
+    from ..web.origin import LOCAL_NAMES
+
+    names = list(LOCAL_NAMES)
+    if host in WILDCARDS:
+        names.append(socket.gethostname().lower())
+    else:
+        names.append(host.lower().strip("[]"))
+    names += extra or []
+    return list(dict.fromkeys(n for n in names if n))
+
+
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=port_number, default=5000, help="port (default: 5000; 0: any free port)")
     p.add_argument("--model", action="append", default=None, metavar="FILE",
                    help="checkpoint to serve; repeat for an ensemble (default: the shipped model)")
-    p.add_argument("--threads", type=positive, default=4, help="request threads (default: 4)")
+    p.add_argument("--workers", type=positive, default=None,
+                   help="scans analysed at once (default: the cores this process may use)")
+    p.add_argument("--queue", type=positive, default=None,
+                   help="scans waiting for a worker before a 503 Busy answer (default: 16)")
+    p.add_argument("--allowed-host", action="append", default=None, metavar="NAME", type=host_name,
+                   help="a host name browsers reach this server by (repeatable; default: this machine's "
+                        "names and the --host address); '*' turns the check off")
     p.add_argument("--index", default=None, metavar="FILE",
                    help="similar-case index for the (first) model (default: the one shipped for the shipped model)")
     p.add_argument("--feedback", default=None, metavar="DB",
@@ -44,6 +82,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..web.serve import make_server, url_of, warm_up
+    from ..web.work import gate
     from ..errors import UsageError
     from ..web import EXTENSION, create_app
 
@@ -51,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
     from ..feedback import FeedbackError
 
     try:
-        app = create_app({"MODEL_PATHS": args.model, "FEEDBACK_DB": args.feedback})
+        app = create_app({"MODEL_PATHS": args.model, "FEEDBACK_DB": args.feedback, "WORKERS": args.workers,
+                          "QUEUE": args.queue, "ALLOWED_HOSTS": allowed_hosts(args.host, args.allowed_host)})
     except FeedbackError as exc:
         raise UsageError(f"--feedback {args.feedback}: {exc}") from None
     p = app.extensions[EXTENSION]
@@ -67,13 +107,16 @@ def run(args: argparse.Namespace) -> int:
         except CaseIndexError as exc:
             raise UsageError(f"--index: {exc}") from None
     try:
-        server = make_server(app, args.host, args.port, args.threads)
+        server = make_server(app, args.host, args.port)
     except OSError as exc:
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     warm_up(p)
+    work = gate(app)
     print(f"braintumor: serving model {p.name} (version {p.version}, sha256 {str(p.sha256)[:12]}) "
-          f"with {args.threads} threads", file=sys.stderr)
+          f"with {work.workers} workers and a queue of {work.queue}", file=sys.stderr)
     print(f"braintumor: listening on {url_of(server)}  (Ctrl+C to stop)", file=sys.stderr)
+    print(f"braintumor: answers posts for the hosts {', '.join(app.config['ALLOWED_HOSTS'])} "
+          "(--allowed-host NAME adds one)", file=sys.stderr)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"braintumor: warning: {args.host} may be reachable from other machines and the app has no "
               "login; put it behind a reverse proxy with access control", file=sys.stderr)

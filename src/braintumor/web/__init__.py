@@ -12,9 +12,14 @@ Uploads stay in memory: they are never written to disk and never logged beyond s
 from __future__ import annotations
 
 MAX_UPLOAD_BYTES = 16 * 1024 * 1024  # larger requests get 413
+MAX_FIELD_BYTES = 256 * 1024  # a form's text field (not the file; over 2 x the parser's 64 KB reads); larger get 413
+MAX_FORM_PARTS = 64  # fields in one form; more get 413
+MAX_JSON_BYTES = 64 * 1024  # a JSON body (a correction); larger get 413
+MAX_JSON_DEPTH = 16  # nesting of a JSON body; deeper get 400
 EXTENSION = "braintumor"  # key of the Predictor in app.extensions
 
-__all__ = ["EXTENSION", "MAX_UPLOAD_BYTES", "create_app", "current_predictor"]
+__all__ = ["EXTENSION", "MAX_UPLOAD_BYTES", "MAX_FIELD_BYTES", "MAX_FORM_PARTS", "MAX_JSON_BYTES",
+           "MAX_JSON_DEPTH", "create_app", "current_predictor"]
 
 
 def __getattr__(name: str):

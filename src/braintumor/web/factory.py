@@ -8,7 +8,8 @@ from typing import IO, Any
 
 from flask import Flask, Request
 
-from . import EXTENSION, MAX_UPLOAD_BYTES
+from .. import limits
+from . import EXTENSION, MAX_FIELD_BYTES, MAX_FORM_PARTS, MAX_UPLOAD_BYTES
 from .state import current_predictor  # noqa: F401 (re-exported)
 
 
@@ -26,14 +27,22 @@ class InMemoryRequest(Request):
 def create_app(config: dict | None = None, predictor: Any = None) -> Flask:
     """Build the app. ``config`` entries override the defaults (``MODEL_PATHS``: None for the
     shipped model, or a list of checkpoints for an ensemble; ``FEEDBACK_DB``: a database file to
-    collect corrections in, off by default); ``predictor`` skips loading."""
+    collect corrections in, off by default; ``WORKERS``, ``QUEUE``: heavy requests at once and
+    waiting, :mod:`braintumor.web.work`; ``ALLOWED_HOSTS``: host names posts may name,
+    :mod:`braintumor.web.origin`); ``predictor`` skips loading."""
     app = Flask("braintumor.web")  # templates/ and static/ beside this file
     app.request_class = InMemoryRequest
     app.json.sort_keys = False  # keep answers in the documented order
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_UPLOAD_BYTES,
+        MAX_FORM_MEMORY_SIZE=MAX_FIELD_BYTES,  # one text field (a comment is at most 2,000 characters)
+        MAX_FORM_PARTS=MAX_FORM_PARTS,
         MODEL_PATHS=None,
         FEEDBACK_DB=None,  # path of the SQLite feedback database; None: feedback is off
+        BUDGET=limits.SERVICE,  # what decoding one upload may cost (braintumor.limits)
+        WORKERS=None,  # None: the cores this process may use
+        QUEUE=None,  # None: braintumor.web.work.DEFAULT_QUEUE
+        ALLOWED_HOSTS=None,  # None: braintumor.web.origin.LOCAL_NAMES
     )
     if config:
         app.config.update(config)

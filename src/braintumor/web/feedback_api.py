@@ -10,6 +10,8 @@ image reader and keeps only the pixels. Without it, no image is read and none is
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -19,8 +21,10 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from .. import feedback as fb
 from ..imaging import load_image
+from . import MAX_JSON_BYTES, MAX_JSON_DEPTH
 from .state import current_predictor
 from .forms import ApiError, suffix, truthy
+from .work import heavy
 
 FEEDBACK = "braintumor.feedback"  # key in app.extensions
 
@@ -73,12 +77,7 @@ def post_feedback() -> Response:
     svc = service()
     if svc is None:
         raise ApiError(404, "feedback is off on this server; start it with --feedback DB to collect it")
-    if request.is_json:
-        form = request.get_json(silent=True)
-        if not isinstance(form, dict):
-            raise ApiError(400, "the body is not a JSON object; send id, label, comment and keep_image")
-    else:
-        form = request.form
+    form = json_form() if request.is_json else request.form
     answer_id = str(form.get("id") or "").strip()
     corrected = str(form.get("label") or "").strip().lower()
     comment = str(form.get("comment") or "").strip()
@@ -99,7 +98,8 @@ def post_feedback() -> Response:
         data = upload.read()
         if fb.sha256_hex(data) != answer.image_sha256:
             raise ApiError(400, "the scan sent is not the one this answer was about")
-        image = load_image(data, "upload" + suffix(upload.filename or ""), answer.slice_index)
+        with heavy():  # decoding is heavy work: on a worker, under the service's budget
+            image = load_image(data, "upload" + suffix(upload.filename or ""), answer.slice_index)
     try:
         row = fb.record(svc.connection(), answer, corrected, comment, image, current_app_classes())
     except fb.FeedbackError as exc:
@@ -107,6 +107,40 @@ def post_feedback() -> Response:
     resp = jsonify(stored=True, feedback_id=row, image_kept=image is not None)
     resp.status_code = 201
     return resp
+
+
+STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+BRACKETS = re.compile(rb"[\[\]{}]")
+
+
+def json_depth(raw: bytes) -> int:
+    """How deeply a JSON text nests its arrays and objects (brackets inside strings aside)."""
+    depth = deepest = 0
+    for m in BRACKETS.finditer(STRINGS.sub(b'""', raw)):
+        depth += 1 if m.group() in (b"[", b"{") else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def json_form() -> dict:
+    """The JSON object of a correction, its size and nesting checked before it is parsed."""
+    if (request.content_length or 0) > MAX_JSON_BYTES:
+        raise ApiError(413, f"the JSON body is over {MAX_JSON_BYTES // 1024} KB; a correction is an id, "
+                            "a label, a comment of at most 2,000 characters and keep_image")
+    raw = request.get_data(cache=True)
+    if len(raw) > MAX_JSON_BYTES:  # a body without a declared length
+        raise ApiError(413, f"the JSON body is over {MAX_JSON_BYTES // 1024} KB")
+    if json_depth(raw) > MAX_JSON_DEPTH:
+        raise ApiError(400, f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels; send one flat object: "
+                            "id, label, comment and keep_image")
+    try:
+        form = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ApiError(400, "the body is not valid JSON; send a JSON object with id, label, comment and "
+                            "keep_image") from None
+    if not isinstance(form, dict):
+        raise ApiError(400, "the body is not a JSON object; send id, label, comment and keep_image")
+    return form
 
 
 def current_app_classes() -> list[str]:

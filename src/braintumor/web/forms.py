@@ -15,11 +15,19 @@ FALSE = {"0", "false", "no", "off"}
 
 
 class ApiError(Exception):
-    """A request the API cannot answer; the message is meant for a person."""
+    """A request the API cannot answer; the message is meant for a person. ``headers`` go with the
+    answer (e.g. Retry-After)."""
+
+    headers: dict[str, str] = {}
 
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
+
+
+def shown(value: str, limit: int = 40) -> str:
+    """A value the client sent, quoted and cut short, for an error message."""
+    return repr(value[:limit]) + (f" (cut at {limit} characters)" if len(value) > limit else "")
 
 
 def truthy(name: str, value: Any, default: bool = False) -> bool:
@@ -33,7 +41,7 @@ def truthy(name: str, value: Any, default: bool = False) -> bool:
         return True
     if raw in FALSE:
         return False
-    raise ApiError(400, f"the field {name!r} must be true or false, not {raw[:20]!r}")
+    raise ApiError(400, f"the field {name!r} must be true or false, not {shown(raw, 20)}")
 
 
 def flag(name: str, default: bool) -> bool:
@@ -46,7 +54,7 @@ def integer(name: str) -> int | None:
     if not raw:
         return None
     if not re.fullmatch(r"[+-]?\d{1,9}", raw):
-        raise ApiError(400, f"the field {name!r} must be a whole number, not {raw[:20]!r}")
+        raise ApiError(400, f"the field {name!r} must be a whole number, not {shown(raw, 20)}")
     return int(raw)
 
 

@@ -49,6 +49,14 @@ SCHEMAS: dict = {
             "version": {"type": "string", "description": "version of the braintumor package"},
             "model": {"$ref": "#/components/schemas/ModelSummary"},
             "feedback": {"type": "boolean", "description": "whether this server collects feedback"},
+            "work": {
+                "type": "object",
+                "description": "the heavy-work gate: scans analysed at once (workers), how many may wait "
+                               "(queue), and how many are running and waiting now",
+                "required": ["workers", "queue", "running", "waiting"],
+                "properties": {k: {"type": "integer", "minimum": 0}
+                               for k in ("workers", "queue", "running", "waiting")},
+            },
         },
         "additionalProperties": False,
     },
@@ -77,8 +85,12 @@ SCHEMAS: dict = {
                                                       "calibration, training run"},
             "limits": {
                 "type": "object",
-                "required": ["max_upload_bytes", "max_pixels"],
-                "properties": {"max_upload_bytes": {"type": "integer"}, "max_pixels": {"type": "integer"}},
+                "description": "what one upload may be: its bytes, its pixels (as decoded and after "
+                               "every resize step), how much longer one side may be than the other, and "
+                               "the memory decoding it may need (estimated from its header)",
+                "required": ["max_upload_bytes", "max_pixels", "max_aspect", "max_decode_bytes"],
+                "properties": {"max_upload_bytes": {"type": "integer"}, "max_pixels": {"type": "integer"},
+                               "max_aspect": {"type": "number"}, "max_decode_bytes": {"type": "integer"}},
             },
         },
     },
@@ -182,10 +194,14 @@ PREDICT_FORM = {
     "required": ["file"],
     "properties": {
         "file": {"type": "string", "format": "binary",
-                 "description": "JPEG, PNG, BMP, TIFF, DICOM or NIfTI; at most 16 MB and 50 megapixels, one frame"},
+                 "description": "JPEG, PNG, BMP, TIFF, DICOM or NIfTI; at most 16 MB and 16 megapixels, "
+                                "one side at most 20 times the other, one frame"},
         "explain": {"type": "boolean", "default": True, "description": "compute the Grad-CAM heat map"},
         "cam_method": {"type": "string", "default": DEFAULT_CAM_METHOD, "enum": list(CAM_METHODS)},
-        "tta": {"type": "boolean", "default": False, "description": "average over a horizontal flip"},
+        "tta": {"type": "boolean", "default": False,
+                "description": "test-time augmentation: average the probabilities over six views of the "
+                               "network's input (the image, its mirror image, and four copies shifted by 4% "
+                               "of its side up, down, left and right); the heat map stays that of the image"},
         "slice": {"type": "integer",
                   "description": "slice of a NIfTI volume or frame of a DICOM file (default: the middle one)"},
         "similar": {"type": "integer", "minimum": 0, "maximum": 20, "default": 0,
@@ -194,6 +210,24 @@ PREDICT_FORM = {
 }
 
 GET_ERRORS = {"405": _error("method not allowed")}
+# Every POST: refused from another site or for a host this server does not answer for, or (the
+# heavy ones) when the queue is full.
+POST_ERRORS = {
+    "403": _error("a cross-site request (Origin, Referer or Sec-Fetch-Site of another site), or a Host "
+                  "this server does not answer for"),
+    "405": _error("method not allowed"),
+    "500": _error("an unexpected failure (no details are given)"),
+}
+BUSY = {"503": {**_error("the server is busy: every worker is analysing a scan and the queue is full; "
+                         "try again after Retry-After seconds"),
+                "headers": {"Retry-After": {"schema": {"type": "integer"},
+                                            "description": "seconds to wait before trying again"}}}}
+UPLOAD_ERRORS = {
+    "400": _error("missing field, bad field value, empty or damaged image, over the pixel, aspect or "
+                  "memory limit (see /api/model limits)"),
+    "413": _error("the upload is over 16 MB, or a text field is over 256 KB, or the form has over 64 fields"),
+    "415": _error("not an image this service reads, or an animated/multi-page one"),
+}
 
 
 def spec() -> dict:
@@ -229,14 +263,7 @@ def spec() -> dict:
             "/api/predict": {"post": {
                 "summary": "classify one MRI slice and explain the answer with a heat map",
                 "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": PREDICT_FORM}}},
-                "responses": {
-                    "200": _json("the answer", "Prediction"),
-                    "400": _error("missing field, bad field value, empty, damaged or too large image"),
-                    "405": _error("method not allowed"),
-                    "413": _error("the upload is over 16 MB"),
-                    "415": _error("not an image this service reads, or an animated/multi-page one"),
-                    "500": _error("an unexpected failure (no details are given)"),
-                },
+                "responses": {"200": _json("the answer", "Prediction"), **UPLOAD_ERRORS, **POST_ERRORS, **BUSY},
             }},
             "/api/report": {"post": {
                 "summary": "the answer for one MRI slice as a one-page A4 PDF case report",
@@ -246,14 +273,8 @@ def spec() -> dict:
                     "allOf": [PREDICT_FORM, {"type": "object", "properties": {
                         "title": {"type": "string", "maxLength": 120,
                                   "description": "a line printed under the heading"}}}]}}}},
-                "responses": {
-                    "200": {"description": "the PDF", "content": {"application/pdf": {}}},
-                    "400": _error("missing field, bad field value, empty, damaged or too large image"),
-                    "405": _error("method not allowed"),
-                    "413": _error("the upload is over 16 MB"),
-                    "415": _error("not an image this service reads, or an animated/multi-page one"),
-                    "500": _error("an unexpected failure (no details are given)"),
-                },
+                "responses": {"200": {"description": "the PDF", "content": {"application/pdf": {}}},
+                              **UPLOAD_ERRORS, **POST_ERRORS, **BUSY},
             }},
             "/api/samples": {"get": {
                 "summary": "the sample scans shipped with the package, with their true class",
@@ -278,12 +299,14 @@ def spec() -> dict:
                     "application/json": {"schema": {"$ref": "#/components/schemas/FeedbackForm"}},
                 }},
                 "responses": {
-                    "201": _json("stored", "FeedbackStored"),
-                    "400": _error("missing id or class, unknown class, bad keep_image, a different scan"),
+                    "201": _json("stored (a later correction of the same answer replaces the earlier one)",
+                                 "FeedbackStored"),
+                    "400": _error("missing id or class, unknown class, bad keep_image, a different scan, "
+                                  "JSON that is not one object or nests deeper than 16 levels"),
                     "404": _error("feedback is off on this server, or no recent answer has this id"),
-                    "405": _error("method not allowed"),
-                    "413": _error("the upload is over 16 MB"),
-                    "500": _error("an unexpected failure (no details are given)"),
+                    "413": _error("the upload is over 16 MB, a text field over 256 KB, over 64 form fields, "
+                                  "or a JSON body over 64 KB"),
+                    **POST_ERRORS, **BUSY,
                 },
             }},
         },

@@ -27,28 +27,27 @@ from werkzeug.exceptions import HTTPException
 from .. import __version__, formats
 from ..cam_methods import CAM_LABELS, CAM_METHODS, DEFAULT_CAM_METHOD
 from ..errors import ToolError
-from ..imaging import MAX_PIXELS, load_image
+from ..imaging import load_image
 from .state import current_predictor
-from .forms import ApiError, flag, integer, suffix
+from .forms import ApiError, flag, integer, shown, suffix
 from .feedback_api import remember
+from .headers import CSP, security_headers as headers_for  # noqa: F401 (CSP re-exported)
 from .openapi import spec
+from .work import gate, heavy
 
 log = logging.getLogger("braintumor.web")
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-
-# Only the app's own origin; data: and blob: images are the answers and the local preview.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-       "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
-       "form-action 'self'; frame-ancestors 'none'")
 
 ORIGINAL_MAX_SIDE = 512  # the "original" image in an answer is at most this many pixels a side
 CONVERTED = {"label", "confidence", "probabilities", "heatmap", "heatmap_input", "overlay"}
 
 
 def init_app(app: Flask) -> None:
-    from . import feedback_api, samples_api
+    from . import feedback_api, origin, samples_api, work
 
+    work.init_app(app)
+    origin.init_app(app)
     app.register_blueprint(bp)
     app.register_blueprint(samples_api.bp)
     feedback_api.init_app(app)
@@ -95,7 +94,9 @@ def health() -> Response:
     from .feedback_api import service
 
     # No "model loaded" flag: the app is built around a loaded Predictor, so one that answers has it.
-    return jsonify(status="ok", version=__version__, model=model_summary(p), feedback=service() is not None)
+    # Answered on a thread of its own, never behind heavy requests (braintumor.web.work).
+    return jsonify(status="ok", version=__version__, model=model_summary(p), feedback=service() is not None,
+                   work=gate().status())
 
 
 @bp.get("/model")
@@ -111,7 +112,7 @@ def model() -> Response:
         cam_methods=list(CAM_METHODS),
         card=jsonable(public_meta(p.meta or {})),
         limits={"max_upload_bytes": int(current_app.config["MAX_CONTENT_LENGTH"]),
-                "max_pixels": MAX_PIXELS},
+                **current_app.config["BUDGET"].describe()},
     )
 
 
@@ -142,7 +143,7 @@ def read_upload() -> Upload:
     slice_index = integer("slice")
     cam_method = (request.form.get("cam_method") or DEFAULT_CAM_METHOD).strip().lower()
     if cam_method not in CAM_METHODS:
-        raise ApiError(400, f"unknown cam_method {cam_method!r}; choose one of {', '.join(CAM_METHODS)}")
+        raise ApiError(400, f"unknown cam_method {shown(cam_method)}; choose one of {', '.join(CAM_METHODS)}")
     similar = integer("similar") or 0
     if not 0 <= similar <= 20:
         raise ApiError(400, "the field 'similar' must be between 0 and 20")
@@ -175,14 +176,15 @@ def similar_cases(p: Any, u: Upload) -> list[dict]:
 
 @bp.post("/predict")
 def predict() -> Response:
-    t0 = time.perf_counter()
-    u = read_upload()
-    p = current_predictor()
-    t1 = time.perf_counter()
-    result = answer_upload(p, u)
-    t2 = time.perf_counter()
-    answer = build_answer(p, u.image, result)
-    t3 = time.perf_counter()
+    with heavy():  # on a worker, under the service's budget
+        t0 = time.perf_counter()
+        u = read_upload()
+        p = current_predictor()
+        t1 = time.perf_counter()
+        result = answer_upload(p, u)
+        t2 = time.perf_counter()
+        answer = build_answer(p, u.image, result)
+        t3 = time.perf_counter()
     answer["id"] = uuid.uuid4().hex  # what feedback on this answer refers to
     remember(answer["id"], p, result, hashlib.sha256(u.data).hexdigest(), u.slice_index)
     # The forward pass and the heat map are one Predictor call (the heat map reuses the forward
@@ -202,11 +204,13 @@ def report() -> Response:
     when the form's 'title' field gives one."""
     from ..report import case_report
 
-    u = read_upload()
-    title = (request.form.get("title") or "").strip()[:120] or None
-    p = current_predictor()
-    result = answer_upload(p, u)
-    pdf = case_report(result, u.image, model_summary(p), __version__, title=title, similar=result.get("similar"))
+    with heavy():
+        u = read_upload()
+        title = (request.form.get("title") or "").strip()[:120] or None
+        p = current_predictor()
+        result = answer_upload(p, u)
+        pdf = case_report(result, u.image, model_summary(p), __version__, title=title,
+                          similar=result.get("similar"))
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     return Response(pdf, mimetype="application/pdf",
                     headers={"Content-Disposition": f'attachment; filename="braintumor-report-{stamp}.pdf"'})
@@ -300,16 +304,23 @@ HTTP_MESSAGES = {
     405: "{method} is not allowed on {path}; use {allowed}",
     413: "the upload is larger than the {limit} MB limit; send a smaller image",
 }
+# A body within the upload limit whose form is too large: a text field over MAX_FORM_MEMORY_SIZE or
+# more than MAX_FORM_PARTS fields.
+FORM_TOO_LARGE = ("the form is too large: a text field is over {field_kb} KB or there are over {parts} "
+                  "fields; send the scan in 'file' and short values in the other fields")
 
 
 def http_error(exc: HTTPException) -> Response:
     code = exc.code or 500
     template = HTTP_MESSAGES.get(code)
+    cfg = current_app.config
+    if code == 413 and (request.content_length or 0) <= cfg["MAX_CONTENT_LENGTH"]:
+        template = FORM_TOO_LARGE
     if template:
         allowed = ", ".join(sorted(set(getattr(exc, "valid_methods", None) or []) - {"HEAD", "OPTIONS"}))
-        limit = current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
         message = template.format(path=request.path[:200], method=request.method, allowed=allowed or "GET",
-                                  limit=limit)
+                                  limit=cfg["MAX_CONTENT_LENGTH"] // (1024 * 1024),
+                                  field_kb=cfg["MAX_FORM_MEMORY_SIZE"] // 1024, parts=cfg["MAX_FORM_PARTS"])
     else:
         message = (exc.description or exc.name or "error").strip()
     resp = error_response(code, message)
@@ -327,7 +338,9 @@ def image_error(exc: ToolError) -> Response:
 
 
 def api_error(exc: ApiError) -> Response:
-    return error_response(exc.status, str(exc))
+    resp = error_response(exc.status, str(exc))
+    resp.headers.update(exc.headers)
+    return resp
 
 
 def unexpected_error(exc: Exception) -> Response:
@@ -337,13 +350,5 @@ def unexpected_error(exc: Exception) -> Response:
 
 
 def security_headers(resp: Response) -> Response:
-    h = resp.headers
-    h["Content-Security-Policy"] = CSP
-    h["X-Content-Type-Options"] = "nosniff"
-    h["X-Frame-Options"] = "DENY"
-    h["Referrer-Policy"] = "no-referrer"
-    h["Cross-Origin-Opener-Policy"] = "same-origin"
-    h["Cross-Origin-Resource-Policy"] = "same-origin"
-    if request.path.startswith("/api/"):
-        h["Cache-Control"] = "no-store"  # answers describe a patient's scan
+    resp.headers.update(headers_for(request.path))
     return resp
