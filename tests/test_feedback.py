@@ -380,3 +380,151 @@ def test_feedback_command_lists_summarises_and_exports(tmp_path, capsys):
 
     assert main(["feedback", "stats", "--db", str(tmp_path / "missing.db")]) == 2
     assert "no such feedback database" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------- tools that cannot surprise
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    """The feedback command in-process: exit status, stdout, stderr."""
+    import contextlib
+
+    from braintumor.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_reading_commands_leave_a_foreign_or_empty_file_byte_identical(tmp_path):
+    foreign = tmp_path / "other-program.sqlite"
+    c = sqlite3.connect(foreign)
+    c.execute("CREATE TABLE invoices (id INTEGER, amount REAL)")
+    c.execute("INSERT INTO invoices VALUES (1, 9.5)")
+    c.commit()
+    c.close()
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.db"
+    text.write_text("not a database\n")
+    before = snapshot(tmp_path)
+    for path, words in ((foreign, "something else"), (empty, "empty file"), (text, "not an SQLite file")):
+        for action in (["list"], ["stats"], ["export", str(tmp_path / "out")]):
+            code, out, err = run_cli("feedback", *action, "--db", str(path))
+            assert code == 2 and out == "" and words in err and len(err.strip().splitlines()) == 1, (action, err)
+    assert snapshot(tmp_path) == before  # not switched to WAL, not made a feedback database, no -wal/-shm
+    assert not (tmp_path / "out").exists()
+
+
+def test_reading_commands_never_write_to_a_feedback_database(tmp_path):
+    db = tmp_path / "f.db"
+    con = fb.connect(db)
+    fb.record(con, answer(), "notumor", "c")
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    (tmp_path / "f.db-wal").unlink(missing_ok=True)
+    (tmp_path / "f.db-shm").unlink(missing_ok=True)
+    os.chmod(db, 0o444)  # a read-only file still reads
+    try:
+        before = db.read_bytes()
+        assert run_cli("feedback", "list", "--db", str(db))[0] == 0
+        assert run_cli("feedback", "stats", "--db", str(db))[0] == 0
+        assert db.read_bytes() == before
+    finally:
+        os.chmod(db, 0o644)
+
+
+def test_one_correction_per_answer_the_later_replaces_the_earlier(tmp_path):
+    con = fb.connect(tmp_path / "f.db")
+    img = Image.fromarray(np.full((32, 32), 100, np.uint8), "L")
+    first = fb.record(con, answer(answer_id="a"), "meningioma", "first look", img)
+    again = fb.record(con, answer(answer_id="a"), "notumor", "second look")
+    fb.record(con, answer(answer_id="b", image_sha256="ee" * 32), "glioma")
+    assert again == first
+    listed = list(fb.rows(con))
+    assert [(r["corrected"], r["comment"], r["has_image"]) for r in listed] == [
+        ("notumor", "second look", False), ("glioma", "", False)]  # unticked: the pixels are gone too
+    s = fb.stats(con)
+    assert (s["n"], s["agreed"]) == (2, 1)
+
+
+def test_an_old_database_with_repeated_answers_counts_each_answer_once(tmp_path):
+    path = tmp_path / "v2.db"
+    old = sqlite3.connect(path)
+    for m in fb.MIGRATIONS[:2]:
+        old.executescript(m)
+    old.execute("PRAGMA user_version = 2")
+    for i, label in enumerate(("glioma", "notumor", "notumor")):
+        old.execute("INSERT INTO feedback (created, answer_id, model_name, model_version, model_sha256, predicted,"
+                    " corrected, probabilities, image_sha256) VALUES (?, 'same', 'm', '1', 's', 'glioma', ?,"
+                    " '{}', 'h')", (f"2026-01-0{i + 1}", label))
+    old.commit()
+    old.close()
+    code, out, _ = run_cli("feedback", "stats", "--db", str(path), "--json")  # read-only: not migrated
+    assert code == 0 and json.loads(out)["n"] == 1 and json.loads(out)["agreed"] == 0
+    con = fb.connect(path)  # the server migrates: the latest correction stays
+    assert [r["corrected"] for r in fb.rows(con)] == ["notumor"]
+
+
+def test_the_api_replaces_a_repeated_correction(feedback_app, sample_files):
+    app, db = feedback_app
+    client = app.test_client()
+    a = predict(client, sample_files[0][0].read_bytes())
+    for label in ("glioma", "meningioma", "pituitary"):
+        assert send(client, id=a["id"], label=label).status_code == 201
+    rows = list(fb.rows(fb.open_readonly(db)))
+    assert [r["corrected"] for r in rows] == ["pituitary"]
+
+
+def test_export_writes_a_fresh_folder_with_each_scan_under_its_latest_label(tmp_path):
+    db = tmp_path / "f.db"
+    con = fb.connect(db)
+    img = Image.fromarray(np.full((32, 32), 100, np.uint8), "L")
+    fb.record(con, answer(answer_id="1", image_sha256="1" * 64), "meningioma", "", img)
+    fb.record(con, answer(answer_id="2", image_sha256="1" * 64), "glioma", "relabelled, not sent again")
+    fb.record(con, answer(answer_id="3", image_sha256="3" * 64), "pituitary", "", img)
+    con.close()
+    out = tmp_path / "export"
+    code, stdout, _ = run_cli("feedback", "export", str(out), "--db", str(db))
+    assert code == 0 and "exported 2 scans" in stdout
+    assert sorted(str(p.relative_to(out).parent) for p in out.rglob("*.png")) == ["glioma", "pituitary"]
+    # a folder used before is refused, and left as it was
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    code, stdout, err = run_cli("feedback", "export", str(out), "--db", str(db))
+    assert code == 2 and "not empty" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    # into a file: one line, exit 2, the file untouched
+    target = tmp_path / "a-file.txt"
+    target.write_text("keep me")
+    code, _, err = run_cli("feedback", "export", str(target), "--db", str(db))
+    assert code == 2 and "is a file" in err and target.read_text() == "keep me"
+    # an empty folder is filled; nothing of the build is left beside it
+    (tmp_path / "empty").mkdir()
+    assert run_cli("feedback", "export", str(tmp_path / "empty"), "--db", str(db))[0] == 0
+    assert len(list((tmp_path / "empty").rglob("*.png"))) == 2
+    assert not [p for p in tmp_path.iterdir() if ".export-" in p.name]
+    # a folder that cannot be made: one line, exit 2
+    code, _, err = run_cli("feedback", "export", str(tmp_path / "no" / "such" / "out"), "--db", str(db))
+    assert code == 2 and "no such folder" in err and len(err.strip().splitlines()) == 1
+
+
+def test_terminal_output_escapes_control_characters(tmp_path):
+    db = tmp_path / "f.db"
+    con = fb.connect(db)
+    forged = "ok\x1b[2J\x1b]0;owned\x07\n  999  2026-01-01 forged row\r\u202eevil"
+    fb.record(con, answer(answer_id="x", model_name="m\x1b[31m"), "glioma", forged)
+    con.close()
+    code, out, _ = run_cli("feedback", "list", "--db", str(db))
+    assert code == 0
+    assert not any(ch in out.replace("\n", "") for ch in "\x1b\x07\r\u202e")
+    lines = out.splitlines()
+    assert len(lines) == 3 and "\\x1b[2J" in lines[1] and "\\n" in lines[1]  # header, the row, the count
+    code, out, _ = run_cli("feedback", "stats", "--db", str(db))
+    assert code == 0 and "\x1b" not in out and "m\\x1b[31m" in out
+    code, out, _ = run_cli("feedback", "list", "--db", str(db), "--json")
+    assert json.loads(out)[0]["comment"] == forged and "\x1b" not in out  # JSON escapes them itself
