@@ -108,7 +108,7 @@ class Reference:
     def _x(self, data: bytes):
         from braintumor.imaging import load_image
 
-        return self.prep.batch([load_image(data)])
+        return self.torch.from_numpy(self.prep.array([load_image(data)]))
 
     def predict(self, data: bytes):
         with self.torch.inference_mode():
@@ -133,7 +133,7 @@ class Reference:
 
         out = []
         for i in range(0, len(inputs), batch_size):
-            x = self.prep.batch([load_image(d) for d in inputs[i:i + batch_size]])
+            x = self.torch.from_numpy(self.prep.array([load_image(d) for d in inputs[i:i + batch_size]]))
             with self.torch.inference_mode():
                 out.append(self.model(x).softmax(1))
         return out
@@ -145,14 +145,16 @@ def eager_reference_checks(predictor, inputs: list[bytes]) -> dict:
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    from braintumor.inference.cam import full_model_target_layer
+    from braintumor.checkpoint import load_checkpoint
+    from braintumor.network_parts import full_model_target_layer
     from braintumor.imaging import load_image
 
     diffs, agree, corrs = [], 0, []
     for ck in predictor.checkpoints[:1]:
+        ck = load_checkpoint(ck.path)
         model = ck.build()
         for data in inputs:
-            x = ck.preprocessing.tensor(load_image(data))
+            x = torch.from_numpy(ck.preprocessing.array([load_image(data)]))
             with torch.inference_mode():
                 logits = model(x).double() / ck.temperature
             want = logits.softmax(1)[0].numpy()
@@ -179,6 +181,7 @@ def split_accuracy(predictor, split_file: str, data: str | None, calibration: li
     Predictor and eager PyTorch agree, and their largest probability difference."""
     import torch
 
+    from braintumor.checkpoint import load_checkpoint
     from braintumor.imaging import load_image
 
     if not data:
@@ -186,7 +189,7 @@ def split_accuracy(predictor, split_file: str, data: str | None, calibration: li
     split = json.loads(Path(split_file).read_text())
     calib = {Path(c).name for c in calibration}
     items = [(Path(data) / rel, rel.split("/")[0]) for rel in split["val"] if Path(rel).name not in calib]
-    ck = predictor.checkpoints[0]
+    ck = load_checkpoint(predictor.checkpoints[0].path)
     model = ck.build()
     labels = np.array([predictor.classes.index(c) for _, c in items])
     ours, ours_tta, eager, diffs = [], [], [], []
@@ -199,7 +202,7 @@ def split_accuracy(predictor, split_file: str, data: str | None, calibration: li
         plain = [probs(r) for r in predictor.predict_batch(chunk, batch_size=64)]
         ours_tta += [int(probs(r).argmax()) for r in predictor.predict_batch(chunk, batch_size=16, tta=True)]
         with torch.inference_mode():
-            x = ck.preprocessing.batch([load_image(path) for path in chunk])
+            x = torch.from_numpy(ck.preprocessing.array([load_image(path) for path in chunk]))
             pe = (model(x).double() / ck.temperature).softmax(1).numpy()
         ours += [int(p.argmax()) for p in plain]
         eager += [int(q.argmax()) for q in pe]
@@ -235,7 +238,9 @@ def box_costs(p, n: int = 50) -> dict[str, float]:
     for one image: they run in PyTorch after the body, so their cost adds to every answer."""
     import torch
 
-    model = p.checkpoints[0].build()
+    from braintumor.checkpoint import load_checkpoint
+
+    model = load_checkpoint(p.checkpoints[0].path).build()
     if not hasattr(model, "box_head"):
         return {}
     size = p.preprocessing.img_size
@@ -280,9 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from braintumor import Predictor
-    from braintumor.inference.backends import default_calibration
+    from braintumor.inference.graphs import default_calibration
 
     from braintumor import shipped
+    from braintumor.checkpoint import load_checkpoint
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -295,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = {}
     # The reference first, with PyTorch's own thread count; then the Predictor as the served app runs
     # it (on ONNX Runtime, PyTorch on one thread: braintumor.inference.backends.give_cores_to_onnx).
-    ref = Reference(shipped.load(args.model[0] if args.model else None))
+    ref = Reference(load_checkpoint(shipped.load(args.model[0] if args.model else None).path))
     ref_threads = torch.get_num_threads()
     figures["reference"] = measure(ref, inputs, args.batch_size)
     t = time.perf_counter()

@@ -90,3 +90,39 @@ def test_the_library_never_imports_the_command_line_or_the_web_app():
         assert not deps & entry_points, f"{name} imports the command line"
         if not name.startswith("braintumor.web"):
             assert not any(d.startswith("braintumor.web") for d in deps), f"{name} imports the web app"
+
+
+# What the light install does not have: PyTorch and the tools that come with the training install.
+TRAINING_ONLY = {"torch", "torchvision", "torchio", "pytorch_grad_cam", "cv2", "onnx", "matplotlib", "tensorboard"}
+# The one door from the serving side to the training install: converting a checkpoint that has no
+# ONNX graph, or the torch backend, asked for explicitly (it fails with one line without PyTorch).
+BRIDGE = ("braintumor.inference.backends", "braintumor.conversion")
+
+
+def external_imports(name: str) -> set[str]:
+    """The top-level names of the packages outside braintumor that module ``name`` imports anywhere."""
+    path = next(p for p in SRC.rglob("*.py") if module_name(p) == name)
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            out.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            out |= {a.name.split(".")[0] for a in node.names}
+    return out - {"braintumor"}
+
+
+def test_the_serving_side_never_imports_pytorch():
+    """Every module the serving side reaches, lazy imports included, imports nothing of the training
+    install: a stray ``import torch`` cannot creep back (tests/test_light.py runs the commands)."""
+    graph = import_graph()
+    serving = {n for n in graph if n.startswith("braintumor.inference")} | {"braintumor.web", "braintumor.shipped"}
+    seen, todo = set(), sorted(serving)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo += [d for d in graph[name] if (name, d) != BRIDGE]
+    assert "braintumor.inference.predictor" in seen and "braintumor.conversion" not in seen
+    for name in sorted(seen):
+        assert not external_imports(name) & TRAINING_ONLY, f"{name} imports {external_imports(name) & TRAINING_ONLY}"

@@ -106,7 +106,7 @@ def test_the_predictor_answers_with_the_refined_box(tmp_path, sample_files, back
     prep = ck.preprocessing
     pixels = prep.pixels(img)[None]
     with torch.inference_mode():
-        from braintumor.inference.cam import split_network
+        from braintumor.network_parts import split_network
 
         body, _ = split_network(model, ck.arch)
         centre, sides = model.box_head(body(prep.normalize(torch.from_numpy(pixels))))

@@ -53,7 +53,7 @@ def _eager_probs(path, image, temperature=1.0) -> np.ndarray:
     ck = load_checkpoint(path)
     model = ck.build()
     with torch.inference_mode():
-        logits = model(ck.preprocessing.tensor(load_image(image)))
+        logits = model(torch.from_numpy(ck.preprocessing.array([load_image(image)])))
     return torch.softmax(logits.double() / temperature, 1)[0].numpy()
 
 
@@ -148,7 +148,7 @@ def test_explain_matches_pytorch_grad_cam_on_the_whole_model(predictor, random_c
     path = sample_files[5][0]
     for target in ("glioma", "pituitary"):
         with GradCAM(model=model, target_layers=[model.layer4[-1]]) as c:
-            ref = c(input_tensor=ck.preprocessing.tensor(load_image(path)),
+            ref = c(input_tensor=torch.from_numpy(ck.preprocessing.array([load_image(path)])),
                     targets=[ClassifierOutputTarget(CLASSES.index(target))])[0]
         got = predictor.explain(path, target=target)["heatmap_input"]
         assert np.corrcoef(ref.ravel(), got.ravel())[0, 1] >= 0.999
@@ -177,7 +177,7 @@ def test_other_cam_methods(predictor, sample_files, method):
 
 
 def test_no_hooks_or_gradients_are_left_on_the_shared_model(predictor, sample_files):
-    model = predictor._members[0].model
+    model = predictor._members[0].network.module  # the torch backend's network
     for method in ("gradcam", "eigencam"):
         predictor.explain(sample_files[0][0], cam_method=method)
     assert all(not m._forward_hooks and not m._backward_hooks for m in model.modules())
@@ -333,7 +333,7 @@ def test_onnx_backend_agrees_with_eager(random_checkpoint, predictor, sample_fil
 
 @pytest.mark.skipif(not HAVE_ORT, reason="onnxruntime is not installed")
 def test_int8_backend_stays_close_to_eager(random_checkpoint, predictor, sample_dir, sample_files, monkeypatch):
-    from braintumor.inference.backends import default_calibration
+    from braintumor.inference.graphs import default_calibration
 
     monkeypatch.setenv("BRAINTUMOR_CALIBRATION", str(sample_dir))  # calibration scans by default
     assert len(default_calibration()) == 12
@@ -349,15 +349,15 @@ def test_int8_backend_stays_close_to_eager(random_checkpoint, predictor, sample_
 
 @pytest.mark.skipif(not HAVE_ORT, reason="onnxruntime is not installed")
 def test_converted_models_are_cached(random_checkpoint, private_cache, monkeypatch, sample_files):
-    import braintumor.inference.backends as mod
+    from braintumor import conversion
 
     first = Predictor.load(random_checkpoint, backend="onnx")
-    assert any("-fp32-" in f.name for f in private_cache.iterdir())
+    assert any("-onnx-" in f.name for f in private_cache.iterdir())
 
     def no_export(*args, **kwargs):
         raise AssertionError("exported again instead of reading the cache")
 
-    monkeypatch.setattr(mod, "export_onnx", no_export)
+    monkeypatch.setattr(conversion, "export_network", no_export)
     again = Predictor.load(random_checkpoint, backend="onnx")
     path = sample_files[0][0]
     assert again.predict(path) == first.predict(path)
@@ -374,15 +374,15 @@ def test_converted_models_are_cached(random_checkpoint, private_cache, monkeypat
 def test_the_cache_keeps_the_newest_files(private_cache, monkeypatch):
     import time
 
-    import braintumor.inference.backends as mod
+    import braintumor.inference.graphs as mod
 
     monkeypatch.setattr(mod, "CACHE_KEEP", 2)
     for i, name in enumerate(("a", "b", "c")):
-        assert mod._cached(f"test-{name}", lambda: name.encode()) == name.encode()
+        assert mod.cached(f"test-{name}", lambda: name.encode()) == name.encode()
         time.sleep(0.01)
     names = sorted(f.name for f in private_cache.glob("test-*.onnx"))
     assert names == ["test-b.onnx", "test-c.onnx"]
-    assert mod._cached("test-c", lambda: b"rebuilt") == b"c"  # read back, not rebuilt
+    assert mod.cached("test-c", lambda: b"rebuilt") == b"c"  # read back, not rebuilt
 
 
 def test_auto_backend_falls_back_to_torch_without_onnxruntime(random_checkpoint, monkeypatch):

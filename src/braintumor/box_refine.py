@@ -68,12 +68,6 @@ class BoxRefiner(nn.Module):
         return boxes
 
 
-def refiner_stages(state_dict: dict) -> int:
-    """How many stages the ``box_refiner.*`` tensors of a checkpoint hold (0: no refiner)."""
-    found = {int(k.split(".")[2]) for k in state_dict if k.startswith("box_refiner.stages.")}
-    return max(found) + 1 if found else 0
-
-
 def windows(boxes: torch.Tensor) -> torch.Tensor:
     """The square window around each box (N, 4) that the refiner reads, in input fractions."""
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2
@@ -90,7 +84,7 @@ def crops(pixels: torch.Tensor, win: torch.Tensor) -> torch.Tensor:
     x = x.float().div(255.0) if pixels.dtype == torch.uint8 else x.float()
     h, w = x.shape[-2:]
     scale = torch.tensor([w, h, w, h], dtype=torch.float32, device=x.device)
-    rois = torch.cat([torch.arange(len(win), dtype=torch.float32, device=x.device)[:, None],
+    rois = torch.cat([torch.arange(win.shape[0], device=x.device).float()[:, None],
                       win.float() * scale], 1)
     return roi_align(x, rois, (CROP, CROP), spatial_scale=1.0, sampling_ratio=2, aligned=True)
 

@@ -56,7 +56,7 @@ def _network_and_images(checkpoint, data, boxes_file, split_file):
     one where it has none) and its refiner if any, all float32; the network's body; the split; and
     ``cache(rels)`` -> (uint8 images at the resize size, (N, 4) boxes in input fractions, NaN: none)."""
     from .box_training import box_table, read_boxes
-    from .inference.cam import split_network
+    from .network_parts import split_network
     from .checkpoint import load_checkpoint
     from .config import CLASSES
     from .data import Sample, build_cache

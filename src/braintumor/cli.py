@@ -9,7 +9,7 @@ import importlib
 import sys
 
 from . import __version__
-from .commands import COMMANDS
+from .commands import COMMANDS, NEEDS_TRAINING
 from .errors import UsageError  # noqa: F401 (re-exported: braintumor.cli.UsageError)
 
 
@@ -37,12 +37,25 @@ def known_errors() -> tuple[type[BaseException], ...]:
     return (ToolError, FileNotFoundError)
 
 
+def require_training_install(command: str) -> None:
+    """A command that trains, fits or converts needs PyTorch: in the light install, one line that
+    names the install that has it (NeedsTrainingInstall, exit status 2)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        from .errors import NeedsTrainingInstall
+
+        raise NeedsTrainingInstall(f"braintumor {command}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "_missing", None):
         print(f"braintumor {args._command}: unavailable ({args._missing})", file=sys.stderr)
         return 2
     try:
+        if args._command in NEEDS_TRAINING:
+            require_training_install(args._command)
         return importlib.import_module(args._module).run(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

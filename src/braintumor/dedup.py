@@ -15,10 +15,11 @@ re-encoding, resizing, shifts, intensity changes and horizontal flips:
 4. centred and scaled to unit length.
 
 Two images are near-duplicates when the cosine similarity of their descriptors, or of one and
-the other's mirror image, reaches ``threshold``. Candidate pairs come from a k-d tree over the
-descriptors' ``PROJECTION_DIMS`` lowest spatial frequencies (an orthonormal projection never
-lengthens a distance, so no pair within the threshold is missed) and are then checked on the full
-descriptors: about 17 candidates per image on the Training half, far fewer than all pairs.
+the other's mirror image, reaches ``threshold``. Candidate pairs are those within the threshold's
+distance on the descriptors' ``PROJECTION_DIMS`` lowest spatial frequencies (an orthonormal
+projection never lengthens a distance, so no pair within the threshold is missed), found by blocks
+of NumPy distances, and are then checked on the full descriptors: about 17 candidates per image on
+the Training half, far fewer than all pairs.
 
 Measured with ``benchmarks/audit_quality.py`` (Training half, 300 altered copies per kind): at the
 default threshold 0.93, 100% of JPEG re-encodes (quality 30-90), resizes (0.5x-2x) and flips, 98% of
@@ -43,7 +44,7 @@ THUMB = 24  # side of the descriptor thumbnail
 WINDOW = 1.8  # half-side of the sampled window, in standard deviations of the foreground
 BLUR = 1.0  # sigma of the Gaussian that smooths the ranked thumbnail, in thumbnail pixels
 DEFAULT_THRESHOLD = 0.93  # cosine similarity from which two images count as near-duplicates
-PROJECTION_DIMS = 32  # dimensions of the k-d tree that proposes candidate pairs
+PROJECTION_DIMS = 32  # dimensions of the projection that proposes candidate pairs
 
 
 @dataclass
@@ -95,10 +96,24 @@ def _ranks(x: np.ndarray) -> np.ndarray:
     return (np.cumsum(counts) - (counts - 1) / 2.0)[inverse.ravel()]
 
 
+def gaussian_blur(v: np.ndarray, sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """A 2-D Gaussian blur, edges mirrored (``scipy.ndimage.gaussian_filter`` with its defaults:
+    reflect mode, kernel radius ``int(truncate * sigma + 0.5)``), axis by axis, float32 out."""
+    r = int(truncate * sigma + 0.5)
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k /= k.sum()
+    out = np.asarray(v, dtype=np.float32)
+    for axis in range(out.ndim):
+        n = out.shape[axis]
+        pad = [(r, r) if a == axis else (0, 0) for a in range(out.ndim)]
+        padded = np.pad(out.astype(np.float64), pad, mode="symmetric")  # scipy's "reflect"
+        acc = sum(w * np.take(padded, np.arange(i, i + n), axis=axis) for i, w in enumerate(k))
+        out = acc.astype(np.float32)
+    return out
+
+
 def descriptor(img: Image.Image) -> tuple[np.ndarray, np.ndarray]:
     """Unit-length descriptor of a grayscale image and of its mirror image."""
-    from scipy.ndimage import gaussian_filter
-
     if img.mode != "L":
         img = img.convert("L")
     if max(img.size) > 256:  # speed: the descriptor only needs a coarse picture
@@ -112,7 +127,7 @@ def descriptor(img: Image.Image) -> tuple[np.ndarray, np.ndarray]:
     v = np.asarray(crop.resize((THUMB, THUMB), Image.BILINEAR, box=(x0 - ix0, y0 - iy0, x1 - ix0, y1 - iy0)),
                    dtype=np.float32)
     # ranks instead of values: any monotonic intensity change (gain, offset, gamma) leaves them be
-    v = gaussian_filter(_ranks(v.ravel()).reshape(v.shape).astype(np.float32), BLUR)
+    v = gaussian_blur(_ranks(v.ravel()).reshape(v.shape).astype(np.float32), BLUR)
     out = []
     for x in (v, v[:, ::-1]):
         x = x - x.mean()
@@ -182,13 +197,22 @@ def _dct_basis(side: int, dims: int) -> np.ndarray:
     return np.array([np.outer(c[u], c[v]).ravel() for u, v in order[:dims]], dtype=np.float32)
 
 
+def _within(q: np.ndarray, b: np.ndarray, radius: float, block: int = 1024) -> list[np.ndarray]:
+    """For each row of ``q``, the rows of ``b`` within ``radius`` (Euclidean), by blocks of rows."""
+    out = []
+    bb = (b.astype(np.float64) ** 2).sum(1)
+    for k in range(0, len(q), block):
+        qk = q[k:k + block].astype(np.float64)
+        d2 = (qk ** 2).sum(1)[:, None] + bb[None, :] - 2.0 * qk @ b.T.astype(np.float64)
+        out.extend(np.flatnonzero(row <= radius * radius) for row in d2)
+    return out
+
+
 def _similar_pairs(a: np.ndarray, a_flip: np.ndarray, b: np.ndarray | None,
                    threshold: float) -> dict[tuple[int, int], float]:
     """Pairs (i in a, j in b or a) with cosine similarity >= threshold, directly or mirrored.
 
     Returns {(i, j): similarity}; within one set, i < j."""
-    from scipy.spatial import cKDTree
-
     same = b is None
     if same:
         b = a
@@ -196,10 +220,10 @@ def _similar_pairs(a: np.ndarray, a_flip: np.ndarray, b: np.ndarray | None,
         return {}
     radius = float(np.sqrt(max(0.0, 2.0 - 2.0 * threshold))) + 1e-6
     proj = _projection(np.concatenate([a, b]))
-    tree_b = cKDTree(b @ proj.T)
+    pb = b @ proj.T
     found: dict[tuple[int, int], float] = {}
     for queries in (a, a_flip):
-        lists = cKDTree(queries @ proj.T).query_ball_tree(tree_b, radius)
+        lists = _within(queries @ proj.T, pb, radius)
         counts = np.fromiter((len(js) for js in lists), dtype=np.int64, count=len(lists))
         if counts.sum() == 0:
             continue

@@ -16,10 +16,12 @@ line prints it on stderr and exits with ``exit_code`` (2); the web app answers i
 | :class:`UnsupportedImageError` | a readable file of a kind this tool does not take | 2 | 415 |
 | :class:`CaseIndexError` | a similar-case index that cannot be used | 2 | 400 |
 | :class:`FeedbackError` | feedback that cannot be stored | 2 | 400 |
+| :class:`NeedsTrainingInstall` | a step that needs PyTorch, in the light install | 2 | 400 |
 """
 
 from __future__ import annotations
 
+TRAIN_INSTALL = "pip install 'brain-tumor-classifier[train]'"  # what adds PyTorch and the training tools
 MAX_PIXELS = 50_000_000  # larger images are refused (ImageError) as possible decompression bombs
 
 
@@ -68,3 +70,11 @@ class CaseIndexError(ToolError):
 
 class FeedbackError(ToolError):
     """Feedback that cannot be stored (unknown answer, bad class, a database that is not ours)."""
+
+
+class NeedsTrainingInstall(ToolError):
+    """A step that needs PyTorch (training, fitting, converting a checkpoint to ONNX) asked of the
+    light install, which serves answers without it; the message names the install that has it."""
+
+    def __init__(self, what: str):
+        super().__init__(f"{what} needs the training install: {TRAIN_INSTALL}")

@@ -168,7 +168,7 @@ class LocalizingNet(nn.Module):
 
     def __init__(self, model: nn.Module, arch: str):
         super().__init__()
-        from .inference.cam import split_network
+        from .network_parts import split_network
 
         self.model = model
         self.body, self.head = split_network(model, arch)

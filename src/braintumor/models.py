@@ -1,7 +1,8 @@
 """Model registry: a name maps to a torchvision factory and to how the network splits for Grad-CAM.
 
 Each entry knows its last convolutional block (the Grad-CAM target) and its head, so that the
-explanation code can run the head alone on the block's output (see :mod:`braintumor.inference.cam`).
+explanation code can run the head alone on the block's output (:mod:`braintumor.network_parts`;
+the heat maps themselves are computed in NumPy by :mod:`braintumor.inference.cam`).
 """
 
 from __future__ import annotations

@@ -15,4 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "index": ("braintumor.commands.index", "embed a labelled folder into a similar-case index for a model"),
     "feedback": ("braintumor.commands.feedback", "list, summarise or export the corrections a server collected"),
     "finetune": ("braintumor.commands.finetune", "adapt a model to a site's labelled scans on this machine"),
+    "export": ("braintumor.commands.export", "convert a checkpoint into the ONNX graphs the light install runs"),
 }
+
+# The commands that need PyTorch (the training install); the others run in the light install.
+NEEDS_TRAINING: frozenset[str] = frozenset({"train", "calibrate", "fit-boxes", "fit-refiner", "finetune", "export"})

@@ -1,30 +1,31 @@
-"""How a checkpoint's body runs: eager PyTorch, ONNX Runtime in float32, or int8-quantised ONNX
-Runtime, and the disk cache of converted models.
+"""How a checkpoint's network runs: ONNX Runtime in int8 or float32 (serving), or eager PyTorch
+(the reference, training install only).
 
-:func:`body_runner` is the one place that picks and builds a backend; :class:`braintumor.Predictor`
-calls it for every checkpoint it loads, so the prediction, evaluation and calibration commands all
-run the same body code.
+:func:`network_runner` and :func:`refiner_runner` are the one place that picks and builds a backend;
+:class:`braintumor.Predictor` calls them for every checkpoint it loads, so the prediction,
+evaluation and calibration commands all run the same code. A network runner takes the normalised
+images (N, 3, S, S) float32 and returns ``features`` (the last block's output) and, with a box head,
+``box_centre`` and ``box_sides``, all NumPy.
+
+The graphs come from the checkpoint's record (the package manifest or a sidecar written by
+``braintumor export``; :mod:`braintumor.inference.graphs`); without one, the training install
+converts the checkpoint on first load (:mod:`braintumor.conversion`) and keeps the result in the disk
+cache. The light install, which has no PyTorch, says in one line which install converts it.
 """
 
 from __future__ import annotations
 
-import io
 import os
-from pathlib import Path
+import sys
 from typing import Callable, Sequence
 
 import numpy as np
-import torch
-from torch import nn
 
-from ..checkpoint import Checkpoint, CheckpointError
-from ..config import BACKENDS, cache_dir
-from ..imaging import ImageInput, load_image
-from .preprocess import Preprocessing
-
-CALIBRATION_MAX = 64  # images used to calibrate int8 activation ranges
-INT8_RECIPE = "qdq/per-channel/minmax/float-conv1"  # part of the cache key: change it with the recipe
-CACHE_KEEP = 8  # converted models kept on disk (45 MB float32, 11 MB int8 for ResNet18)
+from ..config import BACKENDS
+from ..errors import CheckpointError, NeedsTrainingInstall
+from ..imaging import ImageInput
+from . import graphs
+from .model_file import ModelFile
 
 
 def onnx_available() -> bool:
@@ -43,206 +44,130 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-class TorchBody:
-    """The body in eager PyTorch (float32): the reference, and the fallback. On a GPU (``device``)
-    the body runs there and its features come back to the CPU, where the head and Grad-CAM run."""
+def _session(model_bytes: bytes, threads: int | None):
+    import onnxruntime as ort
 
-    name = "torch"
-
-    def __init__(self, body: nn.Module, device: str | torch.device = "cpu"):
-        self.device = torch.device(device)
-        self.body = body.to(self.device) if self.device.type != "cpu" else body
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            if self.device.type == "cpu":
-                return self.body(x)
-            return self.body(x.to(self.device)).float().cpu()
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = threads or default_threads()
+    so.inter_op_num_threads = 1
+    # Threads wait asleep rather than spinning: on two cores shared with request threads or other
+    # processes, spinning threads steal the CPU the work needs (measured 1.5x slower).
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.log_severity_level = 3
+    return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
 
 
-class OnnxBody:
-    """The body run by ONNX Runtime: float32 (``onnx``, the same numbers as eager to ~1e-6) or
-    int8-quantised with per-channel weights and calibrated activations (``int8``)."""
+class OnnxNetwork:
+    """The network graph run by ONNX Runtime: float32 (``onnx``, the same numbers as eager to
+    ~1e-6) or int8-quantised with per-channel weights and calibrated activations (``int8``)."""
 
     def __init__(self, model_bytes: bytes, name: str, threads: int | None = None):
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.intra_op_num_threads = threads or default_threads()
-        so.inter_op_num_threads = 1
-        # Threads wait asleep rather than spinning: on two cores shared with request threads or
-        # other processes, spinning threads steal the CPU the work needs (measured 1.5x slower).
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        so.log_severity_level = 3
-        self.session = ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+        self.session = _session(model_bytes, threads)
+        self.outputs = [o.name for o in self.session.get_outputs()]
         self.name = name
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.session.run(None, {"x": np.ascontiguousarray(x.numpy(), dtype=np.float32)})[0]
-        return torch.from_numpy(out)
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        out = self.session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})
+        return dict(zip(self.outputs, out))
 
 
-def export_onnx(body: nn.Module, img_size: int) -> bytes:
-    """The body as an ONNX model (float32, dynamic batch), in memory."""
-    import warnings
+class OnnxRefiner:
+    """The box refiner graph: (N, S, S) uint8 input pixels and (N, 4) boxes -> corrected (N, 4)."""
 
-    buf = io.BytesIO()
-    x = torch.zeros(1, 3, img_size, img_size)
-    with warnings.catch_warnings():  # the TorchScript-based exporter announces its deprecation
-        warnings.simplefilter("ignore")
-        torch.onnx.export(body, (x,), buf, input_names=["x"], output_names=["features"],
-                          dynamic_axes={"x": {0: "n"}, "features": {0: "n"}}, opset_version=17,
-                          dynamo=False)
-    return buf.getvalue()
+    def __init__(self, model_bytes: bytes, threads: int | None = None):
+        self.session = _session(model_bytes, threads)
+
+    def __call__(self, pixels: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        x = (np.asarray(pixels, dtype=np.float32) / np.float32(255.0))[:, None]
+        return self.session.run(None, {"pixels": np.ascontiguousarray(x),
+                                       "boxes": np.asarray(boxes, dtype=np.float32)})[0]
 
 
-def quantize_int8(model_fp32: bytes, calibration: np.ndarray) -> bytes:
-    """Static int8 quantisation (QDQ, per-channel int8 weights, uint8 activations whose ranges are
-    calibrated on ``calibration``, normalised (N, 3, S, S) float32 inputs).
-
-    The first convolution stays in float32: quantising the image itself cost 1 label in 849 on the
-    validation split, and keeping it gives the eager labels on all of them (benchmarks/inference.py)."""
-    import tempfile
-
-    import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter([{"x": calibration[i:i + 1]} for i in range(len(calibration))])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    with tempfile.TemporaryDirectory(prefix="braintumor-int8-") as tmp:
-        src, pre, out = (Path(tmp) / n for n in ("fp32.onnx", "pre.onnx", "int8.onnx"))
-        src.write_bytes(model_fp32)
-        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        first_conv = next(n.name for n in onnx.load(str(pre)).graph.node if n.op_type == "Conv")
-        quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        nodes_to_exclude=[first_conv])
-        return out.read_bytes()
+def _conversion(mf: ModelFile, what: str):
+    """The training install's converter, or the one-line error that names that install."""
+    try:
+        from .. import conversion
+    except ImportError:
+        raise NeedsTrainingInstall(f"{mf.path or mf.name}: {what}") from None
+    return conversion
 
 
-def default_calibration() -> list[Path]:
-    """Scans to calibrate int8 activations: the folder named by $BRAINTUMOR_CALIBRATION, else the
-    scans shipped with the package (``braintumor/sample/``); none when neither is there."""
-    from importlib import resources
-
-    from ..formats import IMAGE_SUFFIXES
-
-    env = os.environ.get("BRAINTUMOR_CALIBRATION")
-    root = Path(env) if env else Path(str(resources.files("braintumor") / "sample"))
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:CALIBRATION_MAX]
-
-
-def _cached(key: str, build: Callable[[], bytes]) -> bytes:
-    """``build()``, kept on disk under ``key`` when a cache folder is usable (the newest
-    CACHE_KEEP files are kept)."""
-    folder = cache_dir()
-    path = folder / f"{key}.onnx" if folder else None
-    if path is not None and path.is_file():
-        try:
-            data = path.read_bytes()
-            os.utime(path)  # recently used: kept when older files are pruned
+def _graph(mf: ModelFile, kind: str, calibration: Sequence[ImageInput] | None) -> bytes:
+    """The ``kind`` graph of a checkpoint: its recorded one (with no calibration of the caller's
+    own), else the cached one, else converted now (training install)."""
+    why = ""
+    if calibration is None or kind == "refiner":
+        data, why = graphs.recorded_graph(mf, kind)
+        if data is not None:
             return data
-        except OSError:
-            pass
-    data = build()
-    if path is not None:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(data)
-            tmp.replace(path)
-            old = sorted(folder.glob("*.onnx"), key=lambda f: f.stat().st_mtime, reverse=True)
-            for stale in old[CACHE_KEEP:]:
-                stale.unlink(missing_ok=True)
-        except OSError:
-            pass
-    return data
+    calib = None
+    if kind == "int8":
+        images = graphs.default_calibration() if calibration is None else list(calibration)
+        if not images:
+            raise CheckpointError(f"{mf.path or mf.name}: int8 needs calibration images (calibration=..., "
+                                  "or $BRAINTUMOR_CALIBRATION)")
+        calib = graphs.calibration_inputs(mf.preprocessing, images)
+    key = graphs.cache_key(mf, kind, calib)
+    data = graphs.cached(key, None)
+    if data is not None:
+        return data
+    conv = _conversion(mf, f"no {kind} ONNX graph for this checkpoint ({why or 'a calibration of its own'}); "
+                           "converting it")
+
+    def build() -> bytes:
+        if kind == "refiner":
+            return conv.export_refiner(mf)
+        fp32 = conv.export_network(mf)
+        return conv.quantize_network(fp32, calib) if kind == "int8" else fp32
+
+    return graphs.cached(key, build)
 
 
-def weights_digest(ck: Checkpoint) -> str:
-    """SHA-256 of the architecture and weights alone: a converted model stays valid when only the
-    checkpoint's metadata changes (temperature, thresholds)."""
-    import hashlib
-
-    h = hashlib.sha256(ck.arch.encode())
-    for name in sorted(ck.state_dict):
-        t = ck.state_dict[name].detach().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy())
-    return h.hexdigest()
-
-
-def _calibration_inputs(prep: Preprocessing, images: Sequence[ImageInput]) -> np.ndarray:
-    """Calibration images through load_image and the checkpoint's preprocessing, with mirrors."""
-    pixels = np.stack([prep.pixels(load_image(im)) for im in images])
-    pixels = np.concatenate([pixels, pixels[:, :, ::-1]])
-    return np.ascontiguousarray(prep.normalize(torch.from_numpy(np.ascontiguousarray(pixels))).numpy())
-
-
-def body_runner(ck: Checkpoint, body: nn.Module, backend: str = "auto", threads: int | None = None,
-                calibration: Sequence[ImageInput] | None = None, device: str = "cpu") -> Callable:
-    """What runs a checkpoint's body (images (N, 3, S, S) -> last block's features) on ``backend``:
-    ``torch`` (eager float32, on ``device``), ``onnx`` (ONNX Runtime float32), ``int8`` (ONNX
-    Runtime, int8-quantised, activation ranges calibrated on ``calibration`` images) or ``auto``
-    (int8 when ONNX Runtime and calibration images are there, else onnx, else torch). Converted
-    models are cached on disk (:func:`braintumor.config.cache_dir`). A named backend that cannot run
-    raises CheckpointError; ``auto`` falls back to torch with a warning."""
-    import hashlib
+def network_runner(mf: ModelFile, backend: str = "auto", threads: int | None = None,
+                   calibration: Sequence[ImageInput] | None = None, device: str = "cpu") -> Callable:
+    """What runs a checkpoint's network on ``backend``: ``int8`` (ONNX Runtime, int8-quantised: the
+    recorded graph, or one calibrated on ``calibration`` images), ``onnx`` (ONNX Runtime float32),
+    ``torch`` (eager float32 on ``device``, training install) or ``auto`` (int8 when ONNX Runtime
+    is installed, else torch). A named backend that cannot run raises a one-line error; ``auto``
+    falls back to torch with a warning when the training install is there."""
     import warnings
 
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     want = backend
     if backend == "auto":
-        want = ("int8" if calibration else "onnx") if onnx_available() else "torch"
+        want = "int8" if onnx_available() else "torch"
     if want == "torch":
-        return TorchBody(body, device)
-    size = ck.preprocessing.img_size
+        return _conversion(mf, "the torch backend").TorchNetwork(mf, device)
     try:
-        import onnxruntime as ort
-
-        tag = f"{weights_digest(ck)}|{size}|{ort.__version__}|{torch.__version__}"
-        if want == "int8":
-            if not calibration:
-                raise ValueError("int8 needs calibration images (calibration=...)")
-            calib = _calibration_inputs(ck.preprocessing, calibration)
-            tag8 = f"{tag}|{INT8_RECIPE}|{hashlib.sha256(calib.tobytes()).hexdigest()}"
-            # only the int8 model is kept (11 MB for ResNet18, not 45 MB more for float32)
-            int8 = _cached(_key("int8", tag8, ck), lambda: quantize_int8(export_onnx(body, size), calib))
-            return OnnxBody(int8, "int8", threads)
-        fp32 = _cached(_key("fp32", tag, ck), lambda: export_onnx(body, size))
-        return OnnxBody(fp32, "onnx", threads)
+        return OnnxNetwork(_graph(mf, want, calibration), want, threads)
+    except NeedsTrainingInstall:
+        raise
     except Exception as exc:
         if backend != "auto":
-            raise CheckpointError(
-                f"{ck.path or ck.name}: the {want} backend is unavailable ({type(exc).__name__}: {exc})"
-            ) from None
+            message = f"{mf.path or mf.name}: the {want} backend is unavailable ({type(exc).__name__}: {exc})"
+            raise CheckpointError(message.splitlines()[0]) from None
+        conv = _conversion(mf, f"the int8 backend failed ({type(exc).__name__}) and the torch backend")
         warnings.warn(f"ONNX Runtime backend unavailable ({exc}); using PyTorch", RuntimeWarning)
-        return TorchBody(body, device)
+        return conv.TorchNetwork(mf, device)
+
+
+def refiner_runner(mf: ModelFile, backend: str, threads: int | None = None) -> Callable | None:
+    """What runs a checkpoint's box refiner (None without one): eager PyTorch beside the torch
+    backend, else the refiner's ONNX graph (float32)."""
+    if not mf.has_box_refiner:
+        return None
+    if backend == "torch":
+        return _conversion(mf, "the torch backend").TorchRefiner(mf)
+    return OnnxRefiner(_graph(mf, "refiner", None), threads)
 
 
 def give_cores_to_onnx() -> None:
-    """For a process that serves answers through ONNX Runtime (``braintumor serve``, ``predict``,
-    ``evaluate``): PyTorch then only does small steps (normalisation, the head, Grad-CAM on the last
-    block's output), and its OpenMP threads, spinning between them, slowed ONNX Runtime down 2-5x
-    on two cores. This gives ONNX Runtime the cores by running PyTorch on one thread, for the whole
-    process: a library never does this on its own, since a caller's own PyTorch work would slow
-    down too."""
-    if torch.get_num_threads() > 1:
+    """For a process that serves answers through ONNX Runtime and has imported PyTorch anyway (a
+    training install running other work): PyTorch's OpenMP threads, spinning between small steps,
+    slowed ONNX Runtime down 2-5x on two cores, so PyTorch is set to one thread for the whole
+    process. A process that never imported PyTorch is left alone (and PyTorch is not imported)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() > 1:
         torch.set_num_threads(1)
-
-
-def _key(kind: str, tag: str, ck: Checkpoint) -> str:
-    """A cache file name: input size, kind and a hash of everything the file depends on."""
-    import hashlib
-
-    return f"{ck.preprocessing.img_size}-{kind}-{hashlib.sha256(tag.encode()).hexdigest()[:24]}"

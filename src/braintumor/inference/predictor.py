@@ -1,4 +1,4 @@
-"""Predictions with Grad-CAM: the Python API that the web app, the CLI and other code call.
+"""Predictions with heat maps: the Python API that the web app, the CLI and other code call.
 
     from braintumor import Predictor
     p = Predictor.load()                       # the shipped model
@@ -6,11 +6,13 @@
     p.explain("scan.jpg")                      # ... plus "heatmap" and "overlay"
 
 Every input goes through :func:`braintumor.imaging.load_image` and then the checkpoint's own
-:class:`~braintumor.inference.preprocess.Preprocessing`. The network is split at its last convolutional block
-(:func:`braintumor.inference.cam.split_network`): the body runs once per image (eager PyTorch, or ONNX Runtime
-in float32 or int8 when installed: see ``Predictor.load``), and Grad-CAM runs on the head alone, so
-an explanation costs little more than a prediction and no hook is ever put on the shared model. A
-Predictor holds no per-call state and may be shared by threads.
+:class:`~braintumor.inference.preprocess.Preprocessing`. The network runs once per image (ONNX
+Runtime in int8 or float32; eager PyTorch in the training install: see ``Predictor.load``) and
+returns the last block's activations (and the box head's outputs); the classifier (average pooling
+and one linear layer), the heat map (:mod:`braintumor.inference.cam`), the decision and the
+similar-case embedding are computed from them in NumPy, so an explanation costs little more than a
+prediction. Nothing here imports PyTorch. A Predictor holds no per-call state and may be shared by
+threads.
 """
 
 from __future__ import annotations
@@ -21,15 +23,14 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import nn
 
 from . import cam as _cam
 from . import decision as _decision
-from .backends import BACKENDS, body_runner, default_calibration
-from ..checkpoint import Checkpoint, CheckpointError
+from .backends import BACKENDS, network_runner, refiner_runner
+from ..errors import CheckpointError
 from ..imaging import ImageError, ImageInput, load_image
+from .model_file import ModelFile
 from .preprocess import Preprocessing
 
 TTA_SHIFT = 0.04  # test-time shifts, as a fraction of the input side
@@ -37,12 +38,13 @@ TTA_SHIFT = 0.04  # test-time shifts, as a fraction of the input side
 
 @dataclass
 class _Member:
-    """One checkpoint of a Predictor: its body runner and its head (pooling + classifier)."""
+    """One checkpoint of a Predictor: its network runner, its classifier layer and its refiner."""
 
-    checkpoint: Checkpoint
-    body: Callable[[torch.Tensor], torch.Tensor]
-    head: nn.Module
-    model: nn.Module  # the whole eager network (shares the head's modules)
+    checkpoint: ModelFile
+    network: Callable[[np.ndarray], dict]
+    weight: np.ndarray  # the classifier's (K, C) weight, float64
+    bias: np.ndarray  # ... and its (K,) bias
+    refiner: Callable | None = None
 
     @property
     def preprocessing(self) -> Preprocessing:
@@ -54,29 +56,39 @@ class _Member:
 
     @property
     def backend(self) -> str:
-        return self.body.name
+        return self.network.name
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """The classifier on the last block's activations: average pooling, then the linear layer."""
+        return pooled(features) @ self.weight.T + self.bias
 
 
-def _make_member(ck: Checkpoint, backend: str, threads: int | None,
+def _make_member(mf: ModelFile, backend: str, threads: int | None,
                  calibration: Sequence[ImageInput] | None, device: str = "cpu") -> _Member:
-    model = ck.build()
-    for p in model.parameters():
-        p.requires_grad_(False)  # gradients reach the per-call CAM input only, never shared weights
-    body, head = _cam.split_network(model, ck.arch)
-    return _Member(ck, body_runner(ck, body, backend, threads, calibration, device), head, model)
+    network = network_runner(mf, backend, threads, calibration, device)
+    refiner = refiner_runner(mf, network.name, threads)
+    return _Member(mf, network, *mf.head_weights(), refiner)
+
+
+def pooled(features: np.ndarray) -> np.ndarray:
+    """(N, C, h, w) activations -> (N, C) float64 averages (the classifier's pooling, and the
+    similar-case and out-of-distribution features)."""
+    return np.asarray(features, dtype=np.float64).mean(axis=(2, 3))
 
 
 @dataclass
 class _Pass:
     """What one batch through every member gives: ``probs`` (N, C), calibrated and averaged over
     members (and views); per member the network's ``pixels`` (N, S, S) with the last block's
-    features of the unaugmented images (``parts``), its own calibrated probabilities (``each``)
-    and its raw logits of the unaugmented images (``logits``, N x C)."""
+    activations of the unaugmented images (``parts``), its own calibrated probabilities (``each``),
+    its raw logits of the unaugmented images (``logits``, N x C) and the box head's outputs
+    (``boxes``: ``box_centre``, ``box_sides``, or empty)."""
 
     probs: np.ndarray
-    parts: list[tuple[np.ndarray, torch.Tensor]]
+    parts: list[tuple[np.ndarray, np.ndarray]]
     each: list[np.ndarray]
     logits: list[np.ndarray]
+    boxes: list[dict]
 
 
 @dataclass
@@ -86,8 +98,22 @@ class _Boxes:
 
     member: "_Member"
     pixels: np.ndarray
-    frac: torch.Tensor
+    frac: np.ndarray
     score: list[float]
+
+
+def decode_boxes(centre: np.ndarray, sides: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The box head's answer: the box of each image's best cell, (N, 4) as x0, y0, x1, y1
+    fractions of the input, and its score (N,) (see :mod:`braintumor.localize`)."""
+    n, h, w = centre.shape
+    flat = centre.reshape(n, -1)
+    best = flat.argmax(axis=1)
+    score = flat[np.arange(n), best]
+    iy, ix = best // w, best % w
+    yc, xc = ((iy + 0.5) / h).astype(np.float32), ((ix + 0.5) / w).astype(np.float32)
+    d = np.asarray(sides, dtype=np.float32).reshape(n, 4, -1)[np.arange(n), :, best]
+    boxes = np.stack([xc - d[:, 0], yc - d[:, 1], xc + d[:, 2], yc + d[:, 3]], axis=1).clip(0, 1)
+    return boxes.astype(np.float32), 1.0 / (1.0 + np.exp(-score.astype(np.float64)))
 
 
 def tta_views(pixels: np.ndarray, shift: float = TTA_SHIFT) -> np.ndarray:
@@ -126,7 +152,7 @@ def display_pixels(gray: Image.Image, max_side: int = 1024) -> np.ndarray:
 class Predictor:
     """A loaded model (or an ensemble of models) that classifies scans and explains its answers."""
 
-    def __init__(self, checkpoints: Sequence[Checkpoint], backend: str = "auto",
+    def __init__(self, checkpoints: Sequence[ModelFile], backend: str = "auto",
                  threads: int | None = None, version: str | None = None,
                  calibration: Sequence[ImageInput] | None = None,
                  policy: "_decision.DecisionPolicy | None" = None, device: str = "cpu"):
@@ -142,8 +168,6 @@ class Predictor:
                     "an ensemble needs the same classes in the same order"
                 )
         self.classes: tuple[str, ...] = classes
-        if calibration is None and backend in ("auto", "int8"):
-            calibration = default_calibration()
         self._members = [_make_member(ck, backend, threads, calibration, device) for ck in checkpoints]
         self._version = version
         # classified / uncertain / rejected (braintumor.inference.decision, braintumor.inference.ood)
@@ -159,18 +183,16 @@ class Predictor:
              policy: "_decision.DecisionPolicy | None" = None, device: str = "cpu") -> "Predictor":
         """The shipped model (``path=None``), one checkpoint, or a list of them (an ensemble).
 
-        ``backend``: ``torch`` (eager float32), ``onnx`` (ONNX Runtime float32), ``int8`` (ONNX
-        Runtime, int8-quantised, calibrated on ``calibration`` images: the scans shipped in
-        ``braintumor/sample`` by default) or ``auto`` (int8 when ONNX Runtime and calibration images
-        are there, else onnx, else torch); see :mod:`braintumor.inference.backends`. ``threads``: ONNX Runtime
-        threads (default: the CPUs this process may use). Converted models are cached (see
-        :func:`braintumor.config.cache_dir`). ``policy``: how results are decided
-        (:class:`braintumor.inference.decision.DecisionPolicy`: conformal coverage, default 0.95, or a
-        confidence threshold; whether the out-of-distribution gate may reject). ``device``: where
-        the torch backend runs the body (``cuda`` for a GPU; the head and Grad-CAM stay on the CPU).
-
-        The Predictor leaves PyTorch's thread count as it is; a process that serves answers through
-        ONNX Runtime may call :func:`braintumor.inference.backends.give_cores_to_onnx`."""
+        ``backend``: ``int8`` (ONNX Runtime, int8-quantised: the graph recorded with the checkpoint,
+        or one calibrated on ``calibration`` images), ``onnx`` (ONNX Runtime float32), ``torch``
+        (eager float32, training install) or ``auto`` (int8); see
+        :mod:`braintumor.inference.backends`. A checkpoint without recorded graphs is converted on
+        first load by the training install and cached (:func:`braintumor.config.cache_dir`); the
+        light install says which install converts it. ``threads``: ONNX Runtime threads (default:
+        the CPUs this process may use). ``policy``: how results are decided
+        (:class:`braintumor.inference.decision.DecisionPolicy`: conformal coverage, default 0.95, or
+        a confidence threshold; whether the out-of-distribution gate may reject). ``device``: where
+        the torch backend runs the network (``cuda`` for a GPU; the rest stays on the CPU)."""
         from .. import shipped
 
         if backend not in BACKENDS:
@@ -195,7 +217,7 @@ class Predictor:
         return self._decider.policy
 
     @property
-    def checkpoints(self) -> list[Checkpoint]:
+    def checkpoints(self) -> list[ModelFile]:
         return [m.checkpoint for m in self._members]
 
     @property
@@ -273,46 +295,58 @@ class Predictor:
     def embed(self, images: Iterable[ImageInput]) -> np.ndarray:
         """(N, D) penultimate features of the first model (the pooled output of its last block),
         through the same preprocessing and backend as prediction."""
-        from .ood import pooled_features
-
         grays = [load_image(im) for im in images]
         m = self._members[0]
-        pixels = np.stack([m.preprocessing.pixels(g) for g in grays])
-        feats = m.body(m.preprocessing.normalize(torch.from_numpy(pixels)))
-        return pooled_features(feats).astype(np.float32)
+        return pooled(m.network(m.preprocessing.array(grays))["features"]).astype(np.float32)
 
     def similar(self, image: ImageInput, k: int = 5, slice_index: int | None = None,
                 sha256: str | None = None) -> list[dict]:
         """The ``k`` most similar indexed scans, most similar first:
         ``[{"id", "label", "similarity", "near_copy"}]``; ``near_copy`` is true when the indexed
         scan is the same picture (the audit's method; ``sha256``, the file's digest, also finds an
-        exact copy; it is computed for a path). Needs an index (:meth:`attach_index`)."""
-        import hashlib
+        exact copy; it is computed for a path). Needs an index (:meth:`attach_index`).
+        :meth:`predict` and :meth:`explain` give the same list with ``similar=k`` from their own
+        forward pass."""
+        sha = sha256 or _file_sha256(image)
+        gray = load_image(image, slice_index=slice_index)
+        return self._search(gray, self.embed([gray])[0], k, sha)
 
+    def _search(self, gray: Image.Image, embedding: np.ndarray, k: int, sha256: str | None) -> list[dict]:
         from .similar import query_parts
 
         if self.index is None:
             raise ValueError("no similar-case index: attach one with Predictor.attach_index(FILE) "
                              "(built by: braintumor index DIR --out FILE)")
-        sha = sha256 or (hashlib.sha256(Path(image).read_bytes()).hexdigest()
-                         if isinstance(image, (str, os.PathLike)) else None)
-        gray = load_image(image, slice_index=slice_index)
         desc, flipped = query_parts(gray)
-        return self.index.search(self.embed([gray])[0], desc, flipped, k, sha256=sha)
+        return self.index.search(np.asarray(embedding, dtype=np.float32), desc, flipped, k, sha256=sha256)
+
+    def _add_similar(self, result: dict, image: ImageInput, gray: Image.Image, fp: "_Pass", k: int,
+                     sha256: str | None) -> None:
+        """``similar`` and ``near_copy`` of an answer, from the forward pass's own features."""
+        if k:
+            found = self._search(gray, pooled(fp.parts[0][1][:1])[0], k, sha256 or _file_sha256(image))
+            result["similar"] = found
+            result["near_copy"] = any(s["near_copy"] for s in found)
 
     # ---------------------------------------------------------------- public calls
-    def predict(self, image: ImageInput, tta: bool = False, slice_index: int | None = None) -> dict:
-        """{"label", "confidence", "probabilities": {class: p}} for one image."""
+    def predict(self, image: ImageInput, tta: bool = False, slice_index: int | None = None,
+                similar: int = 0, sha256: str | None = None) -> dict:
+        """{"label", "confidence", "probabilities": {class: p}, "decision", "box", ...} for one image;
+        with ``similar=k`` also the ``k`` most similar indexed scans (see :meth:`similar`)."""
         gray = load_image(image, slice_index=slice_index)
-        return self._answers([gray], self._forward([gray], tta))[0]
+        fp = self._forward([gray], tta)
+        result = self._answers([gray], fp)[0]
+        self._add_similar(result, image, gray, fp, similar, sha256)
+        return result
 
     def explain(self, image: ImageInput, target: str | int | None = None, cam_method: str = "gradcam",
-                tta: bool = False, slice_index: int | None = None) -> dict:
+                tta: bool = False, slice_index: int | None = None, similar: int = 0,
+                sha256: str | None = None, overlay: bool = True) -> dict:
         """The prediction plus "heatmap" (H x W float32 in [0, 1] over the whole image as given; zero
-        outside the centre square the network sees), "heatmap_input" (the same at the network's
-        input size), "overlay" (a PIL RGB image: the scan with the heat map, longer side at most
-        1024 pixels), "target" (the class explained: ``target`` or the predicted one) and
-        "cam_method".
+        outside the square the network sees), "heatmap_input" (the same at the network's input
+        size), "overlay" (a PIL RGB image: the scan with the heat map, longer side at most 1024
+        pixels; left out with ``overlay=False``), "target" (the class explained: ``target`` or the
+        predicted one) and "cam_method"; with ``similar=k`` the similar cases too.
 
         With ``tta`` the probabilities are averaged over the augmented views; the heat map is always
         that of the unaugmented image."""
@@ -324,8 +358,7 @@ class Predictor:
         size = (self.preprocessing.img_size, self.preprocessing.img_size)
         heat = np.zeros(size, dtype=np.float32)
         for m, (pixels, feats) in zip(self._members, fp.parts):
-            h = _cam.cam_on_features(m.head, feats[:1], [t], method,
-                                     size=(m.preprocessing.img_size,) * 2)[0]
+            h = _cam.cam_maps(feats[:1], m.weight, [t], method, size=(m.preprocessing.img_size,) * 2)[0]
             heat += _cam.resize_heatmap(h, size)
         if len(self._members) > 1:
             lo, hi = float(heat.min()), float(heat.max())
@@ -335,7 +368,9 @@ class Predictor:
         result["cam_method"] = method
         result["heatmap_input"] = heat
         result["heatmap"] = _cam.heatmap_on_image(heat, gray.size, self.preprocessing)
-        result["overlay"] = _cam.render_overlay(display_pixels(gray), result["heatmap"])
+        if overlay:
+            result["overlay"] = _cam.render_overlay(display_pixels(gray), result["heatmap"])
+        self._add_similar(result, image, gray, fp, similar, sha256)
         return result
 
     def predict_batch(self, images: Iterable[ImageInput], batch_size: int = 32, tta: bool = False,
@@ -363,7 +398,7 @@ class Predictor:
         with ``keep_pixels`` its network ``pixels`` (N, S, S). Members may differ in architecture
         and input size, so the per-member arrays may differ in shape."""
         from ..data import progress
-        from .ood import image_statistics, pooled_features
+        from .ood import image_statistics
 
         if errors not in ("raise", "return"):
             raise ValueError("errors must be 'raise' or 'return'")
@@ -395,7 +430,7 @@ class Predictor:
                                                     for a in done]))
                 for m, ((px, feats), logits) in enumerate(zip(fp.parts, fp.logits)):
                     each["logits"][m].append(logits)
-                    each["features"][m].append(pooled_features(feats))
+                    each["features"][m].append(pooled(feats))
                     each["stats"][m].append(image_statistics(px))
                     each["std"][m].append(px.reshape(len(px), -1).std(axis=1))
                     if keep_pixels:
@@ -435,31 +470,26 @@ class Predictor:
         """One batch of decoded images through every member (see :class:`_Pass`)."""
         pixel_cache: dict[Preprocessing, np.ndarray] = {}
         total = np.zeros((len(grays), len(self.classes)), dtype=np.float64)
-        parts, each, raw = [], [], []
+        parts, each, raw, boxes = [], [], [], []
         for m in self._members:
             prep = m.preprocessing
             if prep not in pixel_cache:
                 pixel_cache[prep] = np.stack([prep.pixels(g) for g in grays])
             pixels = pixel_cache[prep]
             x = np.concatenate([tta_views(p) for p in pixels]) if tta else pixels
-            feats = m.body(prep.normalize(torch.from_numpy(x)))
-            with torch.inference_mode():
-                logits = m.head(feats)
-            probs = self._probabilities(logits, m)
-            if tta:
-                views = len(x) // len(pixels)
+            out = m.network(prep.normalize(x))
+            logits = m.logits(out["features"])
+            probs = _decision.softmax(logits, m.temperature)
+            views = len(x) // len(pixels)
+            if views > 1:  # the views' probabilities averaged; the rest of the unaugmented images
                 probs = probs.reshape(len(pixels), views, -1).mean(axis=1)
-                feats, logits = feats[::views], logits[::views]
+                out, logits = {k: v[::views] for k, v in out.items()}, logits[::views]
             total += probs
-            parts.append((pixels, feats))
+            parts.append((pixels, out["features"]))
             each.append(probs)
-            raw.append(logits.detach().double().numpy())
-        return _Pass(total / len(self._members), parts, each, raw)
-
-    def _probabilities(self, logits: torch.Tensor, member: _Member) -> np.ndarray:
-        """Logits -> calibrated probabilities (divided by the checkpoint's temperature)."""
-        z = logits.detach().double() / member.temperature
-        return torch.softmax(z, dim=1).numpy()
+            raw.append(logits)
+            boxes.append({k: v for k, v in out.items() if k.startswith("box_")})
+        return _Pass(total / len(self._members), parts, each, raw, boxes)
 
     def _result(self, probs: np.ndarray) -> dict:
         """The result dict of one image from its (C,) probabilities. Plain Python types only."""
@@ -476,7 +506,7 @@ class Predictor:
         """Label, probabilities, decision and tumour box of each image; for an ensemble, each
         member's vote (``members``, ``agreement``), and a disagreement makes the answer uncertain."""
         probs, parts, each = fp.probs, fp.parts, fp.each
-        heads = self._box_head(parts)
+        heads = self._box_head(fp)
         scores = heads.score if heads is not None else [None] * len(grays)
         decisions = self._decisions(grays, probs, parts, scores)
         out = []
@@ -507,14 +537,11 @@ class Predictor:
             r["prediction_set"] = sorted(set(r.get("prediction_set") or [r["label"]]) | set(others),
                                          key=self.classes.index)
 
-    def _box_head(self, parts: list[tuple[np.ndarray, torch.Tensor]]) -> "_Boxes | None":
+    def _box_head(self, fp: "_Pass") -> "_Boxes | None":
         """The box head's answer of the first member that has one (None without a box head)."""
-        for m, (pixels, feats) in zip(self._members, parts):
-            if hasattr(m.model, "box_head"):
-                from ..localize import decode_boxes
-
-                with torch.inference_mode():
-                    frac, score = decode_boxes(*m.model.box_head(feats.float()))
+        for m, (pixels, _), out in zip(self._members, fp.parts, fp.boxes):
+            if out:
+                frac, score = decode_boxes(out["box_centre"], out["box_sides"])
                 return _Boxes(m, pixels, frac, [float(s) for s in score])
         return None
 
@@ -526,22 +553,18 @@ class Predictor:
         if heads is None or not wanted:
             return {}
         frac = heads.frac[wanted]
-        if hasattr(heads.member.model, "box_refiner"):
-            from ..box_refine import refine_boxes
-
-            frac = refine_boxes(heads.member.model.box_refiner, heads.pixels[wanted], frac)
+        if heads.member.refiner is not None:
+            frac = heads.member.refiner(heads.pixels[wanted], frac)
         return {i: box_in_image(f.tolist(), grays[i].size, heads.member.preprocessing)
                 for i, f in zip(wanted, frac)}
 
     def _decisions(self, grays: list[Image.Image], probs: np.ndarray,
-                   parts: list[tuple[np.ndarray, torch.Tensor]],
+                   parts: list[tuple[np.ndarray, np.ndarray]],
                    box_scores: list[float | None] | None = None) -> list[dict]:
         """"decision", "reason", "prediction_set" and "ood_score" of each image
         (:class:`braintumor.inference.decision.Decider`), from what :meth:`_forward` computed."""
-        from .ood import pooled_features
-
         return self._decider([g.size for g in grays], probs, [px for px, _ in parts],
-                             [pooled_features(f) for _, f in parts], box_scores)
+                             [pooled(f) for _, f in parts], box_scores)
 
     def _target_index(self, target: str | int | None, probs: np.ndarray) -> int:
         if target is None:
@@ -552,3 +575,10 @@ class Predictor:
         elif isinstance(target, str) and target in self.classes:
             return self.classes.index(target)
         raise ValueError(f"unknown target class {target!r}; choose one of {', '.join(self.classes)}")
+
+
+def _file_sha256(image: ImageInput) -> str | None:
+    """The SHA-256 of a file given by its path (an exact copy in the index is found by it)."""
+    import hashlib
+
+    return hashlib.sha256(Path(image).read_bytes()).hexdigest() if isinstance(image, (str, os.PathLike)) else None

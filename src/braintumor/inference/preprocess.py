@@ -85,29 +85,29 @@ class Preprocessing:
         """The (img_size, img_size) uint8 pixels the network sees, before normalisation."""
         return center_crop(prepare(img, self.resize_size, self.fit), self.img_size)
 
-    def normalize(self, x: "torch.Tensor") -> "torch.Tensor":
-        """uint8 or [0, 1] float (N, H, W) or (N, 1, H, W) -> normalised float (N, 3, H, W)."""
-        import torch
+    def normalize(self, x):
+        """uint8 or [0, 1] float (N, H, W) or (N, 1, H, W) -> normalised float32 (N, 3, H, W).
 
+        A NumPy array gives a NumPy array (serving); a PyTorch tensor gives a tensor on its own
+        device (training), computed with the tensor's own methods, so that this module never
+        imports PyTorch and both sides compute the same numbers."""
+        if isinstance(x, np.ndarray):
+            x = x[:, None] if x.ndim == 3 else x
+            x = x.astype(np.float32) / np.float32(255.0) if x.dtype == np.uint8 else x.astype(np.float32)
+            mean = np.asarray(self.mean, dtype=np.float32).reshape(1, 3, 1, 1)
+            std = np.asarray(self.std, dtype=np.float32).reshape(1, 3, 1, 1)
+            return np.ascontiguousarray((np.broadcast_to(x, (x.shape[0], 3) + x.shape[2:]) - mean) / std)
         if x.dim() == 3:
             x = x.unsqueeze(1)
-        if x.dtype == torch.uint8:
+        if not x.dtype.is_floating_point:
             x = x.float().div_(255.0)
-        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        mean = x.new_tensor(self.mean).view(1, 3, 1, 1)
+        std = x.new_tensor(self.std).view(1, 3, 1, 1)
         return (x.expand(-1, 3, -1, -1) - mean) / std
 
-    def tensor(self, img: Image.Image) -> "torch.Tensor":
-        """One grayscale PIL image -> normalised (1, 3, img_size, img_size) float tensor."""
-        import torch
-
-        return self.normalize(torch.from_numpy(self.pixels(img)).unsqueeze(0))
-
-    def batch(self, images: list[Image.Image]) -> "torch.Tensor":
-        import torch
-
-        arr = np.stack([self.pixels(im) for im in images])
-        return self.normalize(torch.from_numpy(arr))
+    def array(self, images: list[Image.Image]) -> np.ndarray:
+        """Grayscale PIL images -> the normalised (N, 3, img_size, img_size) float32 network input."""
+        return self.normalize(np.stack([self.pixels(im) for im in images]))
 
 
 def center_crop(arr: np.ndarray, size: int) -> np.ndarray:

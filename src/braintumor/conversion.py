@@ -1,0 +1,205 @@
+"""Turning a checkpoint into the ONNX graphs the serving side runs, and running it in eager
+PyTorch (the ``torch`` backend, the reference): the training install's half of
+:mod:`braintumor.inference.backends`.
+
+Two graphs per checkpoint:
+
+- the *network*: normalised images (N, 3, S, S) -> ``features``, the last block's output
+  (N, C, h, w), plus ``box_centre`` (N, h, w) and ``box_sides`` (N, 4, h, w) when the checkpoint
+  has a tumour-box head. The classifier (average pooling and one linear layer) and the heat maps
+  are computed from ``features`` in NumPy (:mod:`braintumor.inference.cam`), so one graph serves
+  the answer, the heat map, the box and the similar-case embedding. In int8 the body's
+  convolutions are quantised (per-channel int8 weights, uint8 activations calibrated on scans);
+  the first convolution and the box head stay float32.
+- the *refiner* (when the checkpoint has a box refiner): input pixels (N, 1, S, S) in [0, 1] and
+  boxes (N, 4) -> corrected boxes (N, 4), float32 (its crop is ONNX's RoiAlign).
+
+``braintumor export`` writes them beside the checkpoint (for the shipped model: into the package,
+with their SHA-256 in its manifest); a Predictor in the training install converts a checkpoint
+that has none on first load and keeps the result in the disk cache.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import Checkpoint, load_checkpoint
+from .inference.graphs import INT8_RECIPE, calibration_inputs, default_calibration, write_sidecar
+from .inference.model_file import ModelFile, sha256_file
+from .network_parts import split_network
+
+OPSET = 17
+
+
+class NetworkGraph(nn.Module):
+    """The body, and the box head on its output when there is one: what the network graph computes."""
+
+    def __init__(self, model: nn.Module, arch: str):
+        super().__init__()
+        self.body, _ = split_network(model, arch)
+        self.box_head = getattr(model, "box_head", None)
+
+    def forward(self, x: torch.Tensor):
+        features = self.body(x)
+        if self.box_head is None:
+            return features
+        centre, sides = self.box_head(features)
+        return features, centre, sides
+
+
+def output_names(ck: ModelFile) -> list[str]:
+    return ["features", "box_centre", "box_sides"] if ck.has_box_head else ["features"]
+
+
+def _model(ck: ModelFile) -> tuple[Checkpoint, nn.Module]:
+    full = ck if isinstance(ck, Checkpoint) else load_checkpoint(ck.path)
+    model = full.build()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return full, model
+
+
+def _export(module: nn.Module, args: tuple, inputs: list[str], outputs: list[str]) -> bytes:
+    buf = io.BytesIO()
+    axes = {name: {0: "n"} for name in inputs + outputs}
+    with warnings.catch_warnings():  # the TorchScript-based exporter announces its deprecation
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, args, buf, input_names=inputs, output_names=outputs, dynamic_axes=axes,
+                          opset_version=OPSET, dynamo=False)
+    return buf.getvalue()
+
+
+def export_network(ck: ModelFile) -> bytes:
+    """The network graph in float32 (dynamic batch), in memory."""
+    full, model = _model(ck)
+    size = full.preprocessing.img_size
+    return _export(NetworkGraph(model, full.arch).eval(), (torch.zeros(1, 3, size, size),), ["x"], output_names(full))
+
+
+class _RefinerGraph(nn.Module):
+    def __init__(self, refiner: nn.Module):
+        super().__init__()
+        self.refiner = refiner
+
+    def forward(self, pixels: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        return self.refiner(pixels, boxes)
+
+
+def export_refiner(ck: ModelFile) -> bytes:
+    """The box refiner as a float32 graph: ``pixels`` (N, 1, S, S) in [0, 1], ``boxes`` (N, 4)."""
+    full, model = _model(ck)
+    if not hasattr(model, "box_refiner"):
+        raise ValueError(f"{full.path}: the checkpoint has no box refiner")
+    size = full.preprocessing.img_size
+    args = (torch.zeros(1, 1, size, size), torch.tensor([[0.4, 0.4, 0.6, 0.6]]))
+    return _export(_RefinerGraph(model.box_refiner).eval(), args, ["pixels", "boxes"], ["refined"])
+
+
+def quantize_network(model_fp32: bytes, calibration: np.ndarray) -> bytes:
+    """Static int8 quantisation of the network graph (QDQ, per-channel int8 weights, uint8
+    activations whose ranges are calibrated on ``calibration``, normalised (N, 3, S, S) float32
+    inputs). The first convolution stays float32 (quantising the image itself cost 1 label in 849
+    on the validation split), and so does the box head (its boxes stay those of float32)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"x": calibration[i:i + 1]} for i in range(len(calibration))])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    with tempfile.TemporaryDirectory(prefix="braintumor-int8-") as tmp:
+        src, pre, out = (Path(tmp) / n for n in ("fp32.onnx", "pre.onnx", "int8.onnx"))
+        src.write_bytes(model_fp32)
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        nodes = onnx.load(str(pre)).graph.node
+        first_conv = next(n.name for n in nodes if n.op_type == "Conv")
+        keep = [first_conv] + [n.name for n in nodes if "box_head" in n.name]
+        quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=keep)
+        return out.read_bytes()
+
+
+class TorchNetwork:
+    """The network in eager PyTorch (float32), returning what the network graph returns, as NumPy.
+    On a GPU (``device``) the body runs there and its outputs come back to the CPU."""
+
+    name = "torch"
+
+    def __init__(self, ck: ModelFile, device: str = "cpu"):
+        full, model = _model(ck)
+        self.device = torch.device(device)
+        self.module = NetworkGraph(model, full.arch).eval().to(self.device)
+        self.outputs = output_names(full)
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        with torch.inference_mode():
+            out = self.module(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device))
+        out = out if isinstance(out, tuple) else (out,)
+        return {k: v.float().cpu().numpy() for k, v in zip(self.outputs, out)}
+
+
+class TorchRefiner:
+    """The box refiner in eager PyTorch: (N, S, S) uint8 pixels and (N, 4) boxes -> (N, 4)."""
+
+    def __init__(self, ck: ModelFile):
+        _, model = _model(ck)
+        self.refiner = model.box_refiner.eval()
+
+    def __call__(self, pixels: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            px = torch.from_numpy(np.ascontiguousarray(pixels))
+            return self.refiner(px, torch.from_numpy(np.asarray(boxes, dtype=np.float32))).numpy()
+
+
+def write_graphs(ck: ModelFile, calibration: np.ndarray, float32: bool = False) -> dict:
+    """Write the checkpoint's graphs (int8 network, refiner if any, float32 network if asked) beside
+    it and return what the manifest or sidecar records: ``weights`` (the
+    weights' digest), ``int8_recipe`` and ``graphs`` ({kind: {"file", "sha256"}})."""
+    folder = ck.path.parent
+    stem = ck.path.stem
+    fp32 = export_network(ck)
+    made = {"int8": quantize_network(fp32, calibration)}
+    if float32:
+        made["onnx"] = fp32
+    if ck.has_box_refiner:
+        made["refiner"] = export_refiner(ck)
+    graphs = {}
+    for kind, data in made.items():
+        path = folder / f"{stem}.{'float32' if kind == 'onnx' else kind}.onnx"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+        graphs[kind] = {"file": path.name, "sha256": sha256_file(path), "bytes": len(data)}
+    return {"weights": ck.weights_digest(), "int8_recipe": INT8_RECIPE, "graphs": graphs}
+
+
+def export(path: str | Path | None = None, float32: bool = False, calibration: Sequence | None = None) -> dict:
+    """``braintumor export``: the graphs of a checkpoint (the shipped one when ``path`` is None,
+    its manifest updated), with a sidecar ``<name>.onnx.json`` beside a user's checkpoint."""
+    from . import shipped
+
+    ck = shipped.load(path)
+    images = list(calibration) if calibration is not None else default_calibration()
+    if not images:
+        raise ValueError("int8 needs calibration scans: none ship with this installation; "
+                         "set $BRAINTUMOR_CALIBRATION to a folder of scans")
+    record = write_graphs(ck, calibration_inputs(ck.preprocessing, images), float32)
+    if shipped.is_shipped(ck):
+        shipped.record_graphs(record)
+        record["manifest"] = str(shipped.weights_dir() / shipped.MANIFEST)
+    else:
+        record["sidecar"] = str(write_sidecar(ck, record))
+    return record
+
