@@ -5,6 +5,6 @@
 set -euo pipefail
 DATA=${1:-../shared/data/brain-tumor-mri/Training}
 OUT=${2:-runs/resnet18-224-scratch}
-braintumor train --data "$DATA" --out "$OUT" --arch resnet18 --img-size 224 --epochs 250 \
+braintumor train --data "$DATA" --out "$OUT" --arch resnet18 --img-size 224 --fit crop --epochs 250 \
   --batch-size 128 --lr 2e-3 --warmup-epochs 5 --ema-decay 0.998 --cutmix 0.3 --seed 0 \
   --split-file model/split.json "${@:3}"
