@@ -98,7 +98,7 @@ def check_memory(nbytes: float, name: str, what: str = "the file") -> None:
     limit = current().memory
     if nbytes > limit:
         raise ImageError(f"{name}: decoding {what} would need about {in_mib(int(nbytes))} of memory, "
-                         f"over the {in_mib(limit)} this reader allows one input; send a smaller image")
+                         f"over the {in_mib(limit)} one input may use; send a smaller file")
 
 
 __all__ = ["Budget", "LIBRARY", "SERVICE", "current", "budget", "check_image", "check_memory"]
