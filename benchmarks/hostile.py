@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: _common and siblings
-from load import SAMPLE, Client, multipart, start_server  # noqa: E402
+from load import SAMPLE, Client, start_server  # noqa: E402
 
 MIB = 1 << 20
 
@@ -76,14 +76,16 @@ def dicom(rows: int, cols: int, transfer_syntax: str, pixel_data: bytes | None, 
     from pydicom.encaps import encapsulate
 
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = uid.MRImageStorage
-    meta.MediaStorageSOPInstanceUID = uid.generate_uid()
-    meta.TransferSyntaxUID = transfer_syntax
+    instance = uid.generate_uid()
+    for key, value in dict(MediaStorageSOPClassUID=uid.MRImageStorage, MediaStorageSOPInstanceUID=instance,
+                           TransferSyntaxUID=transfer_syntax).items():
+        setattr(meta, key, value)
     ds = Dataset()
     ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = uid.MRImageStorage, meta.MediaStorageSOPInstanceUID, "MR"
-    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = rows, cols, 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits, bits - 1, 0
+    for key, value in dict(SOPClassUID=uid.MRImageStorage, SOPInstanceUID=instance, Modality="MR", Rows=rows,
+                           Columns=cols, SamplesPerPixel=1, PhotometricInterpretation="MONOCHROME2",
+                           BitsAllocated=bits, BitsStored=bits, HighBit=bits - 1, PixelRepresentation=0).items():
+        setattr(ds, key, value)
     if pixel_data is not None:
         ds.PixelData = encapsulate([pixel_data]) if encapsulated else pixel_data
         if encapsulated:
@@ -197,15 +199,7 @@ class Memory:
 
 
 def send(client: Client, name: str, data: bytes, headers: dict | None = None) -> tuple[int, dict, float]:
-    body, ctype = multipart({"explain": "true"}, name, data)
-    t0 = time.perf_counter()
-    status, raw = client.request("POST", "/api/predict", body, {"Content-Type": ctype, **(headers or {})})
-    elapsed = time.perf_counter() - t0
-    try:
-        answer = json.loads(raw)
-    except ValueError:
-        answer = {"error": f"not JSON: {raw[:60]!r}"}
-    return status, answer, elapsed
+    return client.predict(name, data, {"explain": "true"}, headers)
 
 
 def health_under_load(client: Client, url: str, heavy: bytes, clients: int, idle: int) -> tuple[list, dict]:

@@ -68,10 +68,11 @@ class Client:
         finally:
             conn.close()
 
-    def predict(self, filename: str, data: bytes, fields: dict[str, str]) -> tuple[int, dict, float]:
+    def predict(self, filename: str, data: bytes, fields: dict[str, str],
+                headers: dict | None = None) -> tuple[int, dict, float]:
         body, ctype = multipart(fields, filename, data)
         t0 = time.perf_counter()
-        status, raw = self.request("POST", "/api/predict", body, {"Content-Type": ctype})
+        status, raw = self.request("POST", "/api/predict", body, {"Content-Type": ctype, **(headers or {})})
         elapsed = time.perf_counter() - t0
         try:
             answer = json.loads(raw)

@@ -19,7 +19,6 @@ pydicom = pytest.importorskip("pydicom")
 nib = pytest.importorskip("nibabel")
 
 from pydicom import uid  # noqa: E402
-from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 
 from braintumor import limits  # noqa: E402
 from braintumor.imaging import ImageError, load_image  # noqa: E402
@@ -40,23 +39,10 @@ def refused(data, name: str, words: str, budget: limits.Budget = limits.LIBRARY)
     return time.perf_counter() - start
 
 
-def dicom(pixels: np.ndarray, transfer_syntax=uid.ExplicitVRLittleEndian, spacing=None) -> bytes:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = uid.MRImageStorage
-    meta.MediaStorageSOPInstanceUID = uid.generate_uid()
-    meta.TransferSyntaxUID = transfer_syntax
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = uid.MRImageStorage, meta.MediaStorageSOPInstanceUID, "MR"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    if spacing:
-        ds.PixelSpacing = list(spacing)
-    ds.PixelData = pixels.tobytes()
-    buf = io.BytesIO()
-    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
-    return buf.getvalue()
+def dicom(pixels: np.ndarray, transfer_syntax=uid.ExplicitVRLittleEndian, spacing=None, **kw) -> bytes:
+    from test_medical import dicom_bytes
+
+    return dicom_bytes(pixels, transfer_syntax=transfer_syntax, spacing=spacing, **kw)
 
 
 def deflate_bomb(head: bytes, mib: int) -> bytes:
@@ -163,21 +149,9 @@ def test_a_dicom_frame_is_decoded_only_within_the_budget():
     thin = dicom(np.zeros((2, 400), np.uint8))
     assert refused(thin, "thin.dcm", "one side over 20 times") < 1
     # rows x columns are what the header says, whatever the (encapsulated) bytes would expand to
-    meta_only = Dataset()
-    meta_only.file_meta = FileMetaDataset()
-    meta_only.file_meta.TransferSyntaxUID = uid.RLELossless
-    meta_only.file_meta.MediaStorageSOPClassUID = uid.MRImageStorage
-    meta_only.file_meta.MediaStorageSOPInstanceUID = uid.generate_uid()
-    meta_only.Rows, meta_only.Columns, meta_only.SamplesPerPixel = 60000, 60000, 1
-    meta_only.BitsAllocated, meta_only.BitsStored, meta_only.HighBit = 16, 16, 15
-    meta_only.PhotometricInterpretation, meta_only.PixelRepresentation = "MONOCHROME2", 0
-    from pydicom.encaps import encapsulate
-
-    meta_only.PixelData = encapsulate([b"\0" * 64])
-    meta_only["PixelData"].VR = "OB"
-    buf = io.BytesIO()
-    pydicom.dcmwrite(buf, meta_only, enforce_file_format=True)
-    assert refused(buf.getvalue(), "rle.dcm", "60000x60000 pixels, over the 50 megapixel limit") < 1
+    rle = dicom(np.zeros((8, 8), np.uint16), uid.RLELossless, encoded=[b"\0" * 64],
+                fields={"Rows": 60000, "Columns": 60000})
+    assert refused(rle, "rle.dcm", "60000x60000 pixels, over the 50 megapixel limit") < 1
 
 
 def test_pixels_made_square_are_checked_before_resampling():
