@@ -81,9 +81,13 @@ class Client:
         return status, answer, elapsed
 
 
+PER_REQUEST = ("timing_ms", "id")  # what differs between two requests for the same image by design
+
+
 def comparable(answer: dict) -> dict:
-    """Everything in an answer except the timings."""
-    return {k: v for k, v in answer.items() if k != "timing_ms"}
+    """Everything in an answer except what belongs to the request itself: its timings and the id
+    that feedback on this one answer refers to."""
+    return {k: v for k, v in answer.items() if k not in PER_REQUEST}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -140,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", type=Path, default=SAMPLE, help="folder of images (default: the 12 samples)")
     ap.add_argument("--max-images", type=int, default=48)
     ap.add_argument("--no-explain", action="store_true", help="ask for the answer without the heat map")
+    ap.add_argument("--overlay", action="store_true",
+                    help="also ask for the server-drawn overlay PNG (what older API clients get; the page "
+                         "asks for the heat map's grey levels and colours them itself)")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds allowed for one request")
     ap.add_argument("--deadline", type=float, default=900.0,
                     help="seconds allowed for the whole run; later requests are not sent")
@@ -148,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--requests must be 1..10000 and --clients 1..64")
 
     images = [(p.name, p.read_bytes()) for p in find_images(args.images, args.max_images)]
-    fields = {"explain": "false" if args.no_explain else "true"}
+    fields = {"explain": "false" if args.no_explain else "true", "overlay": "true" if args.overlay else "false"}
     proc = None
     url = args.url
     if url is None:
@@ -211,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
 
     ok = len(latencies)
     print(f"requests {sent} (of {args.requests}) from {args.clients} clients over {len(images)} images, "
-          f"explain={'off' if args.no_explain else 'on'}")
+          f"explain={'off' if args.no_explain else 'on'}, overlay={'on' if args.overlay else 'off'}; load average "
+          f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(f"wall {wall:.1f} s  throughput {ok / wall:.2f} req/s")
     print(f"latency ms  p50 {1000 * percentile(latencies, 50):.0f}  p95 {1000 * percentile(latencies, 95):.0f}  "
           f"p99 {1000 * percentile(latencies, 99):.0f}  max {1000 * max(latencies, default=float('nan')):.0f}")

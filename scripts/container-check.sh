@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Build the container image, start it, wait for its health check, post a sample scan, check the
-# answer, and remove the container. Prints the image size, the time from start to healthy and the
-# answer. Not part of the test run (a build takes minutes).
+# Build the container image (the light install: no PyTorch), start it, wait for its health check,
+# post a sample scan, check the answer, and remove the container; then start compose.yaml with
+# several replicas behind the proxy's one port and check that they all answer. Prints the image
+# size (and fails over MAX_IMAGE_MB), the time from start to healthy and the answers. Not part of
+# the test run (a build takes minutes, and it needs a container engine).
 #   scripts/container-check.sh            (podman; docker works too: ENGINE=docker)
 # Environment:
 #   ENGINE       podman (default) or docker
 #   BASE         base image (default python:3.11-slim-bookworm; where it cannot be pulled, one is
 #                built from Debian's packages by scripts/container-base.sh and used instead)
-#   TORCH_INDEX  where torch and torchvision come from (default PyTorch's CPU index; where that
-#                cannot be reached and LOCAL_INDEX exists, that local index is mounted and used)
+#   REPLICAS     web replicas behind the proxy in the compose check (default 3; 0 skips it)
+#   MAX_IMAGE_MB the largest image accepted (default 600)
 #   KEEP=1       keep the image afterwards
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,10 +21,8 @@ PORT=${PORT:-5077}
 SAMPLE=${SAMPLE:-src/braintumor/sample/glioma/Tr-gl_0118.jpg}
 EXPECT=${EXPECT:-glioma}
 BASE=${BASE:-python:3.11-slim-bookworm}
-TORCH_INDEX=${TORCH_INDEX:-https://download.pytorch.org/whl/cpu}
-TORCH_PACKAGES=${TORCH_PACKAGES:-torch torchvision}
-LOCAL_INDEX=${LOCAL_INDEX:-/opt/pypi-more/simple}   # a local wheel index, used where TORCH_INDEX is out of reach
-LOCAL_TORCH=${LOCAL_TORCH:-torch==2.14.1 torchvision==0.29.1}  # the releases that local index holds
+REPLICAS=${REPLICAS:-3}
+MAX_IMAGE_MB=${MAX_IMAGE_MB:-600}
 build_args=()
 
 say() { printf 'container-check: %s\n' "$*"; }
@@ -49,13 +49,6 @@ if ! "$ENGINE" run --rm "$BASE" true >/dev/null 2>&1; then
     say "FAIL: containers cannot run here: $(cat "/tmp/container-check-$$.err")"; exit 1; }
   say "the default runtime cannot start containers here; using: ${opts[*]}"
 fi
-if ! curl -fsS --max-time 10 -o /dev/null "$TORCH_INDEX/torch/" 2>/dev/null; then
-  [ -d "$LOCAL_INDEX" ] || { say "cannot reach $TORCH_INDEX and no local index at $LOCAL_INDEX"; exit 1; }
-  say "cannot reach $TORCH_INDEX: using the local index $LOCAL_INDEX (mounted into the build)"
-  TORCH_INDEX="file://$LOCAL_INDEX"
-  TORCH_PACKAGES=$LOCAL_TORCH
-  build_args+=(-v "$(dirname "$LOCAL_INDEX"):$(dirname "$LOCAL_INDEX"):ro")
-fi
 # A proxy with its own certificate authority (pip's "cert" setting on this machine): the build
 # trusts the same bundle.
 cert=${PIP_CERT:-$(python3 -m pip config list 2>/dev/null | sed -n "s/^global\.cert='\(.*\)'$/\1/p" | head -1)}
@@ -63,15 +56,21 @@ if [ -n "$cert" ] && [ -f "$cert" ]; then
   build_args+=(-v "$cert:/run/host-ca.crt:ro" --build-arg "PIP_CERT=/run/host-ca.crt")
   say "pip in the build trusts $cert, as pip here does"
 fi
-say "base $BASE; $TORCH_PACKAGES from $TORCH_INDEX"
+say "base $BASE"
 
 t0=$(date +%s)
-"$ENGINE" build "${opts[@]}" --format docker -q -t "$IMAGE" --build-arg "BASE=$BASE" \
-  --build-arg "TORCH_INDEX=$TORCH_INDEX" --build-arg "TORCH_PACKAGES=$TORCH_PACKAGES" \
+fmt=()
+[ "$ENGINE" = podman ] && fmt=(--format docker)  # the OCI format has no HEALTHCHECK
+"$ENGINE" build "${opts[@]}" "${fmt[@]}" -q -t "$IMAGE" --build-arg "BASE=$BASE" \
   "${build_args[@]}" . >"${BUILD_LOG:-/dev/null}"
 say "built $IMAGE in $(( $(date +%s) - t0 )) s"
 size=$("$ENGINE" image inspect "$IMAGE" --format '{{.Size}}')
-say "image size: $(awk -v s="$size" 'BEGIN {printf "%.2f GB (%.0f bytes)", s/1e9, s}')"
+say "image size: $(awk -v s="$size" 'BEGIN {printf "%.0f MB (%.0f bytes)", s/1e6, s}')"
+if [ "$size" -gt $(( MAX_IMAGE_MB * 1000000 )) ]; then say "FAIL: the image is over $MAX_IMAGE_MB MB"; exit 1; fi
+if "$ENGINE" run "${opts[@]}" --rm "$IMAGE" python3 -c "import torch" >/dev/null 2>&1; then
+  say "FAIL: the image has PyTorch"; exit 1
+fi
+say "PyTorch is not in the image (python3 -c 'import torch' fails there)"
 say "exposed: $("$ENGINE" image inspect "$IMAGE" --format '{{json .Config.ExposedPorts}}')" \
     "user: $("$ENGINE" image inspect "$IMAGE" --format '{{.Config.User}}')"
 
@@ -113,3 +112,35 @@ curl -fsS --max-time 30 -F "id=$id" -F "label=$EXPECT" -F keep_image=true -F "fi
   "http://127.0.0.1:$PORT/api/feedback" >/dev/null
 say "feedback stored on the volume: $("$ENGINE" exec "$NAME" braintumor feedback stats --db /data/feedback.sqlite | head -1)"
 say "PASS: the container answers $EXPECT for a $EXPECT sample and keeps feedback on its volume"
+
+# Several replicas behind the proxy's one port, as compose.yaml runs them.
+[ "$REPLICAS" -gt 0 ] || exit 0
+"$ENGINE" rm -f "$NAME" >/dev/null 2>&1 || true
+if [ "$ENGINE" = podman ]; then compose=(podman-compose); else compose=(docker compose); fi
+project=braintumor-check-$$
+export COMPOSE_PROJECT_NAME=$project
+"$ENGINE" tag "$IMAGE" brain-tumor-classifier:latest
+compose_down() { "${compose[@]}" down -v >/dev/null 2>&1 || true; cleanup; }
+trap compose_down EXIT
+"${compose[@]}" up -d --no-build --scale "web=$REPLICAS" >/dev/null
+ok=""
+for _ in $(seq 1 180); do
+  curl -fsS --max-time 5 -o /dev/null "http://127.0.0.1:5000/api/health" 2>/dev/null && { ok=yes; break; }
+  sleep 1
+done
+[ -n "$ok" ] || { "${compose[@]}" logs | tail -30; say "FAIL: the proxy did not answer within 180 s"; exit 1; }
+for i in $(seq 1 $(( 8 * REPLICAS ))); do  # browsers of different kinds spread over the replicas
+  curl -fsS --max-time 60 -A "check-browser-$i" -F "file=@$SAMPLE" -F overlay=false \
+    "http://127.0.0.1:5000/api/predict" | python3 -c "
+import json, sys
+a = json.load(sys.stdin)
+sys.exit(0 if a['label'] == '$EXPECT' and a.get('heatmap_png') else 1)" || { say "FAIL: a wrong answer through the proxy"; exit 1; }
+done
+served=0
+for c in $("${compose[@]}" ps -q web); do
+  n=$("$ENGINE" logs "$c" 2>&1 | grep -c "predict: " || true)
+  say "replica ${c:0:12}: $n answers"
+  [ "$n" -gt 0 ] && served=$((served + 1))
+done
+[ "$served" -ge 2 ] || { say "FAIL: only $served of $REPLICAS replicas answered"; exit 1; }
+say "PASS: $served of $REPLICAS replicas answered $EXPECT through one port (127.0.0.1:5000)"

@@ -1,18 +1,29 @@
 #!/usr/bin/env bash
-# Create .venv and install the project into it. With --test, also what the tests need
-# (pytest, Playwright's Python client, Debian's chromium for the browser test and poppler-utils to
-# render the PDF report).
+# Create a virtual environment (.venv, or $VENV) and install the project into it.
+#
+#   bash scripts/setup.sh           the light install: serve, predict, explain, report, evaluate, audit,
+#                                   feedback, similar cases (ONNX Runtime, NumPy, Pillow; no PyTorch)
+#   bash scripts/setup.sh --train   also PyTorch and what training, fitting and `braintumor export` need
+#   bash scripts/setup.sh --test    both, and what the tests need (pytest, Playwright's Python client,
+#                                   Debian's chromium for the browser test and poppler-utils to render
+#                                   the PDF report)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
+VENV=${VENV:-.venv}
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 extras=""
-if [ "${1:-}" = "--test" ]; then
-  extras="[test]"
-  if { ! command -v chromium >/dev/null 2>&1 || ! command -v pdftoppm >/dev/null 2>&1; } \
-      && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium poppler-utils >/dev/null) \
-      || echo "setup: could not install chromium and poppler-utils; the browser and PDF-rendering tests will skip" >&2
-  fi
-fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras}"
+case "${1:-}" in
+  "") ;;
+  --train) extras="[train]" ;;
+  --test)
+    extras="[train,test]"
+    if { ! command -v chromium >/dev/null 2>&1 || ! command -v pdftoppm >/dev/null 2>&1; } \
+        && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium poppler-utils >/dev/null) \
+        || echo "setup: could not install chromium and poppler-utils; the browser and PDF-rendering tests will skip" >&2
+    fi
+    ;;
+  *) echo "usage: bash scripts/setup.sh [--train | --test]" >&2; exit 2 ;;
+esac
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".${extras}"

@@ -15,6 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 CHROMIUM = os.environ.get("BRAINTUMOR_CHROMIUM", "/usr/bin/chromium")
@@ -101,6 +102,29 @@ def browser(sync_api):
 
 
 # ------------------------------------------------------------------------------------- tests
+
+
+def test_the_page_colours_the_heat_map_as_the_server_would(browser, server, predictor, sample_files):
+    """The page asks for the heat map's grey levels and colours them itself: the picture it shows is
+    the server's overlay (braintumor.inference.cam.render_overlay) to within a grey level or two."""
+    from braintumor.imaging import load_image
+    from braintumor.inference.cam import render_overlay
+
+    scan = sample_files[4][0]
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(server.url)
+    drop_file(page, "#dropzone", scan)
+    wait_for_result(page)
+    shown = page.evaluate("""() => { const i = document.getElementById('gradcam');
+        const c = document.createElement('canvas'); c.width = i.naturalWidth; c.height = i.naturalHeight;
+        const g = c.getContext('2d'); g.drawImage(i, 0, 0);
+        return Array.from(g.getImageData(0, 0, c.width, c.height).data); }""")
+    page.close()
+    gray = load_image(scan)
+    e = predictor.explain(gray)
+    want = np.asarray(render_overlay(np.asarray(gray), e["heatmap"])).astype(int)
+    got = np.array(shown, dtype=int).reshape(want.shape[0], want.shape[1], 4)[..., :3]
+    assert np.abs(got - want).max() <= 2
 
 
 def test_dropped_scan_shows_chart_label_and_heat_map(browser, server, predictor, sample_files, tmp_path):

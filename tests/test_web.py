@@ -557,7 +557,7 @@ def test_openapi_matches_every_answer(client, scan_bytes):
     assert {200, 400, 405, 413, 415} <= seen
     # the request fields the spec names are the ones the route reads
     fields = doc["paths"]["/api/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
-    assert set(fields["properties"]) == {"file", "explain", "cam_method", "tta", "slice", "similar"}
+    assert set(fields["properties"]) == {"file", "explain", "overlay", "cam_method", "tta", "slice", "similar"}
     from braintumor.inference.cam import CAM_METHODS
 
     assert fields["properties"]["cam_method"]["enum"] == list(CAM_METHODS)

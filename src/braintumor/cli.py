@@ -37,15 +37,20 @@ def known_errors() -> tuple[type[BaseException], ...]:
     return (ToolError, FileNotFoundError)
 
 
-def require_training_install(command: str) -> None:
+def require_training_install() -> None:
     """A command that trains, fits or converts needs PyTorch: in the light install, one line that
-    names the install that has it (NeedsTrainingInstall, exit status 2)."""
+    names the install that has it (NeedsTrainingInstall, exit status 2). PyTorch is looked for,
+    not imported."""
+    import importlib.util
+
     try:
-        import torch  # noqa: F401
-    except ImportError:
+        found = importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
         from .errors import NeedsTrainingInstall
 
-        raise NeedsTrainingInstall(f"braintumor {command}") from None
+        raise NeedsTrainingInstall("this command")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args._command in NEEDS_TRAINING:
-            require_training_install(args._command)
+            require_training_install()
         return importlib.import_module(args._module).run(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -138,8 +138,10 @@ class TorchNetwork:
     name = "torch"
 
     def __init__(self, ck: ModelFile, device: str = "cpu"):
+        from .engine import pick_device
+
         full, model = _model(ck)
-        self.device = torch.device(device)
+        self.device = pick_device(device)  # auto: a GPU when there is one
         self.module = NetworkGraph(model, full.arch).eval().to(self.device)
         self.outputs = output_names(full)
 

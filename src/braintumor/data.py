@@ -81,7 +81,7 @@ def progress(iterable=None, total=None, desc="", unit="img", disable=None):
 
 
 def _decode(args: tuple[str, int, str]) -> tuple[np.ndarray | None, str]:
-    from .transforms import prepare  # torch is imported only when images are decoded
+    from .inference.preprocess import prepare
 
     path, size, fit = args
     try:

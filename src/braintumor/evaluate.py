@@ -25,11 +25,9 @@ def evaluate(data: str, model: str | list[str] | None = None, *, backend: str = 
     evaluated, e.g. a model's own validation split. Besides the metrics of :func:`braintumor.metrics.summarize`: the share
     of each decision per class, the accuracy of the classified answers, the missed tumours, and each
     image's answer (``predictions``: file, true class, label, probabilities, decision, box)."""
-    from .engine import pick_device
     from .inference.predictor import Predictor
 
-    dev = pick_device(device).type
-    predictor = Predictor.load(model, backend=backend, device=dev)
+    predictor = Predictor.load(model, backend=backend, device=device)
     if split:
         import json
 

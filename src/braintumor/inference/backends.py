@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..config import BACKENDS
-from ..errors import CheckpointError, NeedsTrainingInstall
+from ..errors import CheckpointError, NeedsTrainingInstall, ToolError
 from ..imaging import ImageInput
 from . import graphs
 from .model_file import ModelFile
@@ -129,8 +129,9 @@ def network_runner(mf: ModelFile, backend: str = "auto", threads: int | None = N
     """What runs a checkpoint's network on ``backend``: ``int8`` (ONNX Runtime, int8-quantised: the
     recorded graph, or one calibrated on ``calibration`` images), ``onnx`` (ONNX Runtime float32),
     ``torch`` (eager float32 on ``device``, training install) or ``auto`` (int8 when ONNX Runtime
-    is installed, else torch). A named backend that cannot run raises a one-line error; ``auto``
-    falls back to torch with a warning when the training install is there."""
+    is installed, else torch). A damaged graph or a missing install raises its one-line error; when
+    ONNX Runtime itself fails, a named backend raises one too and ``auto`` falls back to torch with
+    a warning where the training install is there."""
     import warnings
 
     if backend not in BACKENDS:
@@ -142,7 +143,7 @@ def network_runner(mf: ModelFile, backend: str = "auto", threads: int | None = N
         return _conversion(mf, "the torch backend").TorchNetwork(mf, device)
     try:
         return OnnxNetwork(_graph(mf, want, calibration), want, threads)
-    except NeedsTrainingInstall:
+    except ToolError:  # a damaged graph, a missing install: said as it is, never run around
         raise
     except Exception as exc:
         if backend != "auto":

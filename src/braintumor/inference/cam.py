@@ -141,13 +141,18 @@ def heatmap_on_image(heatmap: np.ndarray, size: tuple[int, int], prep) -> np.nda
     return out
 
 
+def heat_levels(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A heat map resized to ``shape`` (H, W) as 8-bit levels (0-255): what the colours index."""
+    return (255 * resize_heatmap(np.asarray(heatmap, dtype=np.float32), shape)).astype(np.uint8)
+
+
 @lru_cache(maxsize=1)
 def jet() -> np.ndarray:
     """The jet colour map as a (256, 3) uint8 RGB table: dark blue for 0, red for 0.75, dark red
     for 1 (within one grey level of OpenCV's COLORMAP_JET, which pytorch-grad-cam draws with)."""
     x = np.arange(256) / 255.0
     rgb = [np.clip(1.5 - np.abs(4 * x - k), 0, 1) for k in (3, 2, 1)]
-    return np.round(np.stack(rgb, axis=1) * 255).astype(np.uint8)
+    return np.floor(np.stack(rgb, axis=1) * 255 + 0.5).astype(np.uint8)  # halves up, as the page's script
 
 
 def render_overlay(gray: np.ndarray, heatmap: np.ndarray, image_weight: float = 0.5) -> Image.Image:
@@ -156,8 +161,7 @@ def render_overlay(gray: np.ndarray, heatmap: np.ndarray, image_weight: float = 
     gray = np.asarray(gray)
     if gray.ndim == 3:
         gray = gray[..., 0]
-    heat = resize_heatmap(np.asarray(heatmap, dtype=np.float32), gray.shape)
-    colour = jet()[(255 * heat).astype(np.uint8)].astype(np.float32) / 255.0
+    colour = jet()[heat_levels(heatmap, gray.shape)].astype(np.float32) / 255.0
     img = (gray.astype(np.float32) / 255.0)[..., None]
     cam = (1 - image_weight) * colour + image_weight * img
     cam /= cam.max()

@@ -113,8 +113,14 @@ SCHEMAS: dict = {
                 },
             },
             "gradcam": {**DATA_URL, "nullable": True,
-                        "description": "PNG of the heat map over the scan; null when explain=false"},
+                        "description": "PNG of the heat map over the scan; null when explain=false or "
+                                       "overlay=false"},
             "original": {**DATA_URL, "description": "PNG of the scan as shown beside the heat map"},
+            "heatmap_png": {**DATA_URL,
+                            "description": "with explain and overlay=false: the heat map alone, 8-bit grey "
+                                           "PNG at the size of 'original' (0: nothing, 255: the strongest); "
+                                           "the page colours it with the jet colour map and lays it over "
+                                           "the scan half and half, as 'gradcam' would show it"},
             "model": {"$ref": "#/components/schemas/ModelSummary"},
             "timing_ms": {
                 "type": "object",
@@ -197,6 +203,9 @@ PREDICT_FORM = {
                  "description": "JPEG, PNG, BMP, TIFF, DICOM or NIfTI; at most 16 MB and 16 megapixels, "
                                 "one side at most 20 times the other, one frame"},
         "explain": {"type": "boolean", "default": True, "description": "compute the Grad-CAM heat map"},
+        "overlay": {"type": "boolean", "default": True,
+                    "description": "with explain: also draw the heat map over the scan ('gradcam', a PNG); "
+                                   "false sends only 'heatmap_png' for the client to colour (faster)"},
         "cam_method": {"type": "string", "default": DEFAULT_CAM_METHOD, "enum": list(CAM_METHODS)},
         "tta": {"type": "boolean", "default": False,
                 "description": "test-time augmentation: average the probabilities over six views of the "

@@ -28,6 +28,7 @@ from .. import __version__, formats
 from ..cam_methods import CAM_LABELS, CAM_METHODS, DEFAULT_CAM_METHOD
 from ..errors import ToolError
 from ..imaging import load_image
+from ..inference.cam import heat_levels
 from .state import current_predictor
 from .forms import ApiError, flag, integer, shown, suffix
 from .feedback_api import remember
@@ -101,7 +102,7 @@ def health() -> Response:
 
 @bp.get("/model")
 def model() -> Response:
-    from ..checkpoint import public_meta
+    from ..inference.model_file import public_meta
 
     p = current_predictor()
     return jsonify(
@@ -132,6 +133,7 @@ class Upload:
     cam_method: str
     slice_index: int | None
     similar: int
+    overlay: bool = True  # the heat map laid over the scan as a PNG; without it the client colours heatmap_png
 
 
 def read_upload() -> Upload:
@@ -151,27 +153,23 @@ def read_upload() -> Upload:
     log.info("%s: %d bytes, %s", request.path.rsplit("/", 1)[-1], len(data), content_kind(upload.mimetype))
     name = "upload" + suffix(upload.filename or "")
     image = load_image(data, name, slice_index)  # ImageError (a ToolError) -> 400/415 with a message
-    return Upload(data, image, explain, tta, cam_method, slice_index, similar)
+    return Upload(data, image, explain, tta, cam_method, slice_index, similar, flag("overlay", True))
 
 
 def answer_upload(p: Any, u: Upload) -> dict:
-    result = p.explain(u.image, cam_method=u.cam_method, tta=u.tta) if u.explain else p.predict(u.image, tta=u.tta)
+    """The Predictor's answer; the similar cases come from the same forward pass (the upload's
+    SHA-256 finds an exact copy), with thumbnails."""
+    kw: dict[str, Any] = {"tta": u.tta}
     if u.similar:
-        result["similar"] = similar_cases(p, u)
-        result["near_copy"] = any(s["near_copy"] for s in result["similar"])
-    return result
-
-
-def similar_cases(p: Any, u: Upload) -> list[dict]:
-    """The most similar indexed scans, with thumbnails; the upload's SHA-256 finds an exact copy."""
-    if getattr(p, "index", None) is None:
-        raise ApiError(400, "this server has no similar-case index; leave out 'similar'")
-    found = p.similar(u.image, u.similar, sha256=hashlib.sha256(u.data).hexdigest())
-    index = p.index
-    for s in found:
-        thumb = index.thumbnail(s["id"])
+        if getattr(p, "index", None) is None:
+            raise ApiError(400, "this server has no similar-case index; leave out 'similar'")
+        kw.update(similar=u.similar, sha256=hashlib.sha256(u.data).hexdigest())
+    result = p.explain(u.image, cam_method=u.cam_method, overlay=u.overlay, **kw) if u.explain \
+        else p.predict(u.image, **kw)
+    for s in result.get("similar") or []:
+        thumb = p.index.thumbnail(s["id"])
         s["thumbnail"] = ("data:image/jpeg;base64," + base64.b64encode(thumb).decode("ascii")) if thumb else None
-    return found
+    return result
 
 
 @bp.post("/predict")
@@ -206,6 +204,7 @@ def report() -> Response:
 
     with heavy():
         u = read_upload()
+        u.overlay = True  # the report prints the heat map over the scan
         title = (request.form.get("title") or "").strip()[:120] or None
         p = current_predictor()
         result = answer_upload(p, u)
@@ -218,16 +217,24 @@ def report() -> Response:
 
 def build_answer(p: Any, image: Image.Image, result: dict) -> dict:
     probs = result["probabilities"]
+    overlay = result.get("overlay")
+    original = display_original(p, image, overlay)
     answer: dict[str, Any] = {
         "label": str(result["label"]),
         "confidence": float(result["confidence"]),
         "predictions": [{"label": c, "probability": float(probs[c])} for c in p.classes],
-        "gradcam": png_data_url(result["overlay"]) if result.get("overlay") is not None else None,
-        "original": png_data_url(display_original(p, image, result.get("overlay"))),
+        "gradcam": png_data_url(overlay) if overlay is not None else None,
+        "original": png_data_url(original),
         "model": model_summary(p),
         "image_size": [int(image.size[0]), int(image.size[1])],  # the box is in these pixels
         "box": result.get("box"),
     }
+    if overlay is None and result.get("heatmap") is not None:
+        # The heat map alone, 8-bit grey at the size of "original", for the client to colour (the
+        # page lays it over the scan with the same jet colours and blend): a fraction of the cost
+        # of drawing and encoding the coloured overlay here.
+        w, h = original.size
+        answer["heatmap_png"] = png_data_url(Image.fromarray(heat_levels(result["heatmap"], (h, w)), "L"))
     for key, value in result.items():  # later additions (decision, reason, prediction_set, ...)
         if key not in CONVERTED and key not in answer:
             value = jsonable(value)
@@ -255,7 +262,7 @@ def model_summary(p: Any) -> dict:
 
 def png_data_url(img: Image.Image) -> str:
     buf = io.BytesIO()
-    img.save(buf, format="PNG", optimize=False)
+    img.save(buf, format="PNG", compress_level=1)  # 4-5x faster than the default level, ~25% larger
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 

@@ -147,8 +147,13 @@
     $("original").src = answer.original;
     $("under").src = answer.original;
     var heat = $("gradcam");
-    if (answer.gradcam) {
-      heat.src = answer.gradcam;
+    if (answer.gradcam || answer.heatmap_png) {
+      if (answer.gradcam) {
+        heat.src = answer.gradcam;
+      } else {
+        heat.removeAttribute("src");
+        colourHeatMap(answer.original, answer.heatmap_png, heat);
+      }
       heat.hidden = false;
       $("gradcam-caption").textContent = camLabel(answer.cam_method) + ": where the model looked for \u201c" +
         name(top) + "\u201d";
@@ -163,6 +168,60 @@
     $("report-status").textContent = "";
     applyOpacity();
     result.dataset.state = "done";
+  }
+
+  /* The heat map over the scan, drawn here as the server would draw it
+     (braintumor.inference.cam.render_overlay): the grey levels of heatmap_png through the jet
+     colour map, half and half with the scan, scaled so that the brightest value is 255. The
+     server then sends two small grey PNGs instead of a large coloured one. */
+  var heatToken = 0;
+  function jet(v, k) {  // the level of one colour (k: 3 red, 2 green, 1 blue) for grey level v
+    return Math.floor(255 * Math.min(1, Math.max(0, 1.5 - Math.abs(4 * v / 255 - k))) + 0.5);
+  }
+  var JET = [];
+  for (var level = 0; level < 256; level++) { JET.push([jet(level, 3), jet(level, 2), jet(level, 1)]); }
+  function loadImage(src) {
+    return new Promise(function (resolve, reject) {
+      var im = new Image();
+      im.onload = function () { resolve(im); };
+      im.onerror = reject;
+      im.src = src;
+    });
+  }
+  function pixelsOf(im) {
+    var c = document.createElement("canvas");
+    c.width = im.naturalWidth;
+    c.height = im.naturalHeight;
+    var g = c.getContext("2d");
+    g.drawImage(im, 0, 0);
+    return g.getImageData(0, 0, c.width, c.height);
+  }
+  function colourHeatMap(originalUrl, heatUrl, img) {
+    var token = ++heatToken;
+    Promise.all([loadImage(originalUrl), loadImage(heatUrl)]).then(function (ims) {
+      if (token !== heatToken) { return; }  // a newer answer is being drawn
+      var scan = pixelsOf(ims[0]), heat = pixelsOf(ims[1]);
+      var n = scan.width * scan.height, mix = new Float32Array(3 * n), max = 0, i, k;
+      for (i = 0; i < n; i++) {
+        var c = JET[heat.data[4 * i]], grey = scan.data[4 * i] / 255;
+        for (k = 0; k < 3; k++) {
+          var x = 0.5 * c[k] / 255 + 0.5 * grey;
+          mix[3 * i + k] = x;
+          if (x > max) { max = x; }
+        }
+      }
+      for (i = 0; i < n; i++) {
+        for (k = 0; k < 3; k++) { scan.data[4 * i + k] = Math.floor(255 * mix[3 * i + k] / max); }
+        scan.data[4 * i + 3] = 255;
+      }
+      var canvas = document.createElement("canvas");
+      canvas.width = scan.width;
+      canvas.height = scan.height;
+      canvas.getContext("2d").putImageData(scan, 0, 0);
+      img.src = canvas.toDataURL("image/png");
+    }).catch(function () {
+      $("gradcam-caption").textContent = "The heat map could not be drawn in this browser";
+    });
   }
 
   /* The tumour box ([x0, y0, x1, y1] in pixels of the uploaded image) over both pictures, placed
@@ -236,6 +295,7 @@
      browser (the scan's file name is not sent as a title, so it is not printed). */
   function options(form) {
     form.append("explain", $("explain").checked ? "true" : "false");
+    form.append("overlay", "false");  // the heat map comes as grey levels; colourHeatMap draws it
     form.append("tta", $("tta").checked ? "true" : "false");
     form.append("cam_method", $("cam_method").value);
     var slice = $("slice").value.trim();
