@@ -21,6 +21,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -107,13 +108,16 @@ def start_server(models: list[str], workers: int | None, startup_timeout: float)
     for m in models:
         cmd += ["--model", m]
     env = {**os.environ, "BRAINTUMOR_NO_PROGRESS": "1"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # stderr into a file: a pipe nobody reads fills up with the server's log and stops the server
+    log = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
     url = f"http://127.0.0.1:{port}/"
     client = Client(url, timeout=5)
     deadline = time.monotonic() + startup_timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"load.py: the server exited at start-up: {proc.stderr.read().strip()}")
+            log.seek(0)
+            raise SystemExit(f"load.py: the server exited at start-up: {log.read().strip()[-2000:]}")
         try:
             if client.request("GET", "/api/health")[0] == 200:
                 return proc, url

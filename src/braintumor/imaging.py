@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import IO, Any, Iterator, Union
 
 import numpy as np
-from PIL import Image, ImageMode, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageChops, ImageMode, ImageOps, UnidentifiedImageError
 
 from . import limits
 from .errors import MAX_PIXELS, ImageError, UnsupportedImageError  # noqa: F401 (re-exported)
@@ -20,8 +20,28 @@ from .medical.window import PERCENTILES
 
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, IO[bytes], Image.Image, np.ndarray]
+COLOUR_KEY = "braintumor_colour"  # Image.info key: the share of the picture that was in colour
+COLOUR_CHROMA = 24  # grey levels: a pixel whose channels differ by more than this is in colour
 
 
+def colour_share(rgb: np.ndarray) -> float:
+    """The share of an (H, W, 3) picture's pixels whose channels differ by more than
+    :data:`COLOUR_CHROMA` grey levels (of 255), on at most about 128 x 128 of them. The
+    out-of-distribution gate reads it: brain MRI slices are grey."""
+    a = np.asarray(rgb)
+    step = max(1, max(a.shape[:2]) // 128)
+    a = a[::step, ::step, :3].astype(np.float64)  # every step-th pixel: no copy of the whole image
+    if a.size and a.max() > 255:  # wider than 8 bits
+        a = a * (255.0 / a.max())
+    return float(((a.max(axis=2) - a.min(axis=2)) > COLOUR_CHROMA).mean()) if a.size else 0.0
+
+
+def _with_colour(gray: Image.Image, share: float) -> Image.Image:
+    gray.info[COLOUR_KEY] = share
+    return gray
+
+
+EXIF_ORIENTATION = 0x0112
 STRIP_PIXELS = 1 << 18  # pixels converted at a time: float copies of a strip, never of a whole image
 SAMPLE_PIXELS = 2_000_000  # larger images take their percentile window from a regular subsample
 
@@ -77,11 +97,24 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
 LUMA = np.array([0.299, 0.587, 0.114])
 
 
+def _pil_colour_to_gray(img: Image.Image) -> Image.Image:
+    """An 8-bit RGB or RGBA image -> luminance (ITU-R 601-2), RGBA composited onto black, in
+    Pillow's C code: no copy of the image beyond the grey result (within one grey level of the
+    float formula of :func:`_channels_to_gray`)."""
+    gray = img.convert("L")
+    if img.mode == "RGBA":
+        gray = ImageChops.multiply(gray, img.getchannel("A"))
+    return gray
+
+
 def _channels_to_gray(arr: np.ndarray) -> np.ndarray:
-    """(H, W, 3 or 4) -> (H, W) luminance, RGBA composited onto black, a strip at a time: of the
-    source's integer type (rounded), or float64 for float sources. 8- and 16-bit sources are
-    computed in float32 (three times faster; a pixel in 60,000 lands one grey level apart)."""
+    """(H, W, 3 or 4) -> (H, W) luminance, RGBA composited onto black: 8-bit sources as 8-bit
+    PIL images are (:func:`_pil_colour_to_gray`); others a strip at a time, of the source's integer
+    type (rounded; 16-bit computed in float32), or float64 for float sources."""
     src = arr.dtype
+    if src == np.uint8:
+        mode = "RGBA" if arr.shape[-1] == 4 else "RGB"
+        return np.asarray(_pil_colour_to_gray(Image.fromarray(np.ascontiguousarray(arr), mode)))
     integer = np.issubdtype(src, np.integer)
     work = np.float32 if integer and src.itemsize <= 2 else np.float64
     luma = LUMA.astype(work)
@@ -117,11 +150,12 @@ def array_to_gray(arr: np.ndarray, name: str = "array") -> Image.Image:
     if arr.ndim not in (2, 3):
         raise ImageError(f"an image array must be 2-D or 3-D, got shape {arr.shape}")
     limits.check_image(arr.shape[1], arr.shape[0], name, arr.dtype.itemsize * (arr.shape[2] if arr.ndim == 3 else 1))
+    share = colour_share(arr) if arr.ndim == 3 else 0.0
     if arr.ndim == 3:
         arr = _channels_to_gray(arr)  # of the source's value scale
     if arr.dtype.kind == "f" and arr.size and 0 <= arr.min() and arr.max() <= 1.0:
         arr = _unit_floats_to_uint8(arr)  # float images in [0, 1]
-    return Image.fromarray(_to_uint8(arr), mode="L")
+    return _with_colour(Image.fromarray(_to_uint8(arr), mode="L"), share)
 
 
 def bytes_per_pixel(mode: str) -> int:
@@ -141,7 +175,8 @@ def pil_to_gray(img: Image.Image, name: str = "image") -> Image.Image:
             f"the image has {img.n_frames} frames (animated or multi-page); send a single image"
         )
     try:
-        img = ImageOps.exif_transpose(img)
+        if img.getexif().get(EXIF_ORIENTATION, 1) != 1:  # (exif_transpose copies even when it need not)
+            img = ImageOps.exif_transpose(img)
     except Exception:  # a broken EXIF block should not stop a readable image
         pass
     if img.mode == "L":
@@ -149,8 +184,18 @@ def pil_to_gray(img: Image.Image, name: str = "image") -> Image.Image:
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         return array_to_gray(np.asarray(img), name)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        return array_to_gray(np.asarray(img if img.mode == "RGBA" else img.convert("RGBA")), name)
-    return img.convert("L")
+        rgba = img if img.mode == "RGBA" else img.convert("RGBA")
+        return _with_colour(_pil_colour_to_gray(rgba), _pil_colour_share(rgba))
+    share = _pil_colour_share(img) if img.mode != "1" else 0.0
+    return _with_colour(img.convert("L"), share)
+
+
+def _pil_colour_share(img: Image.Image) -> float:
+    """:func:`colour_share` of a PIL image, on a reduced copy (RGB and RGBA are reduced before
+    anything else is copied)."""
+    step = max(1, max(img.size) // 128)
+    small = img.reduce(step) if img.mode in ("RGB", "RGBA") else img.convert("RGB").reduce(step)
+    return colour_share(np.asarray(small.convert("RGB")))
 
 
 def _open_pil(fp: IO[bytes], name: str) -> Image.Image:

@@ -87,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
     from ..web import EXTENSION, create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # waitress warns whenever a request waits for a thread; here requests wait in the work gate's
+    # queue by design, and a full queue is answered with 503 (braintumor.web.work)
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     from ..feedback import FeedbackError
 
     try:
