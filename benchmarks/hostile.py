@@ -290,6 +290,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{label:<52} {status}  {answer.get('error', '')[:80]}")
 
         print()
+        for what, name in (("RGBA PNG 4000 x 4000 (16 MP)", "rgba16.png"), ("thin PNG 1 x 80,000", "thin.png")):
+            data = next(d for w, n, d in files if n == name)
+            before = mem.rss()
+            mem.reset_peak()
+            with ThreadPoolExecutor(8) as pool:
+                got = list(pool.map(lambda _: send(client, name, data), range(8)))
+            rise = mem.peak() - before
+            worst = max(t for _, _, t in got)
+            print(f"8 at once: {what:<32} statuses {sorted({st for st, _, _ in got})}  slowest {worst:.2f} s  "
+                  f"memory rise {rise:.0f} MB")
+
+        print()
         heavy = next(d for w, n, d in files if n == "grey16.png")
         latencies, statuses = health_under_load(client, url, heavy, args.clients, args.idle)
         worst = max(t for _, t in latencies)

@@ -24,7 +24,7 @@ from ..imaging import load_image
 from . import MAX_JSON_BYTES, MAX_JSON_DEPTH
 from .state import current_predictor
 from .forms import ApiError, suffix, truthy
-from .work import heavy
+from .work import run_heavy
 
 FEEDBACK = "braintumor.feedback"  # key in app.extensions
 
@@ -98,8 +98,8 @@ def post_feedback() -> Response:
         data = upload.read()
         if fb.sha256_hex(data) != answer.image_sha256:
             raise ApiError(400, "the scan sent is not the one this answer was about")
-        with heavy():  # decoding is heavy work: on a worker, under the service's budget
-            image = load_image(data, "upload" + suffix(upload.filename or ""), answer.slice_index)
+        # decoding is heavy work: on a worker, under the service's budget
+        image = run_heavy(load_image, data, "upload" + suffix(upload.filename or ""), answer.slice_index)
     try:
         row = fb.record(svc.connection(), answer, corrected, comment, image, current_app_classes())
     except fb.FeedbackError as exc:

@@ -173,16 +173,16 @@ def answer_upload(p: Any, u: Upload) -> dict:
 
 
 @bp.post("/predict")
+@heavy  # on a worker, under the service's budget
 def predict() -> Response:
-    with heavy():  # on a worker, under the service's budget
-        t0 = time.perf_counter()
-        u = read_upload()
-        p = current_predictor()
-        t1 = time.perf_counter()
-        result = answer_upload(p, u)
-        t2 = time.perf_counter()
-        answer = build_answer(p, u.image, result)
-        t3 = time.perf_counter()
+    t0 = time.perf_counter()
+    u = read_upload()
+    p = current_predictor()
+    t1 = time.perf_counter()
+    result = answer_upload(p, u)
+    t2 = time.perf_counter()
+    answer = build_answer(p, u.image, result)
+    t3 = time.perf_counter()
     answer["id"] = uuid.uuid4().hex  # what feedback on this answer refers to
     remember(answer["id"], p, result, hashlib.sha256(u.data).hexdigest(), u.slice_index)
     # The forward pass and the heat map are one Predictor call (the heat map reuses the forward
@@ -197,19 +197,19 @@ def predict() -> Response:
 
 
 @bp.post("/report")
+@heavy
 def report() -> Response:
     """The same form as /api/predict; the answer as a one-page PDF. The file's name is printed only
     when the form's 'title' field gives one."""
     from ..report import case_report
 
-    with heavy():
-        u = read_upload()
-        u.overlay = True  # the report prints the heat map over the scan
-        title = (request.form.get("title") or "").strip()[:120] or None
-        p = current_predictor()
-        result = answer_upload(p, u)
-        pdf = case_report(result, u.image, model_summary(p), __version__, title=title,
-                          similar=result.get("similar"))
+    u = read_upload()
+    u.overlay = True  # the report prints the heat map over the scan
+    title = (request.form.get("title") or "").strip()[:120] or None
+    p = current_predictor()
+    result = answer_upload(p, u)
+    pdf = case_report(result, u.image, model_summary(p), __version__, title=title,
+                      similar=result.get("similar"))
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     return Response(pdf, mimetype="application/pdf",
                     headers={"Content-Disposition": f'attachment; filename="braintumor-report-{stamp}.pdf"'})

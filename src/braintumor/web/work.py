@@ -1,26 +1,28 @@
-"""Heavy work runs on a bounded number of workers behind a bounded queue, under a memory budget.
+"""Heavy work runs on a bounded number of worker threads behind a bounded queue, under a memory budget.
 
 Decoding an upload and answering it (the model, the heat map, the PDF) is the only heavy work the
-service does. :class:`WorkGate` lets at most ``workers`` requests do it at once (about the number
-of cores: more would only share them) and at most ``queue`` more wait for a worker; a request past
-that, or one that waited ``wait_s`` seconds, is answered at once with 503 and ``Retry-After``. The
-server gives waitress more threads than the gate ever admits (:func:`request_threads`), so health
-checks, the page and the refusals themselves never wait behind heavy requests.
+service does. :class:`WorkGate` runs it on ``workers`` threads of its own (about the number of
+cores: more would only share them; and a few threads keep the memory the allocator holds for them
+few) and lets at most ``queue`` more requests wait for one; a request past that, or one that waited
+``wait_s`` seconds, is answered at once with 503 and ``Retry-After``. The server gives waitress
+more threads than the gate ever admits (:func:`request_threads`), so health checks, the page and
+the refusals themselves never wait behind heavy requests.
 
-Inside the gate, uploads are read under the service's budget (:data:`braintumor.limits.SERVICE`):
+On the workers, uploads are read under the service's budget (:data:`braintumor.limits.SERVICE`):
 a pixel, aspect and memory limit checked from each file's header before it is decoded.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
 import time
-from contextlib import contextmanager
-from typing import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, TypeVar
 
-from flask import current_app
+from flask import copy_current_request_context, current_app
 
 from .. import limits
 from .forms import ApiError
@@ -29,6 +31,8 @@ GATE = "braintumor.work"  # key in app.extensions
 DEFAULT_QUEUE = 16  # requests waiting for a worker: twice the load benchmark's 8 clients
 DEFAULT_WAIT_S = 30.0  # longest wait for a worker before a 503
 LIGHT_THREADS = 4  # request threads beyond what the gate admits: health, page, refusals
+
+T = TypeVar("T")
 
 
 def default_workers() -> int:
@@ -48,17 +52,17 @@ class Busy(ApiError):
 
 
 class WorkGate:
-    """At most ``workers`` heavy requests at once, at most ``queue`` more waiting."""
+    """At most ``workers`` heavy jobs at once, on threads of their own; at most ``queue`` more waiting."""
 
     def __init__(self, workers: int, queue: int, wait_s: float = DEFAULT_WAIT_S):
         if workers < 1 or queue < 0:
             raise ValueError("a work gate needs at least one worker and a queue of 0 or more")
         self.workers, self.queue, self.wait_s = int(workers), int(queue), float(wait_s)
-        self._slots = threading.Semaphore(self.workers)
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="braintumor-worker")
         self._lock = threading.Lock()
         self._admitted = 0  # running + waiting
         self._running = 0
-        self._mean_s = 1.0  # moving average of one heavy request's time, for Retry-After
+        self._mean_s = 1.0  # moving average of one heavy job's time, for Retry-After
 
     @property
     def capacity(self) -> int:
@@ -70,35 +74,43 @@ class WorkGate:
                     "waiting": self._admitted - self._running}
 
     def retry_after(self) -> int:
-        """Seconds until the queue has likely moved on: its length times one request's time, over
-        the workers (1 to 60)."""
+        """Seconds until the queue has likely moved on: its length times one job's time, over the
+        workers (1 to 60)."""
         return int(min(60, max(1, math.ceil(self.capacity * self._mean_s / self.workers))))
 
-    @contextmanager
-    def admit(self) -> Iterator[None]:
-        """Run the ``with`` block on a worker, or raise :class:`Busy` at once when the queue is full."""
+    def run(self, job: Callable[[], T]) -> T:
+        """``job()`` on a worker, its result or its exception; :class:`Busy` at once when the queue
+        is full, or when no worker took the job within ``wait_s`` seconds."""
         with self._lock:
             if self._admitted >= self.capacity:
                 raise Busy(f"the server is busy ({self.workers} scans being analysed, {self.queue} "
                            "waiting); try again in a few seconds", self.retry_after())
             self._admitted += 1
         try:
-            if not self._slots.acquire(timeout=self.wait_s):
+            started = threading.Event()
+            future = self._pool.submit(self._timed, job, started)
+            if not started.wait(self.wait_s) and future.cancel():
                 raise Busy(f"the server is busy: no worker was free within {self.wait_s:.0f} s; "
                            "try again in a few seconds", self.retry_after())
-            start = time.monotonic()
-            with self._lock:
-                self._running += 1
-            try:
-                yield
-            finally:
-                with self._lock:
-                    self._running -= 1
-                    self._mean_s = 0.8 * self._mean_s + 0.2 * (time.monotonic() - start)
-                self._slots.release()
+            return future.result()
         finally:
             with self._lock:
                 self._admitted -= 1
+
+    def _timed(self, job: Callable[[], T], started: threading.Event) -> T:
+        with self._lock:
+            self._running += 1
+        started.set()
+        start = time.monotonic()
+        try:
+            return job()
+        finally:
+            with self._lock:
+                self._running -= 1
+                self._mean_s = 0.8 * self._mean_s + 0.2 * (time.monotonic() - start)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def init_app(app) -> None:
@@ -117,8 +129,23 @@ def request_threads(app) -> int:
     return gate(app).capacity + LIGHT_THREADS
 
 
-@contextmanager
-def heavy() -> Iterator[None]:
-    """Heavy work of the current request: on a worker, under the app's budget."""
-    with gate().admit(), limits.budget(current_app.config["BUDGET"]):
-        yield
+def run_heavy(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` as heavy work of the current request: on a worker (with this
+    request's context), under the app's budget."""
+    budget = current_app.config["BUDGET"]
+
+    @copy_current_request_context
+    def job() -> T:
+        with limits.budget(budget):
+            return fn(*args, **kwargs)
+
+    return gate().run(job)
+
+
+def heavy(view: Callable[..., T]) -> Callable[..., T]:
+    """A view whose whole work is heavy (:func:`run_heavy`)."""
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> T:
+        return run_heavy(view, *args, **kwargs)
+
+    return wrapped
