@@ -239,7 +239,8 @@ def crossfit(logits: np.ndarray, labels: np.ndarray, coverage: float = DEFAULT_C
 
 def calibrate(checkpoint_path: str | Path, data: str | Path, split_file: str | Path,
               coverage: float = DEFAULT_COVERAGE, ood_train_limit: int = 0, batch_size: int = 32,
-              backend: str = "auto", sources: Sequence[str | Path] = (), boxes: str | Path | None = None) -> dict:
+              backend: str = "auto", sources: Sequence[str | Path] = (), boxes: str | Path | None = None,
+              not_mri: str | Path | None = None) -> dict:
     """Fit temperature, conformal scores, the out-of-distribution gate and the no-tumour rule of a
     checkpoint on its split, from the outputs of ``backend`` (the served one by default), and write
     them into its metadata (the weights are kept). ``sources``: more collections whose validation
@@ -247,13 +248,13 @@ def calibrate(checkpoint_path: str | Path, data: str | Path, split_file: str | P
     count, tumours of unknown type as "a tumour" (the no-tumour rule) and not for the temperature
     and the conformal scores, which need a class. ``boxes`` (the radiologist boxes file) only names
     the main folder's sources in the summary. When the checkpoint is the one that ships with the
-    package, its manifest's SHA-256 is updated too. Returns the new entries (without the bulky
-    arrays) and the new SHA-256."""
+    package, its manifest's SHA-256 is updated too. The gate is :func:`braintumor.gate_fit.fit`'s
+    (``not_mri``: the images under ``data`` that are not MRI; ``ood_train_limit`` is not used).
+    Returns the new entries (without the bulky arrays) and the new SHA-256."""
     import json
 
-    from . import shipped
-    from .inference import ood
-    from .checkpoint import load_checkpoint, update_meta
+    from . import gate_fit
+    from .checkpoint import load_checkpoint
     from .sources import split_images
 
     path = Path(checkpoint_path)
@@ -278,16 +279,11 @@ def calibrate(checkpoint_path: str | Path, data: str | Path, split_file: str | P
     train_images = split_images(split, root, box_rows, sources, "train")
     if not val_images:
         raise DataError(f"{split_file}: the validation split is empty")
-    if ood_train_limit and len(train_images) > ood_train_limit:
-        rng = np.random.default_rng(0)
-        train_images = [train_images[i] for i in sorted(rng.choice(len(train_images), ood_train_limit, replace=False))]
     val = [im.path for im in val_images]
-    train = [im.path for im in train_images]
     val_labels = np.array([im.label for im in val_images])
     known = val_labels >= 0
     predictor = Predictor([ck], backend=backend)  # one conversion for both parts
     v = network_outputs(predictor, val, batch_size, "validation")
-    t = network_outputs(predictor, train, batch_size, "training")
     per_source = {}
     for im in val_images:
         per_source[im.source] = per_source.get(im.source, 0) + 1
@@ -295,24 +291,13 @@ def calibrate(checkpoint_path: str | Path, data: str | Path, split_file: str | P
     entries = calibration_entries(v["logits"][known], val_labels[known], coverage,
                                   note=f"validation split of {Path(split_file).name}, {int(known.sum())} images "
                                        f"of a known class ({where}), {v['backend']} backend")
-    gate = ood.fit_gate(t["features"], t["stats"], v["features"], v["stats"],
-                        ood.failed_checks(v["sizes"], v["std"]), val_labels=val_labels)
+    gate = gate_fit.fit(predictor, gate_fit.source_splits(root, split_file, sources),
+                        gate_fit.read_not_mri(not_mri), batch_size=batch_size)
     entries["ood"] = gate.to_meta()
     entries["notumor_rule"] = fit_notumor_rule(softmax(v["logits"], entries["temperature"]), val_labels,
                                                ck.classes, v.get("box_score"))
-    mode = path.stat().st_mode & 0o777
-    digest = update_meta(path, **entries)
-    path.chmod(mode | 0o444)  # the rewritten file keeps (at least readable) permissions
-    try:
-        is_shipped = path.resolve() == shipped.default_model_path().resolve()
-    except Exception:
-        is_shipped = False
-    if is_shipped:
-        mpath = shipped.weights_dir() / shipped.MANIFEST
-        manifest = json.loads(mpath.read_text())
-        manifest["sha256"] = digest
-        mpath.write_text(json.dumps(manifest, indent=2) + "\n")
+    stored = gate_fit.store(path, **entries)
     brief = {k: v for k, v in entries.items() if k not in ("conformal", "ood")}  # notumor_rule stays
     brief["conformal"] = {k: v for k, v in entries["conformal"].items() if k != "scores"}
     brief["ood"] = gate.describe()
-    return {"entries": brief, "sha256": digest, "shipped": is_shipped}
+    return {"entries": brief, **stored}

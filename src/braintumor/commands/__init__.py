@@ -10,6 +10,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("braintumor.commands.predict", "classify images, with Grad-CAM heat maps"),
     "serve": ("braintumor.commands.serve", "start the web app and JSON API"),
     "calibrate": ("braintumor.commands.calibrate", "fit temperature, referral and the OOD gate on a split"),
+    "fit-gate": ("braintumor.commands.fit_gate", "fit the out-of-distribution gate on every source's validation slices"),
     "fit-boxes": ("braintumor.commands.fit_boxes", "refit a checkpoint's tumour-box head on its frozen features"),
     "fit-refiner": ("braintumor.commands.fit_refiner", "fit the refiner that corrects a checkpoint's tumour boxes"),
     "index": ("braintumor.commands.index", "embed a labelled folder into a similar-case index for a model"),
@@ -19,4 +20,4 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 # The commands that need PyTorch (the training install); the others run in the light install.
-NEEDS_TRAINING: frozenset[str] = frozenset({"train", "calibrate", "fit-boxes", "fit-refiner", "finetune", "export"})
+NEEDS_TRAINING: frozenset[str] = frozenset({"train", "calibrate", "fit-gate", "fit-boxes", "fit-refiner", "finetune", "export"})

@@ -22,7 +22,7 @@ def configure(p) -> None:
                    help="the radiologist boxes file: names the main folder's sources in the summary")
     p.add_argument("--coverage", type=float, default=DEFAULT_COVERAGE, help="default 0.95")
     p.add_argument("--ood-train-limit", type=int, default=0, metavar="N",
-                   help="fit the OOD statistics on at most N training images (0: all)")
+                   help="not used (kept so that older command lines still run): the gate fits on every slice")
     p.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="fit on the outputs of this inference engine (default auto: as served)")
 
@@ -48,7 +48,9 @@ def run(args) -> int:
     for folder in args.sources:
         if not Path(folder).is_dir():
             raise UsageError(f"no such folder: {folder}")
+    from .fit_gate import NOT_MRI
+
     out = calibrate(path, args.data, args.split, args.coverage, args.ood_train_limit, backend=args.backend,
-                    sources=args.sources, boxes=args.boxes)
+                    sources=args.sources, boxes=args.boxes, not_mri=NOT_MRI if Path(NOT_MRI).is_file() else None)
     print(json.dumps(out, indent=2))
     return 0

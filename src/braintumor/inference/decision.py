@@ -113,43 +113,70 @@ def decide(probs: np.ndarray, classes: Sequence[str], threshold: float | None,
     tp = float(notumor_rule.get("max_tumour_probability", 1.0))
     tb = notumor_rule.get("max_box_score")
     if probs[strongest] > tp:
-        why = (f"{classes[strongest]} has {probs[strongest]:.1%}, more than the model gives any tumour "
-               f"on most scans without one ({tp:.1%})")
+        why = (f"{_name(classes[strongest])} has {probs[strongest]:.1%}, more than the model gives a tumour on "
+               f"most scans without one ({tp:.1%}).")
     elif tb is not None and box_score is not None and box_score > float(tb):
-        why = f"the tumour locator's score is {box_score:.2f}, above {float(tb):.2f}"
+        why = f"The tumour locator's score, {box_score:.2f}, is above {float(tb):.2f}."
     else:
         return d
-    return _fields("uncertain", f"no tumour is the most probable answer, but a missed tumour costs more "
-                                f"than a referral: {why}; refer to a radiologist",
-                   [NO_TUMOUR, classes[strongest]])
+    return _fields("uncertain", f"No tumour is the most likely answer, but a tumour cannot be ruled out. {why} "
+                                "A missed tumour costs more than a referral.", [NO_TUMOUR, classes[strongest]])
+
+
+def _name(label: str) -> str:
+    """A class as a person reads it (``notumor`` -> ``No tumour``)."""
+    from ..config import CLASS_NAMES
+
+    return CLASS_NAMES.get(label, label)
+
+
+def either(labels: Sequence[str]) -> str:
+    """``Glioma``, ``Glioma or Meningioma``, ``Glioma, Meningioma or Pituitary tumour``."""
+    names = [_name(c) for c in labels]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+HEADLINES = {"uncertain": "Uncertain: refer", "rejected": "Not analysed"}
+
+
+def headline(result: dict) -> str:
+    """What an answer leads with, on the page, in the PDF, in the CLI and in the JSON: the class of a
+    classified answer, "Uncertain: refer" or "Not analysed"."""
+    decision = result.get("decision", "classified")
+    return HEADLINES.get(decision) or _name(str(result["label"]))
+
+
+def could_be(result: dict) -> str | None:
+    """The classes an uncertain answer could be, in words ("Glioma or Meningioma"), else None."""
+    if result.get("decision") != "uncertain" or not result.get("prediction_set"):
+        return None
+    return either(result["prediction_set"])
 
 
 def _decide(probs: np.ndarray, classes: Sequence[str], threshold: float | None,
             policy: DecisionPolicy, rejection: str | None = None) -> dict:
     probs = np.asarray(probs, dtype=np.float64)
     top = int(probs.argmax())
+    name = _name(classes[top])
     if rejection:
         return _fields("rejected", rejection, [])
     if policy.min_confidence is not None:
         c = float(policy.min_confidence)
         if probs[top] >= c:
-            return _fields("classified", f"{classes[top]} with probability {probs[top]:.0%}, at or above "
-                                         f"the confidence threshold of {c:.0%}", [classes[top]])
-        return _fields("uncertain", f"the most probable class, {classes[top]}, has {probs[top]:.0%}, below "
-                                    f"the confidence threshold of {c:.0%}; refer to a radiologist",
-                       _names(classes, top_mass_set(probs, c)))
+            return _fields("classified", f"{name} has {probs[top]:.0%}, at or above the {c:.0%} this service asks for.",
+                           [classes[top]])
+        return _fields("uncertain", f"The most likely class, {name}, has {probs[top]:.0%}, below the {c:.0%} this "
+                                    "service asks for.", _names(classes, top_mass_set(probs, c)))
     if threshold is None:
-        return _fields("classified", "this model carries no conformal calibration, so every scan it "
-                                     "accepts is classified (calibrate it to get referrals)", [classes[top]])
-    cov = f"{policy.coverage:.0%}"
+        return _fields("classified", "This model has no conformal calibration, so every scan it accepts is "
+                                     "classified.", [classes[top]])
     in_set = [int(i) for i in np.argsort(-probs) if 1.0 - probs[i] <= threshold + 1e-12]
     if len(in_set) == 1:
-        return _fields("classified", f"only {classes[top]} is plausible at {cov} coverage", [classes[top]])
+        return _fields("classified", f"{name} is the only class that fits this scan.", [classes[top]])
     if len(in_set) > 1:
-        return _fields("uncertain", f"{len(in_set)} classes are plausible at {cov} coverage; refer to a "
-                                    "radiologist", _names(classes, in_set))
-    return _fields("uncertain", f"no class is probable enough at {cov} coverage (the most probable, "
-                                f"{classes[top]}, has {probs[top]:.0%}); refer to a radiologist",
+        return _fields("uncertain", f"More than one class fits this scan: {either(_names(classes, in_set))}.",
+                       _names(classes, in_set))
+    return _fields("uncertain", f"No class fits this scan well. The most likely, {name}, has {probs[top]:.0%}.",
                    _names(classes, top_mass_set(probs, policy.coverage)))
 
 
@@ -174,25 +201,35 @@ class Decider:
         self.gates = [OodGate.from_meta(m.get("ood")) for m in metas]
         self.notumor_rule = next((m["notumor_rule"] for m in metas if m.get("notumor_rule")), None)
 
+    @property
+    def needs_inputs(self) -> bool:
+        """Whether a gate reads :func:`braintumor.inference.ood.gate_inputs` (a fitted gate)."""
+        return self.policy.ood and any(g.needs_inputs for g in self.gates)
+
     def __call__(self, sizes: Sequence[tuple[int, int]], probs: np.ndarray,
                  pixels: Sequence[np.ndarray], features: Sequence[np.ndarray],
-                 box_scores: Sequence[float | None] | None = None) -> list[dict]:
+                 box_scores: Sequence[float | None] | None = None, inputs: np.ndarray | None = None) -> list[dict]:
         """Decision fields for N images: their original (width, height), (N, C) probabilities, and
         per checkpoint the network's (N, S, S) uint8 pixels and (N, D) pooled features; the box
-        head's scores where there is one."""
+        head's scores where there is one; the gate's ``inputs`` (:func:`~.ood.gate_inputs`) when
+        :attr:`needs_inputs`. A rejected answer says which check failed in ``rejection``."""
         n = len(probs)
         reasons: list[str | None] = [None] * n
+        rejections: list[str | None] = [None] * n
         scores: list[float | None] = [None] * n
         if self.policy.ood:
             for gate, px, feats in zip(self.gates, pixels, features):
-                for i, (reason, score) in enumerate(gate.check(sizes, px, feats)):
-                    if score is not None:
-                        scores[i] = score if scores[i] is None else max(scores[i], score)
-                    reasons[i] = reasons[i] or reason
+                for i, v in enumerate(gate.check(sizes, px, feats, inputs)):
+                    if v.score is not None:
+                        scores[i] = v.score if scores[i] is None else max(scores[i], v.score)
+                    if reasons[i] is None and v.reason:
+                        reasons[i], rejections[i] = v.reason, v.rejection
         out = []
         for i in range(n):
             d = decide(probs[i], self.classes, self.threshold, self.policy, reasons[i], self.notumor_rule,
                        None if box_scores is None else box_scores[i])
             d["ood_score"] = None if scores[i] is None else float(scores[i])  # > 1: out of distribution
+            if rejections[i]:
+                d["rejection"] = rejections[i]
             out.append(d)
         return out

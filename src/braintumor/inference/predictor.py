@@ -18,7 +18,8 @@ threads.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -27,7 +28,7 @@ from PIL import Image
 
 from . import cam as _cam
 from . import decision as _decision
-from .backends import BACKENDS, network_runner, refiner_runner
+from .backends import BACKENDS, exact_runner, network_runner, refiner_runner
 from ..errors import CheckpointError
 from ..imaging import ImageError, ImageInput, load_image
 from .model_file import ModelFile
@@ -45,6 +46,20 @@ class _Member:
     weight: np.ndarray  # the classifier's (K, C) weight, float64
     bias: np.ndarray  # ... and its (K,) bias
     refiner: Callable | None = None
+    exact_factory: Callable | None = None  # the float32 network beside an int8 one (made on first use)
+    _exact: Callable | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def exact(self) -> Callable:
+        """The float32 network for the answers that int8 leaves too close to a boundary
+        (:mod:`braintumor.inference.recheck`); the network itself when it is float32 already, or
+        where this install can neither find nor make the float32 graph."""
+        if self.exact_factory is None:
+            return self.network
+        with self._lock:
+            if self._exact is None:
+                self._exact = self.exact_factory() or self.network
+        return self._exact
 
     @property
     def preprocessing(self) -> Preprocessing:
@@ -67,7 +82,8 @@ def _make_member(mf: ModelFile, backend: str, threads: int | None,
                  calibration: Sequence[ImageInput] | None, device: str = "cpu") -> _Member:
     network = network_runner(mf, backend, threads, calibration, device)
     refiner = refiner_runner(mf, network.name, threads)
-    return _Member(mf, network, *mf.head_weights(), refiner)
+    exact = (lambda: exact_runner(mf, threads)) if network.name == "int8" else None
+    return _Member(mf, network, *mf.head_weights(), refiner, exact)
 
 
 def pooled(features: np.ndarray) -> np.ndarray:
@@ -280,8 +296,8 @@ class Predictor:
                 from .similar import CaseIndex, CaseIndexError
 
                 try:
-                    self._index = CaseIndex.load(path, model_sha256=self._members[0].checkpoint.sha256)
-                except CaseIndexError:  # e.g. the shipped model was recalibrated: rebuild the index
+                    self._index = CaseIndex.load(path, self.weights_digest, self.preprocessing.to_dict())
+                except CaseIndexError:  # built for other weights: rebuild it (braintumor index)
                     self._index = None
         return self._index
 
@@ -289,15 +305,20 @@ class Predictor:
         """Use the index at ``path`` (built with this Predictor's first model, or refused)."""
         from .similar import CaseIndex
 
-        self._index = CaseIndex.load(path, model_sha256=self._members[0].checkpoint.sha256, backend=backend)
+        self._index = CaseIndex.load(path, self.weights_digest, self.preprocessing.to_dict(), backend=backend)
         self._index_checked = True
+
+    @property
+    def weights_digest(self) -> str:
+        """The digest of the first model's weights (what a similar-case index is built for)."""
+        return self._members[0].checkpoint.weights_digest()
 
     def embed(self, images: Iterable[ImageInput]) -> np.ndarray:
         """(N, D) penultimate features of the first model (the pooled output of its last block),
         through the same preprocessing and backend as prediction."""
         grays = [load_image(im) for im in images]
         m = self._members[0]
-        return pooled(m.network(m.preprocessing.array(grays))["features"]).astype(np.float32)
+        return pooled(m.network(np.stack([m.preprocessing.pixels(g) for g in grays]))["features"]).astype(np.float32)
 
     def similar(self, image: ImageInput, k: int = 5, slice_index: int | None = None,
                 sha256: str | None = None) -> list[dict]:
@@ -321,12 +342,20 @@ class Predictor:
         return self.index.search(np.asarray(embedding, dtype=np.float32), desc, flipped, k, sha256=sha256)
 
     def _add_similar(self, result: dict, image: ImageInput, gray: Image.Image, fp: "_Pass", k: int,
-                     sha256: str | None) -> None:
-        """``similar`` and ``near_copy`` of an answer, from the forward pass's own features."""
-        if k:
-            found = self._search(gray, pooled(fp.parts[0][1][:1])[0], k, sha256 or _file_sha256(image))
+                     sha256: str | None, row: int = 0) -> None:
+        """``similar``, ``near_copy`` and ``seen_before`` of an answer (image ``row`` of the batch),
+        from the forward pass's own features; a rejected image gets none (it is no scan to compare)."""
+        if k and result.get("decision") == "rejected":
+            result.update(similar=[], near_copy=False, seen_before=None)
+        elif k:
+            from .similar import seen_before
+
+            found = self._search(gray, pooled(fp.parts[0][1][row:row + 1])[0], k, sha256 or _file_sha256(image))
             result["similar"] = found
             result["near_copy"] = any(s["near_copy"] for s in found)
+            result["seen_before"], notice = seen_before(found)
+            if notice:
+                result["seen_before_notice"] = notice
 
     # ---------------------------------------------------------------- public calls
     def predict(self, image: ImageInput, tta: bool = False, slice_index: int | None = None,
@@ -334,8 +363,8 @@ class Predictor:
         """{"label", "confidence", "probabilities": {class: p}, "decision", "box", ...} for one image;
         with ``similar=k`` also the ``k`` most similar indexed scans (see :meth:`similar`)."""
         gray = load_image(image, slice_index=slice_index)
-        fp = self._forward([gray], tta)
-        result = self._answers([gray], fp)[0]
+        fp, answers = self._settled([gray], self._forward([gray], tta), tta)
+        result = answers[0]
         self._add_similar(result, image, gray, fp, similar, sha256)
         return result
 
@@ -352,8 +381,8 @@ class Predictor:
         that of the unaugmented image."""
         method = _cam.canonical_method(cam_method)  # an unknown method is refused before any work
         gray = load_image(image, slice_index=slice_index)
-        fp = self._forward([gray], tta)
-        result = self._answers([gray], fp)[0]
+        fp, answers = self._settled([gray], self._forward([gray], tta), tta)
+        result = answers[0]
         t = self._target_index(target, fp.probs[0])
         size = (self.preprocessing.img_size, self.preprocessing.img_size)
         heat = np.zeros(size, dtype=np.float32)
@@ -374,16 +403,21 @@ class Predictor:
         return result
 
     def predict_batch(self, images: Iterable[ImageInput], batch_size: int = 32, tta: bool = False,
-                      slice_index: int | None = None, errors: str = "raise") -> list[dict]:
-        """predict() for many images, ``batch_size`` at a time.
+                      slice_index: int | None = None, errors: str = "raise", similar: int = 0,
+                      sha256: Sequence[str | None] | None = None) -> list[dict]:
+        """predict() for many images, ``batch_size`` at a time; with ``similar=k`` each answer has
+        its ``k`` most similar indexed scans (``sha256``: the files' digests, one per image, finds
+        exact copies; computed for paths).
 
         ``errors="raise"`` stops at the first unreadable image (ImageError); ``errors="return"``
         puts ``{"error": message}`` in its place and goes on."""
-        return self.outputs(images, batch_size, tta, slice_index, errors, arrays=False)["answers"]
+        return self.outputs(images, batch_size, tta, slice_index, errors, arrays=False, similar=similar,
+                            sha256=sha256)["answers"]
 
     def outputs(self, images: Iterable[ImageInput], batch_size: int = 32, tta: bool = False,
                 slice_index: int | None = None, errors: str = "raise", keep_pixels: bool = False,
-                show_progress: bool = False, desc: str = "predict", arrays: bool = True) -> dict:
+                show_progress: bool = False, desc: str = "predict", arrays: bool = True, similar: int = 0,
+                sha256: Sequence[str | None] | None = None) -> dict:
         """Everything one batched forward pass computes for many images: the code that
         :meth:`predict` runs, and that ``evaluate``, ``calibrate``, ``finetune`` and the benchmarks
         call, so that their figures are those of the served answers on this backend.
@@ -392,13 +426,14 @@ class Predictor:
         ``errors="return"``) and, with ``arrays``, for the readable images in order: ``index``
         (their positions in ``images``), ``probabilities`` (N, C; served: calibrated, averaged over
         members and views), ``sizes`` (N, 2) as (width, height), ``box_score`` (N,) when a member
-        has a box head, and per member (a list, one entry per checkpoint): ``logits`` (N, C, raw,
+        has a box head, ``gate`` (N, 61): the out-of-distribution gate's inputs
+        (:func:`~.ood.gate_inputs`), and per member (a list, one entry per checkpoint): ``logits`` (N, C, raw,
         of the unaugmented image), ``features`` (N, D: pooled last-block features), ``stats``
         (N, 43) and ``std`` (N,): the out-of-distribution statistics of its network pixels, and
         with ``keep_pixels`` its network ``pixels`` (N, S, S). Members may differ in architecture
         and input size, so the per-member arrays may differ in shape."""
         from ..data import progress
-        from .ood import image_statistics
+        from .ood import gate_inputs, image_statistics
 
         if errors not in ("raise", "return"):
             raise ValueError("errors must be 'raise' or 'return'")
@@ -406,11 +441,12 @@ class Predictor:
             raise ValueError("batch_size must be at least 1")
         members = len(self._members)
         answers: list[dict] = []
-        whole = {k: [] for k in ("index", "probabilities", "sizes", "box_score")}
+        whole = {k: [] for k in ("index", "probabilities", "sizes", "box_score", "gate")}
         each = {k: [[] for _ in range(members)] for k in ("logits", "features", "stats", "std")}
         if keep_pixels:
             each["pixels"] = [[] for _ in range(members)]
         chunk: list[tuple[int, Image.Image]] = []
+        given: list = []
         bar = progress(total=len(images) if hasattr(images, "__len__") else None, desc=desc, unit="img",
                        disable=not show_progress or None)
 
@@ -418,14 +454,15 @@ class Predictor:
             if not chunk:
                 return
             grays = [g for _, g in chunk]
-            fp = self._forward(grays, tta)
-            done = self._answers(grays, fp)
-            for (i, _), answer in zip(chunk, done):
+            fp, done = self._settled(grays, self._forward(grays, tta), tta)
+            for n, ((i, gray), answer) in enumerate(zip(chunk, done)):
                 answers[i] = answer
+                self._add_similar(answer, given[i], gray, fp, similar, sha256[i] if sha256 else None, n)
             if arrays:
                 whole["index"].append(np.array([i for i, _ in chunk], dtype=np.int64))
                 whole["probabilities"].append(fp.probs)
                 whole["sizes"].append(np.array([g.size for g in grays]))
+                whole["gate"].append(gate_inputs(grays))
                 whole["box_score"].append(np.array([np.nan if a["box_score"] is None else a["box_score"]
                                                     for a in done]))
                 for m, ((px, feats), logits) in enumerate(zip(fp.parts, fp.logits)):
@@ -440,6 +477,7 @@ class Predictor:
 
         for image in images:
             answers.append({})
+            given.append(image if similar else None)  # a path's file digest finds exact copies
             try:
                 chunk.append((len(answers) - 1, load_image(image, slice_index=slice_index)))
             except ImageError as exc:
@@ -466,8 +504,39 @@ class Predictor:
         return out
 
     # ---------------------------------------------------------------- internals
-    def _forward(self, grays: list[Image.Image], tta: bool) -> "_Pass":
-        """One batch of decoded images through every member (see :class:`_Pass`)."""
+    def _settled(self, grays: list[Image.Image], fp: "_Pass", tta: bool) -> tuple["_Pass", list[dict]]:
+        """The answers of a forward pass, those that int8 leaves too close to a decision boundary
+        computed again from the float32 graph (:mod:`braintumor.inference.recheck`); ``fp`` then
+        holds the float32 numbers of those images, for their heat maps and similar cases."""
+        from .recheck import borderline
+
+        answers = self._answers(grays, fp)
+        if all(m.exact_factory is None for m in self._members):
+            return fp, answers
+        ensemble = len(self._members) > 1
+        rows = [n for n, a in enumerate(answers)
+                if borderline(self._decider, fp.probs[n], a, [e[n] for e in fp.each] if ensemble else (),
+                              a.get("box_score"))]
+        if not rows:
+            return fp, answers
+        again = self._forward([grays[n] for n in rows], tta, exact=True)
+        for n, a in zip(rows, self._answers([grays[n] for n in rows], again)):
+            answers[n] = a
+        fp.probs[rows] = again.probs
+        for m in range(len(self._members)):
+            feats = np.array(fp.parts[m][1])
+            feats[rows] = again.parts[m][1]
+            fp.parts[m] = (fp.parts[m][0], feats)
+            fp.each[m][rows] = again.each[m]
+            fp.logits[m][rows] = again.logits[m]
+            for k, v in again.boxes[m].items():
+                fp.boxes[m][k] = np.array(fp.boxes[m][k])
+                fp.boxes[m][k][rows] = v
+        return fp, answers
+
+    def _forward(self, grays: list[Image.Image], tta: bool, exact: bool = False) -> "_Pass":
+        """One batch of decoded images through every member (see :class:`_Pass`); with ``exact``,
+        through the float32 network of an int8 member."""
         pixel_cache: dict[Preprocessing, np.ndarray] = {}
         total = np.zeros((len(grays), len(self.classes)), dtype=np.float64)
         parts, each, raw, boxes = [], [], [], []
@@ -477,7 +546,7 @@ class Predictor:
                 pixel_cache[prep] = np.stack([prep.pixels(g) for g in grays])
             pixels = pixel_cache[prep]
             x = np.concatenate([tta_views(p) for p in pixels]) if tta else pixels
-            out = m.network(prep.normalize(x))
+            out = (m.exact() if exact else m.network)(x)
             logits = m.logits(out["features"])
             probs = _decision.softmax(logits, m.temperature)
             views = len(x) // len(pixels)
@@ -516,6 +585,7 @@ class Predictor:
                 self._consensus(r, [e[n] for e in each])
             r["box"] = None  # filled below for answers that show a tumour
             r["box_score"] = score
+            r["headline"] = _decision.headline(r)  # what the answer leads with, everywhere
             out.append(r)
         wanted = [n for n, r in enumerate(out) if r["label"] != _decision.NO_TUMOUR and r["decision"] != "rejected"]
         for n, box in self._tumour_boxes(heads, grays, wanted).items():
@@ -563,8 +633,11 @@ class Predictor:
                    box_scores: list[float | None] | None = None) -> list[dict]:
         """"decision", "reason", "prediction_set" and "ood_score" of each image
         (:class:`braintumor.inference.decision.Decider`), from what :meth:`_forward` computed."""
+        from .ood import gate_inputs
+
         return self._decider([g.size for g in grays], probs, [px for px, _ in parts],
-                             [pooled(f) for _, f in parts], box_scores)
+                             [pooled(f) for _, f in parts], box_scores,
+                             gate_inputs(grays) if self._decider.needs_inputs else None)
 
     def _target_index(self, target: str | int | None, probs: np.ndarray) -> int:
         if target is None:

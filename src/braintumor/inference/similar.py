@@ -1,22 +1,32 @@
 """Similar cases and "seen before": an index of labelled scans embedded by a model.
 
-``braintumor index DIR --out FILE`` embeds every scan of a folder of class folders with a model's
-penultimate features (the pooled output of its last block, through the same preprocessing and
-backend as prediction, L2-normalised) and stores, in one safetensors file: the embeddings
-(float16), the labels, the ids (paths under DIR), small JPEG thumbnails, the near-duplicate
-descriptors of :mod:`braintumor.dedup` (int8) and the SHA-256 of each file, with the model's
-SHA-256 in the header. An index is refused for another model.
+``braintumor index DIR [--source DIR]... --split split.json --out FILE`` embeds every scan of a
+folder of class folders (and of other source folders) with a model's penultimate features (the
+pooled output of its last block, through the same preprocessing and backend as prediction,
+L2-normalised) and stores, in one safetensors file: the embeddings (float16), the labels, the ids
+(paths under DIR; ``SOURCE/...`` for other sources), whether the model **trained** on each scan
+(from the split), JPEG thumbnails (:data:`THUMB` pixels), the near-duplicate descriptors of
+:mod:`braintumor.dedup` (int8), the SHA-256 of each file, and each scan's similarity to its own
+nearest indexed neighbour, with the digest of the model's weights and its preprocessing in the
+header. An index is refused for another model (its recalibration, which keeps the weights, keeps
+the index valid).
 
 :meth:`CaseIndex.search` answers the ``k`` most similar indexed scans by cosine similarity of the
-embeddings. Whether an indexed scan is the same picture as the query (exact, re-encoded, resized,
-mirrored) is decided by the audit's method, not by the embedding: the file's SHA-256, or the cosine
-of the dedup descriptors (of the query or its mirror image) reaching ``dedup.DEFAULT_THRESHOLD``.
-Such near copies come first.
+embeddings, in that order, each with its ``closeness``: the share of indexed scans (in %) whose own
+nearest neighbour is less similar than this one is to the query, so that 50 is an ordinary
+neighbour and 99 closer than almost any two scans in the index. Whether an indexed scan is the same
+picture as the query is decided by the audit's method, not by the embedding (the file's SHA-256,
+or the cosine of the dedup descriptors of the query or its mirror image), at two levels
+(:func:`match_level`):
 
-Brute force over the shipped index (5,708 scans) takes about 6 ms a query on two cores. An index of an
-archive (millions of slices) can be searched through faiss (``pip install faiss-cpu``): with
-``backend="faiss"`` the same call uses an exact inner-product index (``IndexFlatIP``), and near
-copies are looked up among the embedding's nearest 100 candidates.
+- ``"same picture"`` (cosine >= :data:`SAME_PICTURE`, or the same bytes): the scan itself, re-encoded,
+  resized or mirrored;
+- ``"neighbouring slice"`` (>= :data:`NEIGHBOUR`): nearly the same view, as the next slice of the
+  same scan is.
+
+Only matches with scans the model trained on make the answer's notice (:func:`seen_before`). Brute
+force over the shipped index takes a few ms a query on two cores; ``backend="faiss"`` (``pip
+install faiss-cpu``) serves large archives, near copies then looked up among the nearest 100.
 """
 
 from __future__ import annotations
@@ -32,9 +42,35 @@ from PIL import Image
 
 from ..errors import CaseIndexError
 
-THUMB = 48  # side of the stored thumbnails, in pixels
+THUMB = 128  # side of the stored thumbnails, in pixels (the page shows them larger on a click)
 FORMAT = "braintumor-case-index"
-VERSION = 1
+VERSION = 2
+SAME_PICTURE = 0.97  # dedup-descriptor cosine from which an indexed scan is the query's own picture
+NEIGHBOUR = 0.93  # ... from which it is nearly the same view (the audit's near-duplicate threshold)
+SAME, NEXT = "same picture", "neighbouring slice"
+NOTICES = {
+    SAME: "The model was trained on this very picture (or a re-encoded, resized or mirrored copy of it). "
+          "Its answer shows what it remembers, not how it reads a new scan.",
+    NEXT: "The model was trained on a scan with nearly the same view, such as the neighbouring slice of "
+          "the same patient. Its answer may lean on memory.",
+}
+
+
+def match_level(cosine: float, same_bytes: bool = False) -> str | None:
+    """How an indexed scan matches the query, from their dedup-descriptor cosine."""
+    if same_bytes or cosine >= SAME_PICTURE:
+        return SAME
+    return NEXT if cosine >= NEIGHBOUR else None
+
+
+def seen_before(found: Sequence[dict]) -> tuple[str | None, str | None]:
+    """(level, notice) of an answer from its similar cases: the strongest match with a scan the
+    model trained on, or (None, None)."""
+    levels = {s.get("match") for s in found if s.get("trained")}
+    for level in (SAME, NEXT):
+        if level in levels:
+            return level, NOTICES[level]
+    return None, None
 
 
 @dataclass
@@ -43,10 +79,13 @@ class CaseIndex:
     labels: np.ndarray  # (N,) int
     ids: list[str]
     classes: tuple[str, ...]
-    model_sha256: str
+    model_weights: str  # digest of the model's weights (braintumor.inference.model_file.weights_digest)
     descriptors: np.ndarray  # (N, 576) float32, unit length (dedup descriptors)
     sha256: list[str]
+    trained: np.ndarray  # (N,) bool: the model trained on this scan
     thumbs: list[bytes] = field(default_factory=list)  # JPEG bytes per scan
+    nn_similarity: np.ndarray | None = None  # (N,) sorted: each scan's similarity to its nearest other picture
+    preprocessing: dict = field(default_factory=dict)
     backend: str = "numpy"
     _faiss: Any = None
 
@@ -60,22 +99,29 @@ class CaseIndex:
 
         offsets = np.cumsum([0] + [len(t) for t in self.thumbs]).astype(np.int64)
         scale = np.abs(self.descriptors).max(axis=1, keepdims=True).clip(1e-8)
+        nn = self.nn_similarity if self.nn_similarity is not None else nearest_other(self)
         tensors = {
             "embeddings": self.embeddings.astype(np.float16),
             "labels": self.labels.astype(np.int16),
             "descriptors": np.round(self.descriptors / scale * 127).astype(np.int8),
             "descriptor_scale": scale.astype(np.float32).ravel(),
+            "trained": np.asarray(self.trained, dtype=np.uint8),
+            "nn_similarity": np.sort(np.asarray(nn, dtype=np.float32)),
             "thumbs": np.frombuffer(b"".join(self.thumbs), dtype=np.uint8).copy() if self.thumbs
             else np.zeros(0, np.uint8),
             "thumb_offsets": offsets,
         }
-        meta = {"format": FORMAT, "version": str(VERSION), "model_sha256": self.model_sha256,
+        meta = {"format": FORMAT, "version": str(VERSION), "model_weights": self.model_weights,
+                "preprocessing": json.dumps(self.preprocessing, sort_keys=True),
                 "classes": json.dumps(list(self.classes)), "ids": json.dumps(self.ids),
                 "sha256": json.dumps(self.sha256)}
         save_file(tensors, str(path), metadata=meta)
 
     @classmethod
-    def load(cls, path: str | Path, model_sha256: str | None = None, backend: str = "numpy") -> "CaseIndex":
+    def load(cls, path: str | Path, model_weights: str | None = None, preprocessing: dict | None = None,
+             backend: str = "numpy") -> "CaseIndex":
+        """The index at ``path``; refused when it was built with other weights (``model_weights``) or
+        another preprocessing than the model that will search it."""
         from safetensors import safe_open
 
         try:
@@ -88,9 +134,14 @@ class CaseIndex:
             raise
         except Exception as exc:  # noqa: BLE001 - any unreadable file is one clear error
             raise CaseIndexError(f"{path} cannot be read as a case index ({type(exc).__name__})") from None
-        if model_sha256 is not None and meta["model_sha256"] != model_sha256:
-            raise CaseIndexError(f"{path} was built with model {meta['model_sha256'][:12]}, not with the model "
-                              f"served ({model_sha256[:12]}); build one with: braintumor index DIR --out FILE")
+        rebuild = "build one with: braintumor index DIR --split FILE --out FILE"
+        if meta.get("version") != str(VERSION):
+            raise CaseIndexError(f"{path} was built by an earlier version of this tool; {rebuild}")
+        prep = json.loads(meta.get("preprocessing") or "{}")
+        if (model_weights is not None and meta["model_weights"] != model_weights) or \
+                (preprocessing is not None and prep and prep != preprocessing):
+            raise CaseIndexError(f"{path} was built with model weights {meta['model_weights'][:12]}, not with the "
+                                 f"model served ({(model_weights or '?')[:12]}); {rebuild}")
         desc = t["descriptors"].astype(np.float32) * (t["descriptor_scale"][:, None] / 127.0)
         desc /= np.linalg.norm(desc, axis=1, keepdims=True).clip(1e-8)
         emb = t["embeddings"].astype(np.float32)
@@ -98,7 +149,8 @@ class CaseIndex:
         off, blob = t["thumb_offsets"], t["thumbs"].tobytes()
         thumbs = [blob[off[i]:off[i + 1]] for i in range(len(off) - 1)]
         index = cls(emb, t["labels"].astype(np.int64), json.loads(meta["ids"]), tuple(json.loads(meta["classes"])),
-                    meta["model_sha256"], desc, json.loads(meta["sha256"]), thumbs, backend)
+                    meta["model_weights"], desc, json.loads(meta["sha256"]), t["trained"].astype(bool), thumbs,
+                    t["nn_similarity"].astype(np.float64), prep, backend)
         if backend == "faiss":
             index._build_faiss()
         elif backend != "numpy":
@@ -115,43 +167,61 @@ class CaseIndex:
 
     # ----------------------------------------------------------------------------- search
 
-    def near_copies(self, descriptor: np.ndarray, flipped: np.ndarray, sha256: str | None = None,
-                    among: np.ndarray | None = None, threshold: float | None = None) -> np.ndarray:
-        """Indices of the indexed scans that are the same picture as the query (the audit's rule)."""
-        from ..dedup import DEFAULT_THRESHOLD
-
-        threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+    def matches(self, descriptor: np.ndarray, flipped: np.ndarray, sha256: str | None = None,
+                among: np.ndarray | None = None) -> dict[int, str]:
+        """{index: level} of the indexed scans that match the query (:func:`match_level`)."""
         rows = np.arange(len(self)) if among is None else np.asarray(among)
         d = self.descriptors[rows]
         sim = np.maximum(d @ descriptor, d @ flipped)
-        hit = sim >= threshold
-        if sha256:
-            hit |= np.array([self.sha256[i] == sha256 for i in rows], dtype=bool)
-        return rows[hit]
+        out = {}
+        for i, c in zip(rows.tolist(), sim.tolist()):
+            level = match_level(c, bool(sha256) and self.sha256[i] == sha256)
+            if level:
+                out[i] = level
+        return out
+
+    def closeness(self, similarity: float) -> int:
+        """The share (in %) of indexed scans whose nearest other picture is less similar to them than
+        ``similarity``."""
+        nn = self.nn_similarity
+        if nn is None or not len(nn):
+            return 0
+        return int(round(100 * np.searchsorted(nn, similarity, side="right") / len(nn)))
 
     def search(self, embedding: np.ndarray, descriptor: np.ndarray, flipped: np.ndarray, k: int = 5,
                sha256: str | None = None) -> list[dict]:
-        """The ``k`` most similar indexed scans, most similar first, near copies before the rest:
-        ``[{"id", "label", "similarity", "near_copy"}]``."""
+        """The ``k`` most similar indexed scans, most similar first: ``[{"id", "label", "similarity",
+        "closeness", "trained", "match", "near_copy"}]``; ``match`` is None, "same picture" or
+        "neighbouring slice"; ``near_copy`` is true for the same picture of a scan the model trained
+        on. A same-picture match is always in the list (in place of the least similar)."""
         q = np.asarray(embedding, dtype=np.float32)
         q = q / max(float(np.linalg.norm(q)), 1e-8)
         k = max(1, min(int(k), len(self)))
         if self._faiss is not None:
             sims, idx = self._faiss.search(q[None, :], min(len(self), max(k, 100)))
             cand, sim = idx[0], sims[0]
-            copies = set(self.near_copies(descriptor, flipped, sha256, among=cand).tolist())
+            matched = self.matches(descriptor, flipped, sha256, among=cand)
         else:
             sim_all = self.embeddings @ q
-            copies = set(self.near_copies(descriptor, flipped, sha256).tolist())
+            matched = self.matches(descriptor, flipped, sha256)
             top = np.argpartition(-sim_all, k - 1)[:k] if k < len(self) else np.arange(len(self))
-            cand = np.array(sorted(set(top.tolist()) | copies), dtype=np.int64)
+            cand = np.array(sorted(set(top.tolist()) | set(matched)), dtype=np.int64)
             sim = sim_all[cand]
-        order = sorted(range(len(cand)), key=lambda j: (int(cand[j]) not in copies, -float(sim[j])))
+        order = sorted(range(len(cand)), key=lambda j: -float(sim[j]))
+        same = [j for j in order if matched.get(int(cand[j])) == SAME]
+        keep = order[:k]
+        for j in same:  # the query's own picture stays, in place of the least similar
+            if j not in keep:
+                keep = keep[:-1] + [j]
+        keep.sort(key=lambda j: -float(sim[j]))
         out = []
-        for j in order[:k]:
+        for j in keep:
             i = int(cand[j])
+            level = matched.get(i)
             out.append({"id": self.ids[i], "label": self.classes[int(self.labels[i])],
-                        "similarity": round(float(sim[j]), 4), "near_copy": i in copies})
+                        "similarity": round(float(sim[j]), 4), "closeness": self.closeness(float(sim[j])),
+                        "trained": bool(self.trained[i]), "match": level,
+                        "near_copy": level == SAME and bool(self.trained[i])})
         return out
 
     def thumbnail(self, item_id: str) -> bytes | None:
@@ -159,6 +229,19 @@ class CaseIndex:
             return self.thumbs[self.ids.index(item_id)]
         except ValueError:
             return None
+
+
+def nearest_other(index: CaseIndex, block: int = 1024) -> np.ndarray:
+    """Each indexed scan's embedding similarity to its most similar indexed scan that is another
+    picture (not itself, not a same-picture copy)."""
+    emb, desc = index.embeddings, index.descriptors
+    out = np.zeros(len(emb))
+    for start in range(0, len(emb), block):
+        e = emb[start:start + block] @ emb.T
+        same = desc[start:start + block] @ desc.T >= SAME_PICTURE
+        e[same] = -np.inf  # the scan itself and its copies
+        out[start:start + block] = e.max(axis=1)
+    return np.where(np.isfinite(out), out, 0.0)
 
 
 def thumbnail_jpeg(gray: Image.Image) -> bytes:
@@ -176,34 +259,54 @@ def query_parts(gray: Image.Image) -> tuple[np.ndarray, np.ndarray]:
     return descriptor(gray)
 
 
-def build_index(predictor: Any, root: str | Path, classes: Sequence[str], batch_size: int = 32,
-                show_progress: bool = True) -> CaseIndex:
-    """Embed every scan under ``root/<class>/`` with ``predictor`` (its first model)."""
+@dataclass(frozen=True)
+class Folder:
+    """A labelled folder to index: its ``root``, the prefix of its ids (``""`` for the main folder)
+    and the files (relative to the root) the model trained on."""
+
+    root: Path
+    prefix: str = ""
+    trained: frozenset = frozenset()
+
+
+def build_index(predictor: Any, folders: Sequence[Folder] | str | Path, classes: Sequence[str],
+                batch_size: int = 32, show_progress: bool = True) -> CaseIndex:
+    """Embed every scan under each folder's ``<class>/`` sub-folders with ``predictor`` (its first
+    model); a plain path is one folder the model did not train on."""
     import hashlib
 
     from ..data import list_samples, progress
     from ..imaging import load_image
 
-    root = Path(root)
-    samples = list_samples(root, tuple(classes), require_all=False)
-    embs, descs, shas, thumbs, ids, labels = [], [], [], [], [], []
+    if isinstance(folders, (str, Path)):
+        folders = [Folder(Path(folders))]
+    samples = []
+    for folder in folders:
+        for s in list_samples(Path(folder.root), tuple(classes), require_all=False):
+            rel = Path(s.path).relative_to(folder.root).as_posix()
+            samples.append((folder, rel, s))
+    embs, descs, shas, thumbs, ids, labels, trained = [], [], [], [], [], [], []
     bar = progress(total=len(samples), desc="index", disable=None if show_progress else True)
     for start in range(0, len(samples), batch_size):
         chunk = samples[start:start + batch_size]
         grays = []
-        for s in chunk:
+        for folder, rel, s in chunk:
             data = Path(s.path).read_bytes()
             gray = load_image(data, Path(s.path).name)
             grays.append(gray)
             shas.append(hashlib.sha256(data).hexdigest())
             descs.append(query_parts(gray)[0])
             thumbs.append(thumbnail_jpeg(gray))
-            ids.append(Path(s.path).relative_to(root).as_posix())
+            ids.append(f"{folder.prefix}/{rel}" if folder.prefix else rel)
             labels.append(s.label)
+            trained.append(rel in folder.trained)
         embs.append(predictor.embed(grays))
         bar.update(len(chunk))
     bar.close()
     emb = np.concatenate(embs).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True).clip(1e-8)
-    return CaseIndex(emb, np.array(labels), ids, tuple(classes), str(predictor.sha256),
-                     np.stack(descs).astype(np.float32), shas, thumbs)
+    index = CaseIndex(emb, np.array(labels), ids, tuple(classes), predictor.weights_digest,
+                      np.stack(descs).astype(np.float32), shas, np.array(trained, bool), thumbs,
+                      preprocessing=predictor.preprocessing.to_dict())
+    index.nn_similarity = np.sort(nearest_other(index))
+    return index
