@@ -4,8 +4,8 @@ PyTorch (the ``torch`` backend, the reference): the training install's half of
 
 Two graphs per checkpoint:
 
-- the *network*: normalised images (N, 3, S, S) -> ``features``, the last block's output
-  (N, C, h, w), plus ``box_centre`` (N, h, w) and ``box_sides`` (N, 4, h, w) when the checkpoint
+- the *network*: the grey network pixels (N, S, S) uint8 (normalised inside the graph) ->
+  ``features``, the last block's output (N, C, h, w), plus ``box_centre`` (N, h, w) and ``box_sides`` (N, 4, h, w) when the checkpoint
   has a tumour-box head. The classifier (average pooling and one linear layer) and the heat maps
   are computed from ``features`` in NumPy (:mod:`braintumor.inference.cam`), so one graph serves
   the answer, the heat map, the box and the similar-case embedding. In int8 the body's
@@ -39,16 +39,60 @@ from .network_parts import split_network
 OPSET = 17
 
 
-class NetworkGraph(nn.Module):
-    """The body, and the box head on its output when there is one: what the network graph computes."""
+class GreyStem(nn.Module):
+    """The first convolution and its batch norm, on the grey pixels (N, S, S) uint8 themselves.
 
-    def __init__(self, model: nn.Module, arch: str):
+    The network's three input channels are the same grey level normalised with each channel's
+    mean and std, so the first convolution on them equals one convolution of the grey image (in
+    [0, 1]) with the channels' kernels summed, each divided by its std, minus the convolution of the
+    image's extent with the means' share: a constant map, not a constant, because the zero padding
+    is zero after normalisation. The batch norm folds into both. A third of the first convolution's
+    work, and the normalisation runs inside the graph."""
+
+    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d, mean, std, size: int):
+        super().__init__()
+        import torch.nn.functional as F
+
+        m = torch.tensor(mean, dtype=torch.float64).view(1, 3, 1, 1)
+        s = torch.tensor(std, dtype=torch.float64).view(1, 3, 1, 1)
+        w = conv.weight.detach().double()
+        scale = (bn.weight.detach().double() / torch.sqrt(bn.running_var.double() + bn.eps)).view(-1, 1, 1, 1)
+        self.conv = nn.Conv2d(1, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=False)
+        self.conv.weight.data = ((w / s).sum(1, keepdim=True) * scale).float()
+        extent = F.conv2d(torch.ones(1, 1, size, size, dtype=torch.float64), (w * m / s).sum(1, keepdim=True),
+                          stride=conv.stride, padding=conv.padding)
+        shift = bn.bias.detach().double() - bn.running_mean.double() * scale.view(-1)
+        self.register_buffer("offset", (shift.view(1, -1, 1, 1) - extent * scale.view(1, -1, 1, 1)).float())
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.conv(pixels.unsqueeze(1).float() / 255.0) + self.offset
+
+
+def _grey_input(body: nn.Module, prep) -> None:
+    """Put a :class:`GreyStem` in place of the body's first convolution and batch norm."""
+    seq = body
+    while isinstance(seq[0], nn.Sequential):
+        seq = seq[0]
+    conv, bn = seq[0], seq[1]
+    if not (isinstance(conv, nn.Conv2d) and conv.in_channels == 3 and conv.groups == 1 and conv.bias is None
+            and isinstance(bn, nn.BatchNorm2d)):
+        raise ValueError("the network does not begin with a convolution of three channels and a batch norm")
+    seq[0] = GreyStem(conv, bn, prep.mean, prep.std, prep.img_size)
+    seq[1] = nn.Identity()
+
+
+class NetworkGraph(nn.Module):
+    """What the network graph computes: the body on the grey pixels (N, S, S) uint8 (normalised
+    inside, :class:`GreyStem`), and the box head on its output when there is one."""
+
+    def __init__(self, model: nn.Module, arch: str, prep):
         super().__init__()
         self.body, _ = split_network(model, arch)
+        _grey_input(self.body, prep)
         self.box_head = getattr(model, "box_head", None)
 
-    def forward(self, x: torch.Tensor):
-        features = self.body(x)
+    def forward(self, pixels: torch.Tensor):
+        features = self.body(pixels)
         if self.box_head is None:
             return features
         centre, sides = self.box_head(features)
@@ -68,12 +112,16 @@ def _model(ck: ModelFile) -> tuple[Checkpoint, nn.Module]:
 
 
 def _export(module: nn.Module, args: tuple, inputs: list[str], outputs: list[str]) -> bytes:
+    """``module`` (in eval mode) as an ONNX graph with a dynamic batch, in memory. Batch norms stay
+    nodes (ONNX Runtime folds them into the convolutions when it loads the graph), so that the
+    convolutions keep the checkpoint's own weights (see :func:`half_storage`)."""
     buf = io.BytesIO()
     axes = {name: {0: "n"} for name in inputs + outputs}
     with warnings.catch_warnings():  # the TorchScript-based exporter announces its deprecation
         warnings.simplefilter("ignore")
         torch.onnx.export(module, args, buf, input_names=inputs, output_names=outputs, dynamic_axes=axes,
-                          opset_version=OPSET, dynamo=False)
+                          opset_version=OPSET, dynamo=False, training=torch.onnx.TrainingMode.PRESERVE,
+                          do_constant_folding=False)
     return buf.getvalue()
 
 
@@ -81,7 +129,34 @@ def export_network(ck: ModelFile) -> bytes:
     """The network graph in float32 (dynamic batch), in memory."""
     full, model = _model(ck)
     size = full.preprocessing.img_size
-    return _export(NetworkGraph(model, full.arch).eval(), (torch.zeros(1, 3, size, size),), ["x"], output_names(full))
+    graph = NetworkGraph(model, full.arch, full.preprocessing).eval()
+    return _export(graph, (torch.zeros(1, size, size, dtype=torch.uint8),), ["pixels"], output_names(full))
+
+
+def half_storage(model_bytes: bytes, min_bytes: int = 4096) -> bytes:
+    """The same float32 graph with every weight that float16 holds exactly stored as float16 and
+    cast back when ONNX Runtime loads it (a constant it folds once): the same numbers in about half
+    the bytes, since a checkpoint saved in half precision holds float16 values."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load_from_string(model_bytes)
+    casts = []
+    for init in model.graph.initializer:
+        a = numpy_helper.to_array(init)
+        if a.dtype != np.float32 or a.nbytes < min_bytes:
+            continue
+        h = a.astype(np.float16)
+        if not np.array_equal(h.astype(np.float32), a):
+            continue
+        name = init.name
+        init.CopyFrom(numpy_helper.from_array(h, f"{name}_float16"))
+        casts.append(helper.make_node("Cast", [f"{name}_float16"], [name], to=onnx.TensorProto.FLOAT,
+                                      name=f"{name}_to_float32"))
+    nodes = casts + list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return model.SerializeToString()
 
 
 class _RefinerGraph(nn.Module):
@@ -105,16 +180,18 @@ def export_refiner(ck: ModelFile) -> bytes:
 
 def quantize_network(model_fp32: bytes, calibration: np.ndarray) -> bytes:
     """Static int8 quantisation of the network graph (QDQ, per-channel int8 weights, uint8
-    activations whose ranges are calibrated on ``calibration``, normalised (N, 3, S, S) float32
-    inputs). The first convolution stays float32 (quantising the image itself cost 1 label in 849
-    on the validation split), and so does the box head (its boxes stay those of float32)."""
+    activations whose ranges are calibrated on ``calibration``, (N, S, S) uint8 network pixels).
+    The first convolution (with the constant map it adds, :class:`GreyStem`) stays float32
+    (quantising the image itself cost 1 label in 849 on the validation split), and so does the box
+    head (its boxes stay those of float32). (The max pooling after it stays float32 too: ONNX
+    Runtime's uint8 pooling, the same numbers, measured slower.)"""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.batches = iter([{"x": calibration[i:i + 1]} for i in range(len(calibration))])
+            self.batches = iter([{"pixels": calibration[i:i + 1]} for i in range(len(calibration))])
 
         def get_next(self):
             return next(self.batches, None)
@@ -124,16 +201,33 @@ def quantize_network(model_fp32: bytes, calibration: np.ndarray) -> bytes:
         src.write_bytes(model_fp32)
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         nodes = onnx.load(str(pre)).graph.node
-        first_conv = next(n.name for n in nodes if n.op_type == "Conv")
-        keep = [first_conv] + [n.name for n in nodes if "box_head" in n.name]
+        first_conv = next(n for n in nodes if n.op_type == "Conv")
+        stem = [n.name for n in nodes if n is first_conv or (n.op_type == "Add" and first_conv.output[0] in n.input)]
+        keep = stem + [n.name for n in nodes if "box_head" in n.name]
         quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=keep)
         return out.read_bytes()
 
 
+class _EagerNetwork(nn.Module):
+    """The body as trained (three normalised channels), and the box head: the reference."""
+
+    def __init__(self, model: nn.Module, arch: str):
+        super().__init__()
+        self.body, _ = split_network(model, arch)
+        self.box_head = getattr(model, "box_head", None)
+
+    def forward(self, x: torch.Tensor):
+        features = self.body(x)
+        if self.box_head is None:
+            return features
+        return (features, *self.box_head(features))
+
+
 class TorchNetwork:
-    """The network in eager PyTorch (float32), returning what the network graph returns, as NumPy.
-    On a GPU (``device``) the body runs there and its outputs come back to the CPU."""
+    """The network in eager PyTorch (float32), from the network pixels (N, S, S) uint8 as the graph
+    takes them, returning what the graph returns, as NumPy. On a GPU (``device``) the network runs
+    there and its outputs come back to the CPU."""
 
     name = "torch"
 
@@ -142,12 +236,14 @@ class TorchNetwork:
 
         full, model = _model(ck)
         self.device = pick_device(device)  # auto: a GPU when there is one
-        self.module = NetworkGraph(model, full.arch).eval().to(self.device)
+        self.module = _EagerNetwork(model, full.arch).eval().to(self.device)
+        self.prep = full.preprocessing
         self.outputs = output_names(full)
 
-    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+    def __call__(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        x = torch.from_numpy(self.prep.normalize(np.asarray(pixels, dtype=np.uint8)))
         with torch.inference_mode():
-            out = self.module(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device))
+            out = self.module(x.to(self.device))
         out = out if isinstance(out, tuple) else (out,)
         return {k: v.float().cpu().numpy() for k, v in zip(self.outputs, out)}
 
@@ -165,16 +261,14 @@ class TorchRefiner:
             return self.refiner(px, torch.from_numpy(np.asarray(boxes, dtype=np.float32))).numpy()
 
 
-def write_graphs(ck: ModelFile, calibration: np.ndarray, float32: bool = False) -> dict:
-    """Write the checkpoint's graphs (int8 network, refiner if any, float32 network if asked) beside
-    it and return what the manifest or sidecar records: ``weights`` (the
-    weights' digest), ``int8_recipe`` and ``graphs`` ({kind: {"file", "sha256"}})."""
+def write_graphs(ck: ModelFile, calibration: np.ndarray) -> dict:
+    """Write the checkpoint's graphs (the int8 and float32 networks, the refiner if any) beside it
+    and return what the manifest or sidecar records: ``weights`` (the weights' digest),
+    ``int8_recipe`` and ``graphs`` ({kind: {"file", "sha256", "bytes"}})."""
     folder = ck.path.parent
     stem = ck.path.stem
     fp32 = export_network(ck)
-    made = {"int8": quantize_network(fp32, calibration)}
-    if float32:
-        made["onnx"] = fp32
+    made = {"int8": quantize_network(fp32, calibration), "onnx": half_storage(fp32)}
     if ck.has_box_refiner:
         made["refiner"] = export_refiner(ck)
     graphs = {}
@@ -187,7 +281,7 @@ def write_graphs(ck: ModelFile, calibration: np.ndarray, float32: bool = False) 
     return {"weights": ck.weights_digest(), "int8_recipe": INT8_RECIPE, "graphs": graphs}
 
 
-def export(path: str | Path | None = None, float32: bool = False, calibration: Sequence | None = None) -> dict:
+def export(path: str | Path | None = None, calibration: Sequence | None = None) -> dict:
     """``braintumor export``: the graphs of a checkpoint (the shipped one when ``path`` is None,
     its manifest updated), with a sidecar ``<name>.onnx.json`` beside a user's checkpoint."""
     from . import shipped
@@ -197,7 +291,7 @@ def export(path: str | Path | None = None, float32: bool = False, calibration: S
     if not images:
         raise ValueError("int8 needs calibration scans: none ship with this installation; "
                          "set $BRAINTUMOR_CALIBRATION to a folder of scans")
-    record = write_graphs(ck, calibration_inputs(ck.preprocessing, images), float32)
+    record = write_graphs(ck, calibration_inputs(ck.preprocessing, images))
     if shipped.is_shipped(ck):
         shipped.record_graphs(record)
         record["manifest"] = str(shipped.weights_dir() / shipped.MANIFEST)

@@ -14,7 +14,6 @@ from pathlib import Path
 def configure(p) -> None:
     p.add_argument("--model", default=None, metavar="FILE",
                    help="checkpoint (default: the shipped model, whose manifest is then updated)")
-    p.add_argument("--float32", action="store_true", help="also write the float32 network (for --backend onnx)")
     p.add_argument("--calibration", default=None, metavar="DIR",
                    help="scans that calibrate the int8 activations (default: $BRAINTUMOR_CALIBRATION, else "
                         "the scans shipped in the package)")
@@ -36,5 +35,5 @@ def run(args) -> int:
             raise UsageError(f"--calibration: no scans under {root}")
     if args.model is not None and not Path(args.model).is_file():
         raise UsageError(f"--model: no such file: {args.model}")
-    print(json.dumps(export(args.model, args.float32, calibration), indent=2))
+    print(json.dumps(export(args.model, calibration), indent=2))
     return 0

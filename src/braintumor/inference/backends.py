@@ -3,9 +3,10 @@
 
 :func:`network_runner` and :func:`refiner_runner` are the one place that picks and builds a backend;
 :class:`braintumor.Predictor` calls them for every checkpoint it loads, so the prediction,
-evaluation and calibration commands all run the same code. A network runner takes the normalised
-images (N, 3, S, S) float32 and returns ``features`` (the last block's output) and, with a box head,
-``box_centre`` and ``box_sides``, all NumPy.
+evaluation and calibration commands all run the same code. A network runner takes the network's
+grey pixels (N, S, S) uint8 (:meth:`~.preprocess.Preprocessing.pixels`; the normalisation is part of
+the graph) and returns ``features`` (the last block's output) and, with a box head, ``box_centre``
+and ``box_sides``, all NumPy.
 
 The graphs come from the checkpoint's record (the package manifest or a sidecar written by
 ``braintumor export``; :mod:`braintumor.inference.graphs`); without one, the training install
@@ -67,8 +68,8 @@ class OnnxNetwork:
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.name = name
 
-    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        out = self.session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})
+    def __call__(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        out = self.session.run(None, {"pixels": np.ascontiguousarray(pixels, dtype=np.uint8)})
         return dict(zip(self.outputs, out))
 
 
@@ -152,6 +153,17 @@ def network_runner(mf: ModelFile, backend: str = "auto", threads: int | None = N
         conv = _conversion(mf, f"the int8 backend failed ({type(exc).__name__}) and the torch backend")
         warnings.warn(f"ONNX Runtime backend unavailable ({exc}); using PyTorch", RuntimeWarning)
         return conv.TorchNetwork(mf, device)
+
+
+def exact_runner(mf: ModelFile, threads: int | None = None) -> Callable | None:
+    """The float32 network graph of a checkpoint served in int8, for the answers int8 leaves too
+    close to a decision boundary (:mod:`braintumor.inference.recheck`); None where there is none
+    and this install cannot make one (the light install, for a checkpoint exported before the
+    float32 graph was written beside the int8 one)."""
+    try:
+        return OnnxNetwork(_graph(mf, "onnx", None), "onnx", threads)
+    except NeedsTrainingInstall:
+        return None
 
 
 def refiner_runner(mf: ModelFile, backend: str, threads: int | None = None) -> Callable | None:

@@ -29,7 +29,7 @@ from .preprocess import Preprocessing
 
 SIDECAR_FORMAT = "braintumor-graphs/1"
 KINDS = ("int8", "onnx", "refiner")  # the int8 network, the float32 network, the float32 box refiner
-INT8_RECIPE = "qdq/per-channel/minmax/float-conv1/float-box-head"  # part of the cache key: change it with the recipe
+INT8_RECIPE = "grey-stem/qdq/per-channel/minmax/float-stem/float-box-head"  # part of the cache key: change it with the recipe
 CALIBRATION_MAX = 64  # images used to calibrate int8 activation ranges
 CACHE_KEEP = 8  # converted graphs kept on disk
 
@@ -50,9 +50,9 @@ def default_calibration() -> list[Path]:
 
 def calibration_inputs(prep: Preprocessing, images: Sequence[ImageInput]) -> np.ndarray:
     """Calibration images through load_image and the checkpoint's preprocessing, with their mirrors:
-    normalised (2N, 3, S, S) float32."""
+    the network pixels (2N, S, S) uint8."""
     pixels = np.stack([prep.pixels(load_image(im)) for im in images])
-    return prep.normalize(np.concatenate([pixels, pixels[:, :, ::-1]]))
+    return np.ascontiguousarray(np.concatenate([pixels, pixels[:, :, ::-1]]))
 
 
 def sidecar_path(mf: ModelFile) -> Path:
@@ -111,7 +111,7 @@ def recorded_graph(mf: ModelFile, kind: str) -> tuple[bytes | None, str]:
 
 def cache_key(mf: ModelFile, kind: str, calibration: np.ndarray | None = None) -> str:
     """A cache file name: input size, kind and a hash of everything the graph depends on."""
-    tag = f"{mf.weights_digest()}|{mf.preprocessing.img_size}|{kind}"
+    tag = f"{mf.weights_digest()}|{mf.preprocessing.to_dict()}|{kind}|grey-stem"
     if kind == "int8":
         tag += f"|{INT8_RECIPE}|{hashlib.sha256(np.ascontiguousarray(calibration).tobytes()).hexdigest()}"
     return f"{mf.preprocessing.img_size}-{kind}-{hashlib.sha256(tag.encode()).hexdigest()[:24]}"

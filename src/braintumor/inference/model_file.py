@@ -57,13 +57,15 @@ def read_header(path: str | Path) -> dict:
 
 
 def weights_digest(path: str | Path) -> str:
-    """SHA-256 of the architecture and the weights alone (the tensor table and the data, not the
-    metadata): the ONNX graphs made from a checkpoint stay valid when only its metadata changes
-    (temperature, thresholds, the gate), and are refused when its weights change."""
+    """SHA-256 of what the ONNX graphs made from a checkpoint depend on: its architecture, its
+    preprocessing (the normalisation is part of the graph) and its weights (the tensor table and
+    the data), not the rest of its metadata. The graphs stay valid when only the metadata changes
+    (temperature, thresholds, the gate), and are refused when the weights change."""
     path = Path(path)
     table, start = _raw_header(path)
     meta = json.loads((table.pop("__metadata__", None) or {}).get("braintumor") or "{}")
     h = hashlib.sha256(str(meta.get("arch")).encode())
+    h.update(json.dumps(meta.get("preprocessing"), sort_keys=True).encode())
     h.update(json.dumps(table, sort_keys=True).encode())
     with open(path, "rb") as f:
         f.seek(start)
