@@ -64,7 +64,8 @@ def test_json_has_one_result_per_scan(capsys, random_checkpoint, sample_dir):
     code, out, err = _run(capsys, sample_dir, "--model", random_checkpoint, "--json", "--backend", "torch")
     assert code == 0
     doc = json.loads(out)  # exactly one JSON object on stdout
-    assert set(doc) == {"results", "errors"} and doc["errors"] == []
+    assert set(doc) == {"model", "results", "errors"} and doc["errors"] == []
+    assert doc["model"]["name"] == "random-r18-64" and doc["model"]["version"] and len(doc["model"]["sha256"]) == 64
     assert len(doc["results"]) == 12
     for r in doc["results"]:
         assert set(r) >= {"file", "label", "confidence", "probabilities"}
@@ -96,8 +97,9 @@ def test_table_output_and_errors_on_stderr(capsys, random_checkpoint, mixed_dir)
     code, out, err = _run(capsys, mixed_dir, "--model", random_checkpoint)
     assert code == 1
     lines = out.strip().splitlines()
-    assert lines[0].split() == ["file", "label", "confidence", *CLASSES, "decision"]
-    assert len(lines) == 3 and "a.jpg" in out and "b.png" in out
+    assert lines[0].split() == ["file", "answer", "confidence", *CLASSES]
+    assert "a.jpg" in lines[1] + lines[2] and "b.png" in lines[1] + lines[2]
+    assert lines[-1].startswith("model random-r18-64, version ")
     assert "broken.jpg" in err and "Traceback" not in err
 
 
@@ -119,6 +121,7 @@ def test_explain_writes_one_picture_per_image(capsys, random_checkpoint, mixed_d
     assert code == 1
     pngs = sorted(p.name for p in outdir.iterdir())
     assert pngs == ["a.png", "sub__b.png"]
+
     for r in json.loads(out)["results"]:
         assert Path(r["explanation"]).is_file()
     img = np.asarray(Image.open(outdir / "a.png"))
@@ -227,3 +230,25 @@ def test_tumour_boxes_in_json_csv_and_pictures(capsys, mixed_dir, tmp_path):
     img = np.asarray(Image.open(outdir / "a.png").convert("RGB")).astype(int)
     green = (img[..., 1] > 200) & (img[..., 0] < 60) & (img[..., 2] < 60)
     assert green.sum() > 50  # the box is drawn on the pictures
+
+
+def test_a_rejected_image_leads_with_not_analysed_and_shows_no_probabilities(capsys, random_checkpoint, tmp_path):
+    Image.new("L", (200, 200), 0).save(tmp_path / "black.png")
+    code, out, _ = _run(capsys, tmp_path / "black.png", "--model", random_checkpoint)
+    row = out.splitlines()[1]
+    assert code == 0 and "Not analysed" in row and "notumor" not in row and "glioma" not in row
+    assert row.split()[-5:] == ["-"] * 5  # no confidence, no probabilities
+    assert "black.png: Not analysed. The image is blank" in out
+
+
+def test_only_unreadable_files_print_no_empty_table(capsys, random_checkpoint, tmp_path):
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    code, out, err = _run(capsys, tmp_path / "bad.jpg", "--model", random_checkpoint)
+    assert code == 1 and out == "" and "cannot read" in err and "bad.jpg" in err
+
+
+def test_explain_and_report_say_where_they_wrote(capsys, random_checkpoint, sample_files, tmp_path):
+    code, out, err = _run(capsys, sample_files[0][0], "--model", random_checkpoint, "--json",
+                          "--explain", tmp_path / "pics", "--report", tmp_path / "pdfs")
+    assert code == 0 and json.loads(out)["results"][0]["explanation"]
+    assert f"wrote 1 picture to {tmp_path / 'pics'}" in err and f"wrote 1 PDF report to {tmp_path / 'pdfs'}" in err

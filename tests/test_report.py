@@ -59,12 +59,17 @@ def test_report_is_one_a4_page_with_the_answer_and_the_model(client, predictor, 
     box = reader.pages[0].mediabox
     assert (float(box.width), float(box.height)) == pytest.approx(A4, abs=0.5)
     expected = predictor.explain(load_image(path))
-    assert f"Answer: {NAMES[expected['label']]}" in text or "Not classified" in text
+    lines = text.splitlines()
+    lead = next(i for i, line in enumerate(lines) if "Grad-CAM: where the model looked for" in line)
+    assert expected["decision"] != "rejected" and lines[lead + 1].startswith(expected["headline"])
+    if expected["decision"] == "classified":
+        assert expected["headline"] == NAMES[expected["label"]]
     for cls, p in expected["probabilities"].items():
         assert f"{100 * p:.1f}%" in text
     assert predictor.sha256 in text.replace(" ", "").replace("\n", "") or predictor.sha256 in text
     assert f"braintumor {__version__}" in text and "not for diagnosis" in text.lower()
-    assert "Heat map" in text and len(reader.pages[0].images) == 2  # the scan and the heat map
+    assert len(reader.pages[0].images) == 2  # the scan and the heat map
+    assert "Similar cases" in text and "Not asked for" in text
     assert b"Jane" not in all_bytes(r.data)  # the uploaded file's name is not printed
 
 
@@ -122,3 +127,30 @@ def test_report_page_renders_to_png(client, sample_files, tmp_path):
     page = Image.open(tmp_path / "page.png")
     assert page.size == (pytest.approx(413, abs=2), pytest.approx(585, abs=2))  # A4 at 50 dpi
     assert len(np.unique(np.asarray(page.convert("L")))) > 50  # pictures and text, not a blank page
+
+
+def test_a_rejected_scan_is_reported_as_not_analysed_with_its_reason_only(client):
+    import io as _io
+
+    from PIL import Image
+
+    buf = _io.BytesIO()
+    Image.new("L", (300, 300), 0).save(buf, format="PNG")
+    reader, text = read(post_report(client, buf.getvalue(), "black.png").data)
+    assert "Not analysed" in text and "The image is blank" in text
+    assert "Probabilities" not in text and "Similar cases" not in text and "%" not in text.split("Not analysed")[1].split("Model:")[0]
+    assert "Heat map" not in text and "Grad-CAM" not in text and len(reader.pages[0].images) == 1  # the scan alone
+
+
+def test_an_uncertain_answer_leads_with_uncertain_refer_and_the_classes_it_could_be():
+    from PIL import Image
+
+    from braintumor.report import case_report
+
+    result = {"label": "notumor", "confidence": 0.556, "decision": "uncertain", "headline": "Uncertain: refer",
+              "prediction_set": ["notumor", "glioma"], "reason": "No tumour is the most likely answer, but a tumour "
+              "cannot be ruled out.", "probabilities": {"glioma": 0.3, "meningioma": 0.1, "notumor": 0.556, "pituitary": 0.044}}
+    _, text = read(case_report(result, Image.new("L", (200, 200), 60), {"name": "m", "version": "1", "sha256": "0" * 64}, "0"))
+    lines = text.splitlines()
+    lead = next(i for i, line in enumerate(lines) if line.startswith("Uncertain: refer"))
+    assert lines[lead + 1] == "It could be No tumour or Glioma." and "55.6%" not in lines[lead]

@@ -13,10 +13,16 @@ from PIL import Image, ImageOps
 
 @pytest.fixture(scope="module")
 def index_file(random_checkpoint, sample_dir, tmp_path_factory):
+    """An index of the twelve samples, all marked as trained on (a split whose 'train' lists them)."""
     from braintumor.cli import main
 
-    path = tmp_path_factory.mktemp("index") / "sample-index.safetensors"
-    assert main(["index", str(sample_dir), "--out", str(path), "--model", str(random_checkpoint)]) == 0
+    folder = tmp_path_factory.mktemp("index")
+    split = folder / "split.json"
+    split.write_text(json.dumps({"train": sorted(p.relative_to(sample_dir).as_posix() for p in sample_dir.rglob("*.jpg")),
+                                 "val": []}))
+    path = folder / "sample-index.safetensors"
+    assert main(["index", str(sample_dir), "--out", str(path), "--model", str(random_checkpoint),
+                 "--split", str(split)]) == 0
     return path
 
 
@@ -42,13 +48,14 @@ def test_index_holds_every_scan_with_label_thumbnail_and_model(index_file, rando
     from braintumor.inference.similar import CaseIndex
 
     index = CaseIndex.load(index_file)
-    assert len(index) == len(sample_files) == 12
-    assert index.model_sha256 == load_checkpoint(random_checkpoint).sha256
+    assert len(index) == len(sample_files) == 12 and index.trained.all()
+    assert index.model_weights == load_checkpoint(random_checkpoint).weights_digest()
     assert sorted(index.ids) == sorted(f"{p.parent.name}/{p.name}" for p, _ in sample_files)
     for i, rel in enumerate(index.ids):
         assert index.classes[index.labels[i]] == rel.split("/")[0]
     thumb = Image.open(io.BytesIO(index.thumbnail(index.ids[0])))
-    assert thumb.format == "JPEG" and max(thumb.size) == 48
+    assert thumb.format == "JPEG" and max(thumb.size) == 128
+    assert np.all(np.diff(index.nn_similarity) >= 0) and len(index.nn_similarity) == 12
     assert np.allclose(np.linalg.norm(index.embeddings, axis=1), 1, atol=1e-3)
 
 
@@ -59,7 +66,7 @@ def test_an_index_is_refused_for_another_model(index_file, tmp_path):
     from braintumor.inference.similar import CaseIndex, CaseIndexError
 
     other = Predictor.load(box_checkpoint(tmp_path / "other.safetensors"))
-    with pytest.raises(CaseIndexError, match="not with the model"):
+    with pytest.raises(CaseIndexError, match="not with the\n?.*model served"):
         other.attach_index(index_file)
     (tmp_path / "junk.safetensors").write_bytes(b"not an index")
     with pytest.raises(CaseIndexError, match="cannot be read"):
@@ -72,10 +79,37 @@ def test_similar_flags_the_same_picture_and_only_it(indexed, sample_files):
         for query in (path, altered(path)):  # the file itself, then a mirrored re-encoded copy
             found = indexed.similar(query, k=5)
             assert len(found) == 5
-            assert found[0]["id"] == rel and found[0]["near_copy"] and found[0]["label"] == label
-            assert not any(s["near_copy"] for s in found[1:])  # the other samples are other pictures
-            sims = [s["similarity"] for s in found[1:]]
-            assert sims == sorted(sims, reverse=True)
+            mine = [s for s in found if s["id"] == rel]
+            assert mine and mine[0]["match"] == "same picture" and mine[0]["near_copy"] and mine[0]["label"] == label
+            assert not any(s["near_copy"] for s in found if s["id"] != rel)  # the other samples are other pictures
+            sims = [s["similarity"] for s in found]
+            assert sims == sorted(sims, reverse=True)  # in score order
+            assert all(0 <= s["closeness"] <= 100 and s["trained"] for s in found)
+
+
+def test_the_notice_fires_only_for_pictures_the_model_trained_on(random_checkpoint, sample_dir, sample_files, tmp_path):
+    from braintumor.inference.predictor import Predictor
+    from braintumor.inference.similar import NOTICES, Folder, build_index, seen_before
+
+    p = Predictor.load(random_checkpoint)
+    path, _ = sample_files[4]
+    trained = frozenset(f"{q.parent.name}/{q.name}" for q, _ in sample_files if q != path)
+    build_index(p, [Folder(sample_dir, "", trained)], p.classes, show_progress=False).save(tmp_path / "i.safetensors")
+    p.attach_index(tmp_path / "i.safetensors")
+    r = p.predict(path, similar=3)
+    own = next(s for s in r["similar"] if s["match"] == "same picture")
+    assert not own["trained"] and not own["near_copy"] and not r["near_copy"]  # a validation scan: no notice
+    assert r["seen_before"] is None and "seen_before_notice" not in r
+    other = sample_files[5][0]
+    r = p.predict(other, similar=3)
+    assert r["near_copy"] and r["seen_before"] == "same picture" and r["seen_before_notice"] == NOTICES["same picture"]
+    assert seen_before([{"trained": True, "match": "neighbouring slice"}]) == ("neighbouring slice", NOTICES["neighbouring slice"])
+    assert seen_before([{"trained": False, "match": "same picture"}]) == (None, None)
+
+
+def test_a_rejected_image_gets_no_similar_cases(indexed):
+    r = indexed.predict(Image.new("L", (300, 300), 0), similar=3)
+    assert r["decision"] == "rejected" and r["similar"] == [] and r["near_copy"] is False
 
 
 def test_a_new_picture_is_not_a_near_copy(indexed, sample_dir):
@@ -103,12 +137,12 @@ def test_api_similar_cases_with_thumbnails_and_in_the_report(indexed, predictor,
                     content_type="multipart/form-data")
     a = r.get_json()
     assert r.status_code == 200 and len(a["similar"]) == 3 and a["near_copy"] is True
-    assert a["similar"][0]["id"] == f"{path.parent.name}/{path.name}"
+    assert any(s["id"] == f"{path.parent.name}/{path.name}" and s["near_copy"] for s in a["similar"])
     assert all(s["thumbnail"].startswith("data:image/jpeg;base64,") for s in a["similar"])
     r = client.post("/api/report", data={"file": (io.BytesIO(data), "x.jpg"), "similar": "3"},
                     content_type="multipart/form-data")
     text = pypdf.PdfReader(io.BytesIO(r.data)).pages[0].extract_text()
-    assert a["similar"][1]["id"] in text and "near copy" in text
+    assert a["similar"][1]["id"] in text and "same picture, trained on" in text and "trained on this very picture" in text
 
     plain = create_app(predictor=predictor).test_client()  # a model with no index
     assert 'id="similar"' not in plain.get("/").get_data(as_text=True)
@@ -130,7 +164,7 @@ def test_predict_similar_on_the_command_line(random_checkpoint, index_file, samp
     assert len(results) == 3
     for r in results:
         assert len(r["similar"]) == 2 and r["near_copy"] is True
-        assert r["similar"][0]["id"] == "pituitary/" + r["file"].rsplit("/", 1)[-1]
+        assert "pituitary/" + r["file"].rsplit("/", 1)[-1] in [s["id"] for s in r["similar"]]
     assert main(["predict", str(folder), "--model", str(random_checkpoint), "--similar", "2"]) == 2
     assert "no similar-case index" in capsys.readouterr().err
 
@@ -144,3 +178,23 @@ def test_faiss_backend_gives_the_same_neighbours(index_file, indexed, sample_fil
     emb = indexed.embed([gray])[0]
     d, f = query_parts(gray)
     assert fast.search(emb, d, f, 4) == indexed.index.search(emb, d, f, 4)
+
+
+def test_answers_carry_the_similar_cases_of_their_own_forward_pass(indexed, sample_files, monkeypatch):
+    """predict, explain and predict_batch with similar=K give what Predictor.similar gives, without
+    running the network a second time."""
+    paths = [p for p, _ in sample_files[:5]]
+    want = [indexed.similar(p, 3) for p in paths]
+    runs = []
+    network = indexed._members[0].network
+    monkeypatch.setattr(indexed._members[0], "network", lambda x: runs.append(len(x)) or network(x))
+    def same(got, expected):  # the same cases; a batch of 5 may differ from a batch of 1 in the last digits
+        return [(s["id"], s["match"]) for s in got] == [(s["id"], s["match"]) for s in expected] and \
+            np.allclose([s["similarity"] for s in got], [s["similarity"] for s in expected], atol=2e-3)
+
+    assert same(indexed.predict(paths[0], similar=3)["similar"], want[0])
+    assert same(indexed.explain(paths[1], similar=3)["similar"], want[1])
+    batch = indexed.predict_batch(paths, batch_size=5, similar=3)
+    assert all(same(b["similar"], w) for b, w in zip(batch, want))
+    assert all(b["near_copy"] == any(s["near_copy"] for s in s_) for b, s_ in zip(batch, want))
+    assert runs == [1, 1, 5]  # one pass each, the similar cases included

@@ -24,3 +24,15 @@ CAM_LABELS: dict[str, str] = {
 }
 
 DEFAULT_CAM_METHOD = "gradcam"
+
+# Methods whose map is the same whatever class is asked for (the first principal component of the
+# last block's features): their captions never name a class.
+CLASS_AGNOSTIC: frozenset[str] = frozenset({"eigencam"})
+
+
+def caption(method: str, target_name: str) -> str:
+    """The caption of a heat map, the same on the page, in the PDF and in ``predict --explain``."""
+    label = CAM_LABELS.get(method, method)
+    if method in CLASS_AGNOSTIC:
+        return f"{label}: the strongest pattern in the model's features (the same for every class)"
+    return f"{label}: where the model looked for {target_name}"

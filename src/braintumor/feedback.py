@@ -225,12 +225,15 @@ def png_bytes(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+NOT_A_CLASS = ("unsure", "not-mri")  # "not sure", "not a brain MRI slice": answers that name no class
+
+
 def record(con: sqlite3.Connection, answer: Answer, corrected: str, comment: str = "",
            image: Image.Image | None = None, classes: Sequence[str] = CLASSES) -> int:
     """Store the correction of an answer; ``image`` only with the person's consent. A correction
     of an answer corrected before replaces the earlier one (in the same row). Returns the row id."""
-    if corrected not in classes:
-        raise FeedbackError(f"unknown class {corrected[:40]!r}; choose one of {', '.join(classes)}")
+    if corrected not in (*classes, *NOT_A_CLASS):
+        raise FeedbackError(f"unknown class {corrected[:40]!r}; choose one of {', '.join((*classes, *NOT_A_CLASS))}")
     if len(comment) > MAX_COMMENT:
         raise FeedbackError(f"the comment is longer than {MAX_COMMENT} characters")
     png = png_bytes(image) if image is not None else None
@@ -312,6 +315,9 @@ def export(con: sqlite3.Connection, out: str | Path, classes: Sequence[str] = CL
     pixels: dict[str, bytes] = {}  # image -> its kept pixels
     for sha, corrected, png in con.execute(
             f"SELECT image_sha256, corrected, image_png FROM ({LATEST}) ORDER BY created, id"):
+        if corrected in NOT_A_CLASS:  # no class to file it under
+            latest.pop(sha, None), pixels.pop(sha, None)
+            continue
         latest[sha] = corrected
         if png is not None:
             pixels[sha] = png

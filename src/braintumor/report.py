@@ -20,8 +20,6 @@ from .config import CLASS_COLOURS, CLASS_NAMES
 NOTICE = ("For research and teaching, not for diagnosis. This tool has not been validated for clinical "
           "use. Do not use its output to make decisions about a patient.")
 NAMES, COLOURS = CLASS_NAMES, CLASS_COLOURS
-DECISIONS = {"classified": "Classified", "uncertain": "Uncertain: refer to a radiologist",
-             "rejected": "Not classified"}
 
 
 def _text(value: object) -> str:
@@ -44,9 +42,10 @@ def with_box(image: Image.Image, box: Sequence[int] | None, size: tuple[int, int
 def case_report(result: dict, scan: Image.Image, model: dict, software_version: str,
                 title: str | None = None, similar: Sequence[dict] | None = None,
                 when: datetime | None = None) -> bytes:
-    """The PDF of one answer. ``result`` is a Predictor answer (``explain`` gives the heat map;
-    ``predict`` a report without one), ``scan`` the decoded image it was given, ``model`` its name,
-    version and sha256. ``similar``: cases from a similar-case index, if any."""
+    """The PDF of one answer, leading as every answer does (:func:`braintumor.inference.decision.headline`).
+    ``result`` is a Predictor answer (``explain`` gives the heat map; ``predict`` a report without
+    one), ``scan`` the decoded image it was given, ``model`` its name, version and sha256.
+    ``similar``: cases from a similar-case index, if any were asked for."""
     from fpdf import FPDF
 
     when = when or datetime.now(timezone.utc)
@@ -73,41 +72,47 @@ def case_report(result: dict, scan: Image.Image, model: dict, software_version: 
     pdf.multi_cell(0, 5, _text(NOTICE), border=1, fill=True, padding=2, new_x="LMARGIN", new_y="NEXT")
     pdf.ln(3)
 
-    # The scan and the heat map, side by side, each with the tumour box.
+    # The scan and the heat map, side by side, each with the tumour box. A scan that was not
+    # analysed shows no heat map, no probabilities and no similar cases: only why.
+    from .cam_methods import caption
+    from .inference.decision import could_be, headline
+
+    decision = result.get("decision", "classified")
+    rejected = decision == "rejected"
     box = result.get("box")
     top, width = pdf.get_y(), 87.0
     height = width * size[1] / size[0]
     if height > 95:
         height, width = 95.0, 95.0 * size[0] / size[1]
     pdf.image(with_box(scan, box, size), x=15, y=top, w=width, h=height)
-    overlay = result.get("overlay")
+    overlay = None if rejected else result.get("overlay")
     if overlay is not None:
         pdf.image(with_box(overlay, box, size), x=108, y=top, w=width, h=height)
     pdf.set_font("Helvetica", "", 8)
     pdf.set_xy(15, top + height + 1)
     pdf.cell(width, 4, "The scan" + (" with the tumour box the model found" if box else ""))
     pdf.set_xy(108, top + height + 1)
-    cam = result.get("cam_method", "gradcam")
-    pdf.cell(width, 4, _text(f"Heat map ({cam}) for {NAMES.get(result.get('target'), result.get('target'))}")
-             if overlay is not None else "No heat map was computed")
-    pdf.set_y(top + height + 8)
+    target = NAMES.get(result.get("target"), result.get("target"))
+    if overlay is not None:
+        pdf.multi_cell(width, 4, _text(caption(result.get("cam_method", "gradcam"), target)))
+    elif not rejected:
+        pdf.cell(width, 4, "No heat map was computed")
+    pdf.set_y(top + height + 10)
 
-    # The answer.
-    label = str(result["label"])
-    decision = result.get("decision", "classified")
-    pdf.set_font("Helvetica", "B", 13)
-    shown = "Not classified" if decision == "rejected" else NAMES.get(label, label)
-    pdf.cell(0, 7, _text(f"Answer: {shown}  ({100 * float(result['confidence']):.1f}% confidence)"),
-             new_x="LMARGIN", new_y="NEXT")
+    # The answer: the class, "Uncertain: refer" with the classes it could be, or "Not analysed".
+    pdf.set_font("Helvetica", "B", 14)
+    lead = headline(result)
+    if decision == "classified":
+        lead += f"  ({100 * float(result['confidence']):.1f}%)"
+    pdf.cell(0, 8, _text(lead), new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", "", 10)
-    words = DECISIONS.get(decision, decision)
-    if result.get("prediction_set") and decision == "uncertain":
-        words += ". It could be any of: " + ", ".join(NAMES.get(c, c) for c in result["prediction_set"])
+    if could_be(result):
+        pdf.cell(0, 6, _text(f"It could be {could_be(result)}."), new_x="LMARGIN", new_y="NEXT")
     if result.get("reason"):
-        reason = str(result["reason"])
-        words += ". " + reason[:1].upper() + reason[1:]
-    pdf.multi_cell(0, 5, _text("Decision: " + words), new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(0, 5, _text(str(result["reason"])), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(2)
+    if rejected:
+        return _foot(pdf, model, software_version, size)
 
     # Probabilities with bars.
     pdf.set_font("Helvetica", "B", 10)
@@ -125,19 +130,25 @@ def case_report(result: dict, scan: Image.Image, model: dict, software_version: 
         pdf.cell(0, 6, f"{100 * float(p):.1f}%", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(2)
 
-    # Similar cases.
+    # Similar cases, most similar first, and whether the model was trained on this picture.
+    from .inference.similar import case_words
+
     pdf.set_font("Helvetica", "B", 10)
     pdf.cell(0, 6, "Similar cases", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", "", 9)
+    if result.get("seen_before_notice"):
+        pdf.multi_cell(0, 5, _text(result["seen_before_notice"]), new_x="LMARGIN", new_y="NEXT")
     if similar:
         for s in similar:
-            note = "  (a near copy of this scan: the answer reflects memory)" if s.get("near_copy") else ""
-            pdf.cell(0, 5, _text(f"{s['id']}: {NAMES.get(s['label'], s['label'])}, similarity "
-                                 f"{float(s['similarity']):.2f}{note}"), new_x="LMARGIN", new_y="NEXT")
+            pdf.cell(0, 5, _text(f"{s['id']}: {case_words(s)}"), new_x="LMARGIN", new_y="NEXT")
     else:
-        pdf.cell(0, 5, "No similar-case index was used for this answer.", new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(0, 5, "Not asked for (similar=K on the web form, --similar K on the command line).",
+                 new_x="LMARGIN", new_y="NEXT")
+    return _foot(pdf, model, software_version, size)
 
-    # Provenance, at the foot of the page.
+
+def _foot(pdf, model: dict, software_version: str, size: tuple[int, int]) -> bytes:
+    """Provenance, at the foot of the page; the finished PDF."""
     pdf.set_y(-32)
     pdf.set_draw_color(203, 213, 225)
     pdf.line(15, pdf.get_y(), 195, pdf.get_y())

@@ -112,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
     outdir = Path(args.explain) if args.explain else None
     reportdir = Path(args.report) if args.report else None
 
+    from PIL import Image
+
     from ..inference.cam import explanation_figure
     from ..inference.predictor import display_pixels
     from ..data import progress
@@ -152,11 +154,9 @@ def run(args: argparse.Namespace) -> int:
             if args.explain or args.report:
                 preds = []
                 for gray, (file, name) in zip(grays, names):
-                    e = predictor.explain(gray, cam_method=args.cam_method, tta=args.tta)
+                    e = predictor.explain(gray, cam_method=args.cam_method, tta=args.tta, similar=args.similar,
+                                          sha256=_sha256(file) if args.similar else None)
                     extra = {}
-                    if args.similar:
-                        extra["similar"] = predictor.similar(gray, args.similar, sha256=_sha256(file))
-                        extra["near_copy"] = any(s["near_copy"] for s in extra["similar"])
                     if reportdir is not None:
                         from .. import __version__
                         from ..report import case_report
@@ -164,62 +164,87 @@ def run(args: argparse.Namespace) -> int:
                         target = reportdir / (_figure_name(name, used_reports)[:-4] + ".pdf")
                         target.write_bytes(case_report(e, gray, {"name": predictor.name, "version": predictor.version,
                                                                  "sha256": predictor.sha256}, __version__,
-                                                             similar=extra.get("similar")))
+                                                             similar=e.get("similar")))
                         extra["report"] = str(target)
                     if outdir is None:
                         preds.append({k: v for k, v in e.items() if k not in ("heatmap", "heatmap_input", "overlay")}
                                      | extra)
                         continue
+                    scan = display_pixels(gray)
+                    rejected = e.get("decision") == "rejected"  # no heat map for an image not analysed
                     fig = explanation_figure(
-                        display_pixels(gray), e["overlay"],
-                        f"{e['label']}  {e['confidence']:.1%}"
-                        + (f"  ({_decision(e)})" if e.get("decision", "classified") != "classified" else ""),
-                        f"{name} - {args.cam_method} for {e['target']} - not for diagnosis",
+                        scan, Image.fromarray(scan).convert("RGB") if rejected else e["overlay"], _lead(e),
+                        f"{name} - {e['reason'] if rejected else _caption(e)} - not for diagnosis",
                         box=e.get("box"), image_size=gray.size)
                     target = outdir / _figure_name(name, used)
                     fig.save(target)
                     preds.append({k: v for k, v in e.items() if k not in ("heatmap", "heatmap_input", "overlay")}
                                  | extra | {"explanation": str(target)})
             else:
-                preds = predictor.predict_batch(grays, batch_size=args.batch_size, tta=args.tta)
-            for (file, _), gray, r in zip(names, grays, preds):
-                if args.similar and "similar" not in r:
-                    r["similar"] = predictor.similar(gray, args.similar, sha256=_sha256(file))
-                    r["near_copy"] = any(s["near_copy"] for s in r["similar"])
+                preds = predictor.predict_batch(grays, batch_size=args.batch_size, tta=args.tta, similar=args.similar,
+                                                sha256=[_sha256(f) for f, _ in names] if args.similar else None)
+            for (file, _), r in zip(names, preds):
                 results.append({"file": file, **r})
             bar.update(len(chunk))
     finally:
         bar.close()
 
     classes = predictor.classes
+    model = {"name": predictor.name, "version": predictor.version, "sha256": predictor.sha256}
     if args.json:
-        print(json.dumps({"results": results, "errors": errors}))
+        print(json.dumps({"model": model, "results": results, "errors": errors}))
     elif args.csv:
         sys.stdout.write(format_csv(results, errors, classes))
-    else:
+    elif results:
         print(format_table(results, classes))
         for r in results:
+            if r.get("decision", "classified") != "classified":
+                print(f"{r['file']}: {r['headline']}. {r['reason']}")
+            if r.get("seen_before_notice"):
+                print(f"{r['file']}: {r['seen_before_notice']}")
             if r.get("similar"):
-                nearest = ", ".join(f"{s['id']} ({s['label']}, {s['similarity']:.2f}{', near copy' if s['near_copy'] else ''})"
-                                    for s in r["similar"])
-                print(f"{r['file']}: similar cases {nearest}")
+                from ..inference.similar import case_words
+
+                print(f"{r['file']}: similar cases, most similar first: "
+                      + "; ".join(f"{s['id']} ({case_words(s)})" for s in r["similar"]))
+        print(f"model {model['name']}, version {model['version']}")
+    for folder, key, what in ((outdir, "explanation", "picture"), (reportdir, "report", "PDF report")):
+        written = sum(key in r for r in results)
+        if folder is not None:
+            print(f"braintumor predict: wrote {written} {what}{'' if written == 1 else 's'} to {folder}",
+                  file=sys.stderr)
+    if not args.json and not args.csv:
         for e in errors:
             print(f"braintumor predict: cannot read {e['file']}: {e['error']}", file=sys.stderr)
     return 1 if errors else 0
 
 
-def _decision(r: dict) -> str:
-    """classified, or uncertain with the plausible classes, or rejected."""
-    d = r.get("decision", "")
-    if d == "uncertain":
-        return "uncertain: " + "/".join(r.get("prediction_set", []))
-    return d
+def _lead(r: dict) -> str:
+    """What an answer leads with: the class and its probability, or the headline and the classes."""
+    from ..inference.decision import could_be
+
+    if r.get("decision", "classified") == "classified":
+        return f"{r['headline']}  {r['confidence']:.1%}"
+    return r["headline"] + (f": {could_be(r)}" if could_be(r) else "")
+
+
+def _caption(r: dict) -> str:
+    from ..cam_methods import caption
+    from ..config import CLASS_NAMES
+
+    return caption(r["cam_method"], CLASS_NAMES.get(r["target"], r["target"]))
 
 
 def format_table(results: list[dict], classes: tuple[str, ...]) -> str:
-    header = ["file", "label", "confidence", *classes, "decision"]
-    rows = [[r["file"], r["label"], f"{r['confidence']:.4f}",
-             *(f"{r['probabilities'][c]:.4f}" for c in classes), _decision(r)] for r in results]
+    """One row per answer, leading as every answer does: the class, "Uncertain: refer" with the
+    classes it could be, or "Not analysed" (no probabilities: the image was not judged)."""
+    header = ["file", "answer", "confidence", *classes]
+    rows = []
+    for r in results:
+        shown = r.get("decision") != "rejected"
+        rows.append([r["file"], _lead(r).split("  ")[0],
+                     f"{r['confidence']:.4f}" if r.get("decision", "classified") == "classified" else "-",
+                     *(f"{r['probabilities'][c]:.4f}" if shown else "-" for c in classes)])
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = []
     for row in [header, *rows]:

@@ -73,6 +73,16 @@ def seen_before(found: Sequence[dict]) -> tuple[str | None, str | None]:
     return None, None
 
 
+def case_words(case: dict) -> str:
+    """One similar case for a person: its class, how close it is and how it matches the query."""
+    from ..config import CLASS_NAMES
+
+    words = f"{CLASS_NAMES.get(case['label'], case['label'])}, closer than {case['closeness']}% of neighbours in the index"
+    if case.get("match"):
+        words += f"; the {case['match']}" + (", trained on" if case.get("trained") else ", not trained on")
+    return words
+
+
 @dataclass
 class CaseIndex:
     embeddings: np.ndarray  # (N, D) float32, unit length
@@ -139,7 +149,7 @@ class CaseIndex:
             raise CaseIndexError(f"{path} was built by an earlier version of this tool; {rebuild}")
         prep = json.loads(meta.get("preprocessing") or "{}")
         if (model_weights is not None and meta["model_weights"] != model_weights) or \
-                (preprocessing is not None and prep and prep != preprocessing):
+                (preprocessing is not None and prep and prep != json.loads(json.dumps(preprocessing))):
             raise CaseIndexError(f"{path} was built with model weights {meta['model_weights'][:12]}, not with the "
                                  f"model served ({(model_weights or '?')[:12]}); {rebuild}")
         desc = t["descriptors"].astype(np.float32) * (t["descriptor_scale"][:, None] / 127.0)

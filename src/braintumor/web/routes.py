@@ -216,7 +216,16 @@ def report() -> Response:
 
 
 def build_answer(p: Any, image: Image.Image, result: dict) -> dict:
+    """The JSON answer. It leads as every answer does (``headline``; ``could_be`` for an uncertain
+    one); a rejected scan gets no heat map (nor similar cases: the Predictor gives none)."""
+    from ..cam_methods import caption
+    from ..config import CLASS_NAMES
+    from ..inference.decision import could_be
+
     probs = result["probabilities"]
+    rejected = result.get("decision") == "rejected"
+    if rejected:
+        result = {k: v for k, v in result.items() if k not in ("overlay", "heatmap", "heatmap_input")}
     overlay = result.get("overlay")
     original = display_original(p, image, overlay)
     answer: dict[str, Any] = {
@@ -235,6 +244,11 @@ def build_answer(p: Any, image: Image.Image, result: dict) -> dict:
         # of drawing and encoding the coloured overlay here.
         w, h = original.size
         answer["heatmap_png"] = png_data_url(Image.fromarray(heat_levels(result["heatmap"], (h, w)), "L"))
+    if could_be(result):
+        answer["could_be"] = could_be(result)
+    if result.get("cam_method") and not rejected:
+        target = str(result.get("target") or result["label"])
+        answer["cam_caption"] = caption(result["cam_method"], CLASS_NAMES.get(target, target))
     for key, value in result.items():  # later additions (decision, reason, prediction_set, ...)
         if key not in CONVERTED and key not in answer:
             value = jsonable(value)

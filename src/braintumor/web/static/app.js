@@ -69,6 +69,7 @@
     if (/^image\/(jpeg|png|bmp|gif|webp)$/.test(file.type)) {
       previewUrl = URL.createObjectURL(file);
       img.hidden = false;
+      img.onerror = function () { img.hidden = true; };  // a damaged file: no broken picture
       img.src = previewUrl;
     } else {
       img.hidden = true;
@@ -83,8 +84,9 @@
     clearError();
     if (!file) { showError("That was not a file. Drop an image file from your computer."); return; }
     showPreview(file);
-    if (file.size === 0) { showError("This file is empty."); return; }
+    if (file.size === 0) { clearAnswer(); showError("This file is empty."); return; }
     if (file.size > maxBytes) {
+      clearAnswer();
       showError(humanError(413, ""));
       return;
     }
@@ -107,6 +109,7 @@
       })
       .then(function (r) {
         if (r.status !== 200) {
+          clearAnswer();
           result.dataset.state = "error";
           showError(humanError(r.status, r.body && r.body.error));
           return;
@@ -115,6 +118,7 @@
         render(r.body, performance.now() - started);
       })
       .catch(function () {
+        clearAnswer();
         result.dataset.state = "error";
         showError("Could not reach the server. Check that it is still running, then try again.");
       })
@@ -125,13 +129,30 @@
       });
   }
 
+  /* An error leaves no earlier answer on screen: the result is hidden until the next one. */
+  function clearAnswer() {
+    result.hidden = true;
+    lastFile = null;
+    lastAnswerId = null;
+    $("similar-list").textContent = "";
+  }
+
+  /* The answer leads with what it is: the class (classified), "Uncertain: refer" with the classes
+     it could be, or "Not analysed" with the reason and nothing else (no probability, chart, heat
+     map or similar cases). The same headline is in the JSON, the PDF and the command line. */
   function render(answer, roundTripMs) {
     setStatus("");
     result.hidden = false;
-    var top = answer.label;
-    $("label").textContent = name(top);
-    $("label-swatch").style.background = colour(top);
+    var top = answer.label, decision = answer.decision || "classified";
+    var rejected = decision === "rejected";
+    result.dataset.decision = decision;
+    $("label").textContent = answer.headline || name(top);
+    $("label-swatch").style.background = decision === "classified" ? colour(top) : (rejected ? "#94a3b8" : "#f59e0b");
+    $("answer-conf").hidden = decision !== "classified";
     $("confidence").textContent = percent(answer.confidence);
+    $("could-be").hidden = !answer.could_be;
+    $("could-be").textContent = answer.could_be ? "It could be " + answer.could_be + "." : "";
+    $("reason").textContent = answer.reason || "";
     var t = answer.timing_ms || {};
     $("timing").textContent = Math.round(t.total || 0) + " ms on the server, " +
       Math.round(roundTripMs) + " ms in all";
@@ -141,13 +162,17 @@
     renderDecision(answer);
     renderTruth(answer);
     renderVotes(answer);
-    renderChart(answer.predictions);
-    renderList(answer.predictions, top);
+    $("analysis").hidden = rejected;
+    if (!rejected) {
+      renderChart(answer.predictions);
+      renderList(answer.predictions, top);
+    }
 
     $("original").src = answer.original;
     $("under").src = answer.original;
     var heat = $("gradcam");
-    if (answer.gradcam || answer.heatmap_png) {
+    $("heat-figure").hidden = rejected;
+    if (!rejected && (answer.gradcam || answer.heatmap_png)) {
       if (answer.gradcam) {
         heat.src = answer.gradcam;
       } else {
@@ -155,12 +180,11 @@
         colourHeatMap(answer.original, answer.heatmap_png, heat);
       }
       heat.hidden = false;
-      $("gradcam-caption").textContent = camLabel(answer.cam_method) + ": where the model looked for \u201c" +
-        name(top) + "\u201d";
+      $("gradcam-caption").textContent = answer.cam_caption || camLabel(answer.cam_method);
     } else {
       heat.hidden = true;
       heat.removeAttribute("src");
-      $("gradcam-caption").textContent = "No heat map (switched off in Options)";
+      $("gradcam-caption").textContent = rejected ? "" : "No heat map (switched off in Options)";
     }
     renderBox(answer);
     renderSimilar(answer);
@@ -168,6 +192,9 @@
     $("report-status").textContent = "";
     applyOpacity();
     result.dataset.state = "done";
+    if (window.matchMedia && window.matchMedia("(max-width: 879px)").matches) {
+      $("result-title").scrollIntoView({ block: "start" });  // on a phone the answer is below the scan
+    }
   }
 
   /* The heat map over the scan, drawn here as the server would draw it
@@ -241,29 +268,53 @@
     $("original-caption").textContent = box ? "Original, with the tumour box the model found" : "Original";
   }
 
-  /* The most similar indexed scans, with a plain notice when the scan is a near copy of one. */
+  /* The most similar indexed scans, most similar first (the server's order), each with how close
+     it is and whether it is the same picture or a neighbouring slice; the notice says when the
+     model trained on this picture (or on its neighbouring slice). A click shows a scan larger. */
+  function closeWords(c) {
+    return c >= 90 ? "very close" : c >= 50 ? "close" : "loosely similar";
+  }
   function renderSimilar(answer) {
     var box = $("similar-box"), list = $("similar-list");
     list.textContent = "";
-    var items = answer.similar || [];
+    var items = answer.decision === "rejected" ? [] : (answer.similar || []);
     box.hidden = items.length === 0;
-    $("near-copy").hidden = !answer.near_copy;
+    $("near-copy").hidden = !answer.seen_before_notice;
+    $("near-copy").textContent = answer.seen_before_notice || "";
     items.forEach(function (s) {
       var li = document.createElement("li");
-      if (s.near_copy) { li.className = "copy"; }
+      if (s.match) { li.className = s.match === "same picture" ? "copy" : "neighbour"; }
+      var text = name(s.label) + " \u00b7 " + closeWords(s.closeness) + (s.match ? " \u00b7 " + s.match : "") +
+        (s.match && s.trained ? " (trained on)" : "");
+      var title = "Closer than " + s.closeness + "% of the index's scans are to their nearest neighbour";
       if (s.thumbnail) {
+        var btn = document.createElement("button");
+        btn.type = "button";
+        btn.className = "case";
+        btn.title = title;
         var img = document.createElement("img");
         img.src = s.thumbnail;
-        img.alt = "Indexed scan " + s.id;
-        li.appendChild(img);
+        img.alt = "Indexed scan " + s.id + ": " + name(s.label);
+        btn.appendChild(img);
+        btn.addEventListener("click", function () { showCase(s, text); });
+        li.appendChild(btn);
       }
       var cap = document.createElement("span");
       cap.className = "similar-cap";
-      cap.textContent = name(s.label) + " \u00b7 " + s.similarity.toFixed(2) + (s.near_copy ? " \u00b7 near copy" : "");
+      cap.textContent = text;
+      cap.title = title;
       cap.style.borderColor = colour(s.label);
       li.appendChild(cap);
       list.appendChild(li);
     });
+  }
+
+  function showCase(s, text) {
+    var view = $("case-view");
+    $("case-view-img").src = s.thumbnail;
+    $("case-view-img").alt = "Indexed scan " + s.id;
+    $("case-view-caption").textContent = s.id + ": " + text;
+    if (view.showModal) { view.showModal(); } else { view.setAttribute("open", ""); }
   }
 
   /* Several models served: each one's vote and how many agree with the combined answer. */
@@ -351,21 +402,16 @@
   function renderDecision(answer) {
     var box = $("decision");
     box.className = "decision";
+    box.hidden = true;
+    box.textContent = "";
     if (answer.decision === "uncertain") {
-      var set = (answer.prediction_set || []).map(name).join(", ");
-      box.textContent = "Uncertain: refer to a radiologist." + (set ? " The answer could be any of: " + set + "." : "") +
-        (answer.reason ? " " + answer.reason : "");
+      box.textContent = "The model cannot tell with enough certainty. Have the scan read by a radiologist.";
       box.classList.add("uncertain");
       box.hidden = false;
     } else if (answer.decision === "rejected") {
-      box.textContent = "Not classified: " + (answer.reason || "this image is unlike the scans the model was trained on.");
+      box.textContent = "The model gives no answer for this image.";
       box.classList.add("rejected");
       box.hidden = false;
-      $("label").textContent = "Not classified";
-      $("label-swatch").style.background = "#94a3b8";
-    } else {
-      box.hidden = true;
-      box.textContent = "";
     }
   }
 
@@ -435,13 +481,13 @@
     $("fb-send").disabled = false;
     $("fb-status").textContent = "";
     var radios = feedbackForm.querySelectorAll("input[name=fb-label]");
-    Array.prototype.forEach.call(radios, function (r) { r.checked = r.value === answer.label; });
+    Array.prototype.forEach.call(radios, function (r) { r.checked = false; });  // the person's own answer
   }
 
   function sendFeedback(e) {
     e.preventDefault();
     var chosen = feedbackForm.querySelector("input[name=fb-label]:checked");
-    if (!chosen) { $("fb-status").textContent = "Choose the class the scan really shows."; return; }
+    if (!chosen) { $("fb-status").textContent = "Choose what the scan really shows, or \u201cNot sure\u201d."; return; }
     var keep = $("fb-keep").checked;
     var form = new FormData();
     form.append("id", lastAnswerId);
@@ -506,6 +552,10 @@
     if (fileInput.files && fileInput.files[0]) { send(fileInput.files[0], null); }
   });
   $("opacity").addEventListener("input", applyOpacity);
+  /* Another heat-map method: the same scan is asked again at once (no need to drop it again). */
+  $("cam_method").addEventListener("change", function () {
+    if (lastFile && !busy && !result.hidden) { send(lastFile, sampleTruth); }
+  });
   $("try-sample").addEventListener("click", trySample);
   $("download-report").addEventListener("click", downloadReport);
 })();
