@@ -91,6 +91,15 @@ def comparable(answer: dict) -> dict:
     return {k: v for k, v in answer.items() if k not in PER_REQUEST}
 
 
+def server_cpu_seconds(proc) -> float:
+    """CPU seconds the server process has used (user + system, all threads; Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -197,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                 return i, 0, {"error": f"{type(exc).__name__}: {exc}"}, 0.0
             return i, status, answer, elapsed
 
+        cpu0 = server_cpu_seconds(proc) if proc is not None else 0.0
         t0 = time.perf_counter()
         with ThreadPoolExecutor(max_workers=args.clients) as pool:
             futures = [pool.submit(one, k) for k in range(args.requests)]
@@ -212,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                 if comparable(answer) != reference[i]:
                     mismatches += 1
         wall = time.perf_counter() - t0
+        cpu = server_cpu_seconds(proc) - cpu0 if proc is not None else None
     finally:
         if proc is not None:
             proc.terminate()
@@ -225,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
           f"explain={'off' if args.no_explain else 'on'}, overlay={'on' if args.overlay else 'off'}; load average "
           f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(f"wall {wall:.1f} s  throughput {ok / wall:.2f} req/s")
+    if cpu is not None and ok:
+        per = 1000 * cpu / ok
+        print(f"server CPU time {per:.1f} ms a request (all its threads): on {os.cpu_count()} cores to itself "
+              f"it could answer at most {1000 * (os.cpu_count() or 1) / per:.0f} req/s")
     print(f"latency ms  p50 {1000 * percentile(latencies, 50):.0f}  p95 {1000 * percentile(latencies, 95):.0f}  "
           f"p99 {1000 * percentile(latencies, 99):.0f}  max {1000 * max(latencies, default=float('nan')):.0f}")
     print(f"errors {len(errors)}  answers different from the image sent alone {mismatches}")

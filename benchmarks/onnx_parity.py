@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="only the first N validation images (0: all)")
     ap.add_argument("--light-python", default=None, metavar="PYTHON",
                     help="the python of a light install (no PyTorch), e.g. .venv-light/bin/python")
+    ap.add_argument("--no-recheck", action="store_true",
+                    help="int8 alone: no answer is read again in float32 (what the re-check is for)")
     ap.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     args = ap.parse_args(argv)
     root = require(args.data, TRAINING, option="--data")
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rechecked = []
     plain = recheck.borderline
-    recheck.borderline = lambda *a, **k: rechecked.append(plain(*a, **k)) or rechecked[-1]
+    recheck.borderline = lambda *a, **k: rechecked.append(not args.no_recheck and plain(*a, **k)) or rechecked[-1]
 
     files = [str(root / rel) for rel in json.loads(split.read_text())["val"]]
     files = files[:args.limit] if args.limit else files
