@@ -1,99 +1,61 @@
-"""How well the out-of-distribution gate separates brain MRI slices from everything else.
+"""How well the out-of-distribution gate refuses what is not a brain MRI slice, and how rarely it
+refuses real slices.
 
-    python benchmarks/ood_eval.py [--model FILE] [--backend auto] [--seed 0] [--data DIR] [--split FILE]
+    python benchmarks/ood_eval.py [--model FILE] [--backend auto] [--seed 1] [--data DIR] [--split FILE]
+                                  [--source DIR]... [--robustness N]
 
-In-distribution: the validation MRI slices of ``model/split.json`` (read from ``--data``, the
-Training folder; the benchmark skips, exit 0 with one line on stderr, when it or the split file is
-missing). Out-of-distribution:
-``benchmarks/ood_set.py`` (library photographs, drawn documents and screenshots, SYNTHETIC
-radiographs and CT, noise, blank, tiny and heavily cropped images), plus two groups of real files
-found on the machine, reported apart:
-
-- ``real-dicom``: the DICOM test files that ship with pydicom (head and spine CT, abdominal CT,
-  ultrasound, an abdominal MRI, a whole-body scan);
-- ``system``: screenshots, charts and icons that Debian packages install under /usr/share.
-
-Everything goes through ``Predictor.predict_batch`` (the backend users get by default), so the
-numbers are those of the real pipeline. Printed: AUROC of the gate's score (inputs refused by the
-size or blank check count as the most out-of-distribution), the share of each category rejected at
-the shipped threshold -- the split-conformal 99% quantile of the validation scores, so at most 1% of
-the validation slices are rejected -- the validation false-rejection rate (in sample, and
-cross-fitted: threshold from one half of the validation split, rejection measured on the other),
-and what the gate costs next to a prediction. A second real brain MRI from elsewhere (matplotlib's
-sagittal sample ``s1045.ima``) is reported as a should-accept check.
+Real slices: the validation split of every source (``model/split.json``'s ``val`` under ``--data``,
+and each ``--source`` folder's files that the split records under ``sources``), without the CT
+slices that ``model/not-mri.tsv`` lists (they are counted with the CT); the rejected share is
+printed per class and per source. Not brain MRI: ``benchmarks/ood_set.py`` (seed 1: none of its
+generated pictures is among the gate's negatives), printed per kind and per origin, with what each
+rejection said. Everything goes through ``Predictor.predict_batch``, the served path. Skips (exit 0,
+one line on stderr) when the data or the split file are missing.
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
-import io
 import json
 import sys
 import time
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: _common and siblings
-from _common import REPO, SPLIT, TRAINING, require  # noqa: E402
-import ood_set  # noqa: E402
+from _common import SHARED_DATA, SPLIT, TRAINING, require  # noqa: E402
 
-REAL_DICOM = ("693_J2KI", "CT_small", "J2K_pixelrep_mismatch", "JPEG2000", "examples_jpeg2k",
-              "examples_overlay", "examples_palette", "examples_rgb_color", "examples_ybr_color",
-              "liver_1frame", "image_dfl")
-CHECK_FAILED = 1e6  # score of an input refused by the size or blank check
+SOURCES = (SHARED_DATA / "tcga-lgg", SHARED_DATA / "br35h")
 
 
-def auroc(neg: np.ndarray, pos: np.ndarray) -> float:
-    """P(score of a random positive > score of a random negative), ties counted half."""
-    from scipy.stats import rankdata
-
-    r = rankdata(np.concatenate([neg, pos]))
-    n0, n1 = len(neg), len(pos)
-    return float((r[n0:].sum() - n1 * (n1 + 1) / 2) / (n0 * n1))
-
-
-def real_files() -> list[tuple[str, str, object]]:
-    items: list[tuple[str, str, object]] = []
-    try:
-        from pydicom.data import get_testdata_file
-
-        for name in REAL_DICOM:
-            path = get_testdata_file(f"{name}.dcm")
-            if path:
-                items.append(("real-dicom", name, Path(path)))
-    except ImportError:
-        pass
-    files = sorted(glob.glob("/usr/share/doc/**/*.png", recursive=True))
-    files += sorted(glob.glob("/usr/share/icons/Adwaita/512x512/*/*.png"))[:30]
-    items += [("system", Path(f).name, Path(f)) for f in files]
-    return items
+def real_slices(data: Path, split: dict, sources: list[Path], not_mri: set[str]) -> list[tuple[str, str, Path]]:
+    """(source, class, path) of every validation slice that is MRI."""
+    out = [("main", r.split("/")[0], data / r) for r in split["val"] if r not in not_mri]
+    for folder in sources:
+        entry = (split.get("sources") or {}).get(folder.name)
+        if not entry:
+            print(f"  {folder.name}: the split records no validation files for it; left out", file=sys.stderr)
+            continue
+        out += [(folder.name, r.split("/")[0], folder / r) for r in entry["val"]]
+    return out
 
 
-def gate_score(r: dict) -> float:
-    """The gate's score of a result; inputs refused by the size or blank check rank above all."""
-    from braintumor.inference.ood import ATYPICAL
+def robustness(predictor, files: list[Path], n: int) -> None:
+    """False rejections of validation slices sent with changes a real scan may come with."""
+    import io
 
-    if r.get("decision") == "rejected" and not str(r.get("reason", "")).startswith(ATYPICAL):
-        return CHECK_FAILED
-    return float(r["ood_score"])
-
-
-def benign_changes() -> dict:
-    """Changes a real scan may come with that do not make it out of distribution."""
     from PIL import Image, ImageEnhance
+
+    from braintumor.imaging import load_image
 
     def jpeg(g, q):
         buf = io.BytesIO()
         g.save(buf, "JPEG", quality=q)
         return Image.open(io.BytesIO(buf.getvalue()))
 
-    def bits12(g):
-        a = np.asarray(g).astype(np.uint16) * 16
-        return a + np.random.default_rng(0).integers(0, 16, a.shape).astype(np.uint16)
-
-    return {
+    changes = {
         "as is": lambda g: g,
         "upscaled to 512 px": lambda g: g.resize((512, 512), Image.BICUBIC),
         "downscaled to 128 px": lambda g: g.resize((128, 128), Image.BILINEAR),
@@ -102,132 +64,99 @@ def benign_changes() -> dict:
         "mirrored": lambda g: g.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
         "contrast x0.8": lambda g: ImageEnhance.Contrast(g).enhance(0.8),
         "brightness x1.2": lambda g: ImageEnhance.Brightness(g).enhance(1.2),
-        "12-bit array": bits12,
         "padded with black": lambda g: Image.fromarray(np.pad(np.asarray(g), g.width // 5)),
         "cropped to 85%": lambda g: g.crop((g.width * 0.075, g.height * 0.075, g.width * 0.925, g.height * 0.925)),
     }
-
-
-def robustness(predictor, val: list[Path], n: int) -> None:
-    """False rejections (and referrals) of validation slices sent with benign changes."""
-    from braintumor.imaging import load_image
-
     rng = np.random.default_rng(0)
-    picks = [val[i] for i in rng.choice(len(val), min(n, len(val)), replace=False)]
-    grays = [load_image(p) for p in picks]
-    print(f"\n{len(grays)} validation slices with benign changes:")
-    print(f"  {'change':<22}{'rejected':>10}{'uncertain':>11}{'median score':>14}")
-    for name, change in benign_changes().items():
+    grays = [load_image(files[i]) for i in rng.choice(len(files), min(n, len(files)), replace=False)]
+    print(f"\n{len(grays)} validation slices with changes a real scan may come with:")
+    for name, change in changes.items():
         rs = predictor.predict_batch([change(g) for g in grays], batch_size=32)
-        rej = np.mean([r["decision"] == "rejected" for r in rs])
-        unc = np.mean([r["decision"] == "uncertain" for r in rs])
-        print(f"  {name:<22}{100 * rej:>9.1f}%{100 * unc:>10.1f}%{np.median([r['ood_score'] for r in rs]):>14.2f}",
-              flush=True)
+        print(f"  {name:<22}{100 * np.mean([r['decision'] == 'rejected' for r in rs]):>6.1f}% rejected", flush=True)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="checkpoint (default: the shipped model)")
     ap.add_argument("--backend", default="auto", help="Predictor backend (default: auto, as users get)")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the generated set")
+    ap.add_argument("--seed", type=int, default=1, help="seed of the generated part of the set (not 0: the gate's)")
     ap.add_argument("--data", default=str(TRAINING), help="the Training folder")
     ap.add_argument("--split", default=str(SPLIT))
-    ap.add_argument("--repeats", type=int, default=200, help="halvings for the cross-fitted rate")
-    ap.add_argument("--robustness", type=int, default=300, metavar="N",
-                    help="validation slices re-sent with benign changes (resized, re-compressed, "
-                         "re-contrasted, ...) to measure false rejections; 0: skip (default: 300)")
+    ap.add_argument("--source", action="append", default=None, metavar="DIR",
+                    help="another source folder (default: ../shared/data/tcga-lgg and br35h where present)")
+    ap.add_argument("--robustness", type=int, default=0, metavar="N",
+                    help="also re-send N validation slices resized, re-compressed, re-contrasted, ... (default: 0)")
     args = ap.parse_args()
     data = require(args.data, TRAINING, option="--data")
-    split = require(args.split, SPLIT, file=True, option="--split")
+    split_file = require(args.split, SPLIT, file=True, option="--split")
+    sources = [Path(s) for s in args.source] if args.source else [s for s in SOURCES if s.is_dir()]
 
-    from braintumor.inference import ood
+    import ood_set
+
+    from braintumor.inference.ood import OodGate
     from braintumor.inference.predictor import Predictor
 
     predictor = Predictor.load(args.model, backend=args.backend)
-    gate = ood.OodGate.from_meta(predictor.checkpoints[0].meta.get("ood"))
-    if not gate.fitted:
-        print("the checkpoint has no out-of-distribution statistics (braintumor calibrate)")
+    gate = OodGate.from_meta(predictor.checkpoints[0].meta.get("ood"))
+    if not gate.fitted or gate.legacy:
+        print("the checkpoint's gate is missing or was fitted by an earlier version: braintumor fit-gate")
         return 1
-    val = [data / r for r in json.loads(split.read_text())["val"]]
-    print(f"model {predictor.name}, backend {predictor.backend}; {len(val)} validation slices", flush=True)
+    split = json.loads(split_file.read_text())
+    not_mri = {line.split("\t")[0] for line in ood_set.NOT_MRI.read_text().splitlines()[1:]} \
+        if ood_set.NOT_MRI.is_file() else set()
+    slices = real_slices(data, split, sources, not_mri)
+    print(f"model {predictor.name} {predictor.version}, backend {predictor.backend}; {len(slices)} validation "
+          f"MRI slices of {1 + len(sources)} sources", flush=True)
     t0 = time.perf_counter()
-    id_results = predictor.predict_batch(val, batch_size=32)
-    id_seconds = time.perf_counter() - t0
-    id_scores = np.array([gate_score(r) for r in id_results])
-    id_rejected = np.array([r["decision"] == "rejected" for r in id_results])
+    results = predictor.predict_batch([p for _, _, p in slices], batch_size=32)
+    seconds = time.perf_counter() - t0
+    rejected = defaultdict(list)
+    for (source, cls, path), r in zip(slices, results):
+        hit = r["decision"] == "rejected"
+        rejected[f"class {cls}"].append(hit)
+        rejected[f"source {source}"].append(hit)
+        rejected[f"{source}/{cls}"].append(hit)
+        if hit:
+            print(f"  rejected: {source}/{path.name}: {r['reason']}")
+    print("\nreal slices rejected (target: at most 1% of any class and any source):")
+    for key in sorted(rejected):
+        v = rejected[key]
+        print(f"  {key:<24}{sum(v):>4} of {len(v):>4}  {100 * np.mean(v):5.2f}%")
+    allv = [x for k, v in rejected.items() if k.startswith("source ") for x in v]
+    print(f"  {'all':<24}{sum(allv):>4} of {len(allv):>4}  {100 * np.mean(allv):5.2f}%")
 
-    items = ood_set.build(args.seed, mri=val) + real_files()
-    images = [im for _, _, im in items]
-    cats = np.array([c for c, _, _ in items])
-    names = [n for _, n, _ in items]
-    print(f"{len(items)} out-of-distribution images", flush=True)
-    results = predictor.predict_batch(images, batch_size=32, errors="return")
-    unreadable = [n for n, r in zip(names, results) if "error" in r]
-    keep = np.array(["error" not in r for r in results])
-    scores = np.array([gate_score(r) if "error" not in r else np.nan for r in results])
-    rejected = np.array([r.get("decision") == "rejected" for r in results])
+    items = ood_set.build(args.seed)
+    outs = predictor.predict_batch([im for _, _, im, _ in items], batch_size=32, errors="return")
+    table: dict[tuple[str, str], list] = defaultdict(list)
+    for (kind, name, _, origin), r in zip(items, outs):
+        table[(kind, origin)].append((name, r))
+    print(f"\nnot brain MRI slices ({len(items)}; benchmarks/ood_set.py, seed {args.seed}):")
+    print(f"  {'kind':<16}{'origin':<11}{'n':>4}{'rejected':>10}   said (rejections)                  accepted")
+    totals = Counter()
+    for (kind, origin), rows in sorted(table.items()):
+        ok = [(n, r) for n, r in rows if "error" not in r]
+        hit = [r for _, r in ok if r["decision"] == "rejected"]
+        said = Counter(r.get("rejection", "?") for r in hit)
+        missed = [n for n, r in ok if r["decision"] != "rejected"]
+        totals[origin, "n"] += len(ok)
+        totals[origin, "hit"] += len(hit)
+        print(f"  {kind:<16}{origin:<11}{len(ok):>4}{100 * len(hit) / max(len(ok), 1):>9.1f}%   "
+              f"{', '.join(f'{k} {v}' for k, v in said.most_common(3)):<35}{', '.join(missed[:4])}"
+              + (f" (+{len(missed) - 4})" if len(missed) > 4 else "")
+              + (f"  unreadable: {len(rows) - len(ok)}" if len(rows) > len(ok) else ""))
+    for origin in ("held-out", "dataset", "generated", "checks"):
+        if totals[origin, "n"]:
+            print(f"  {'all ' + origin:<27}{totals[origin, 'n']:>4}{100 * totals[origin, 'hit'] / totals[origin, 'n']:>9.1f}%")
 
-    generated = keep & ~np.isin(cats, ["real-dicom", "system"])
-    print("\nout-of-distribution images rejected at the shipped threshold (<= 1% of validation slices):")
-    print(f"  {'category':<14}{'n':>5}{'rejected':>10}{'AUROC':>8}   accepted")
-    for c in dict.fromkeys(cats):
-        m = keep & (cats == c)
-        missed = [n for n, mm, rj in zip(names, m, rejected) if mm and not rj]
-        print(f"  {c:<14}{m.sum():>5}{100 * rejected[m].mean():>9.1f}%{auroc(id_scores, scores[m]):>8.4f}   "
-              f"{', '.join(missed[:6])}{' ...' if len(missed) > 6 else ''}")
-    print(f"  {'generated set':<14}{generated.sum():>5}{100 * rejected[generated].mean():>9.1f}%"
-          f"{auroc(id_scores, scores[generated]):>8.4f}   (targets: AUROC >= 0.99, rejected >= 95%)")
-    real = keep & np.isin(cats, ["real-dicom", "system"])
-    if real.any():
-        print(f"  {'real files':<14}{real.sum():>5}{100 * rejected[real].mean():>9.1f}%"
-              f"{auroc(id_scores, scores[real]):>8.4f}")
-    print(f"  {'all':<14}{keep.sum():>5}{100 * rejected[keep].mean():>9.1f}%{auroc(id_scores, scores[keep]):>8.4f}")
-    if unreadable:
-        print(f"  unreadable (not counted): {', '.join(unreadable)}")
-
-    # validation false rejections: in sample, and with the threshold fitted on the other half
-    raw = np.where(id_scores >= CHECK_FAILED, np.inf, id_scores * gate.threshold)
-    rng = np.random.default_rng(0)
-    rates = []
-    for _ in range(args.repeats):
-        perm = rng.permutation(len(raw))
-        a, b = perm[: len(raw) // 2], perm[len(raw) // 2:]
-        t = ood.conformal_quantile(raw[a], ood.FALSE_REJECTION, midpoint=True)
-        rates.append((raw[b] > t).mean())
-    print(f"\nvalidation slices rejected: {100 * id_rejected.mean():.2f}% ({id_rejected.sum()} of {len(val)}, "
-          f"in sample); cross-fitted {100 * np.mean(rates):.2f}% +/- {100 * np.std(rates):.2f}")
-    print("  reasons:", {r["reason"][:40]: sum(x["reason"] == r["reason"] for x in id_results)
-                         for r in id_results if r["decision"] == "rejected"})
-
-    # a real brain MRI from elsewhere should pass
     import matplotlib.cbook as cbook
 
-    with cbook.get_sample_data("s1045.ima.gz") as f:
+    with cbook.get_sample_data("s1045.ima.gz") as f:  # a sagittal brain MRI from elsewhere: should pass
         mri = np.frombuffer(f.read(), np.uint16).reshape(256, 256)
     r = predictor.predict(mri)
-    print(f"\nmatplotlib's sagittal brain MRI (s1045.ima): {r['decision']} (score {r['ood_score']:.2f})")
-
+    print(f"\nmatplotlib's sagittal brain MRI (s1045.ima): {r['decision']} ({r.get('reason')})")
+    print(f"validation inference: {seconds:.0f} s for {len(slices)} slices")
     if args.robustness:
-        robustness(predictor, val, args.robustness)
-
-    # cost of the gate next to a prediction
-    prep = predictor.preprocessing
-    sample = sorted((REPO / "tests" / "data" / "sample").rglob("*.jpg"))
-    from braintumor.imaging import load_image
-
-    grays = [load_image(p) for p in sample]
-    pixels = np.stack([prep.pixels(g) for g in grays])
-    feats = np.random.default_rng(0).normal(size=(len(grays), gate.features.mean.shape[0]))
-    t0 = time.perf_counter()
-    for _ in range(10):
-        gate.check([g.size for g in grays], pixels, feats)
-    gate_ms = (time.perf_counter() - t0) / (10 * len(grays)) * 1000
-    t0 = time.perf_counter()
-    for g in grays:
-        predictor.predict(g)
-    predict_ms = (time.perf_counter() - t0) / len(grays) * 1000
-    print(f"gate: {gate_ms:.2f} ms per image; a whole predict() (gate included): {predict_ms:.1f} ms "
-          f"(batch-1, backend {predictor.backend}); validation inference {id_seconds:.0f} s")
+        robustness(predictor, [p for _, _, p in slices], args.robustness)
     return 0
 
 

@@ -187,6 +187,9 @@ def test_phone_file_picker_and_errors_in_words(browser, server, sample_files, tm
     wait_for_result(page)
     assert page.is_hidden("#error")
     assert page.text_content("#label") in NAMES.values()
+    page.wait_for_timeout(300)
+    top = page.eval_on_selector("#result-title", "e => e.getBoundingClientRect().top")
+    assert -2 <= top < 844 / 2  # the answer was scrolled into view (it starts below the scan on a phone)
     # fits the phone's width; original and heat map side by side
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
     left = page.eval_on_selector("#original", "e => e.getBoundingClientRect().toJSON()")
@@ -215,19 +218,21 @@ def test_page_shows_the_votes_of_several_models(browser, sample_files, tmp_path)
         votes = page.text_content("#votes")
         assert votes.startswith("1 of 2 models agree.")
         assert "a: Glioma" in votes and "b: Pituitary tumour" in votes
-        assert page.text_content("#decision").startswith("Uncertain: refer to a radiologist.")
+        assert page.text_content("#label") == "Uncertain: refer" and page.is_hidden("#answer-conf")
+        assert "Glioma" in page.text_content("#could-be") and "Pituitary tumour" in page.text_content("#could-be")
         page.close()
 
 
-def test_dropped_scan_shows_similar_cases_and_the_near_copy_notice(browser, random_checkpoint, sample_dir,
-                                                                   sample_files, tmp_path):
+def test_dropped_scan_shows_similar_cases_in_score_order_larger_on_click_and_the_notice(
+        browser, random_checkpoint, sample_dir, sample_files, tmp_path):
     from braintumor.inference.predictor import Predictor
-    from braintumor.inference.similar import build_index
+    from braintumor.inference.similar import NOTICES, Folder, build_index
     from braintumor.web import create_app
     from braintumor.web.serve import BackgroundServer
 
     p = Predictor.load(random_checkpoint)
-    build_index(p, sample_dir, p.classes, show_progress=False).save(tmp_path / "index.safetensors")
+    trained = frozenset(f"{q.parent.name}/{q.name}" for q, _ in sample_files if q != sample_files[9][0])
+    build_index(p, [Folder(sample_dir, "", trained)], p.classes, show_progress=False).save(tmp_path / "index.safetensors")
     p.attach_index(tmp_path / "index.safetensors")
     with BackgroundServer(create_app(predictor=p), threads=2) as srv:
         page = browser.new_page(viewport={"width": 1280, "height": 1100})
@@ -235,7 +240,7 @@ def test_dropped_scan_shows_similar_cases_and_the_near_copy_notice(browser, rand
         page.goto(srv.url)
         page.click(".options summary")  # the field is among the options
         page.fill("#similar", "4")
-        drop_file(page, "#dropzone", sample_files[8][0])
+        drop_file(page, "#dropzone", sample_files[8][0])  # a scan the model trained on
         wait_for_result(page)
         assert page.is_visible("#similar-box")
         items = page.query_selector_all("#similar-list li")
@@ -243,8 +248,18 @@ def test_dropped_scan_shows_similar_cases_and_the_near_copy_notice(browser, rand
         assert page.evaluate("() => Array.from(document.querySelectorAll('#similar-list img'))"
                              ".every(i => i.complete && i.naturalWidth > 0)")
         first = page.text_content("#similar-list li:first-child")
-        assert "near copy" in first and NAMES[sample_files[8][1]] in first
-        assert page.is_visible("#near-copy") and "reflects memory" in page.text_content("#near-copy")
+        assert "same picture" in first and "(trained on)" in first and NAMES[sample_files[8][1]] in first
+        assert page.text_content("#near-copy") == NOTICES["same picture"]
+        page.click("#similar-list li:first-child button")
+        assert page.is_visible("#case-view")
+        assert page.eval_on_selector("#case-view-img", "e => e.getBoundingClientRect().width") > 300
+        page.click("#case-view button")
+        assert page.is_hidden("#case-view")
+        drop_file(page, "#dropzone", sample_files[9][0])  # a scan it did not train on: its own picture, no notice
+        page.wait_for_function("() => document.getElementById('similar-list').textContent.includes('not') "
+                               "|| document.getElementById('near-copy').hidden")
+        wait_for_result(page)
+        assert page.is_hidden("#near-copy")
         assert not seen["errors"], seen["errors"]
         assert not seen["elsewhere"], seen["elsewhere"]
         page.close()
@@ -312,7 +327,11 @@ def test_feedback_with_and_without_consent(browser, predictor, sample_files, tmp
         assert page.is_visible("#feedback")
         shown = page.text_content("#label")
         predicted = next(k for k, v in NAMES.items() if v == shown)
-        assert page.is_checked(f"#feedback input[value='{predicted}']")  # the answer, preselected
+        assert page.evaluate("() => document.querySelectorAll('#feedback input[name=fb-label]:checked').length") == 0
+        assert page.is_visible("#feedback input[value='unsure']") and page.is_visible("#feedback input[value='not-mri']")
+        assert "Not a brain MRI slice" in page.text_content("#feedback fieldset")
+        style = page.eval_on_selector("#fb-send", "e => getComputedStyle(e).backgroundColor")
+        assert style == "rgb(37, 99, 235)"  # the page's accent, not the browser's grey button
         corrected = next(c for c in NAMES if c != predicted)
         page.check(f"#feedback input[value='{corrected}']")
         page.fill("#fb-comment", "second reader disagrees")
@@ -324,6 +343,8 @@ def test_feedback_with_and_without_consent(browser, predictor, sample_files, tmp
         drop_file(page, "#dropzone", second[0])
         wait_for_result(page)
         assert page.text_content("#fb-status") == ""  # a fresh form for the new answer
+        page.click("#fb-send")  # nothing chosen: the form asks
+        assert "Not sure" in page.text_content("#fb-status")
         page.check(f"#feedback input[value='{second[1]}']")
         page.check("#fb-keep")
         page.click("#fb-send")
@@ -342,14 +363,18 @@ def test_feedback_with_and_without_consent(browser, predictor, sample_files, tmp
     assert np.array_equal(kept, np.asarray(load_image(second[0])))
 
 
-@pytest.mark.parametrize("extra, words", [
-    ({"decision": "uncertain", "prediction_set": ["glioma", "meningioma"]},
-     ["Uncertain: refer to a radiologist.", "Glioma, Meningioma"]),
-    ({"decision": "rejected", "reason": "this does not look like a brain MRI slice"},
-     ["Not classified: this does not look like a brain MRI slice"]),
+@pytest.mark.parametrize("extra, lead, words, analysed", [
+    ({"decision": "uncertain", "prediction_set": ["glioma", "meningioma"], "headline": "Uncertain: refer",
+      "reason": "More than one class fits this scan: Glioma or Meningioma."},
+     "Uncertain: refer", ["It could be Glioma or Meningioma.", "More than one class fits this scan"], True),
+    ({"decision": "rejected", "reason": "This looks like a photograph, not a brain MRI slice.", "headline": "Not analysed",
+      "prediction_set": []},
+     "Not analysed", ["This looks like a photograph, not a brain MRI slice."], False),
 ])
-def test_page_shows_uncertain_and_rejected_answers(browser, predictor, sample_files, extra, words):
-    """Answers that carry a decision (added to Predictor results by the abstention work)."""
+def test_page_shows_uncertain_and_rejected_answers_for_what_they_are(browser, predictor, sample_files, extra, lead,
+                                                                     words, analysed):
+    """An uncertain answer leads with "Uncertain: refer" and the classes it could be; a rejected one
+    with "Not analysed" and its reason, and no probability, chart or heat map."""
     from braintumor.web import create_app
     from braintumor.web.serve import BackgroundServer
 
@@ -364,10 +389,46 @@ def test_page_shows_uncertain_and_rejected_answers(browser, predictor, sample_fi
         page = browser.new_page(viewport={"width": 1024, "height": 800})
         page.goto(srv.url)
         drop_file(page, "#dropzone", sample_files[3][0])
-        wait_for_result(page)
-        text = page.text_content("#decision")
-        assert page.is_visible("#decision") and all(w in text for w in words), text
+        page.wait_for_selector("#result[data-state='done']", state="attached", timeout=60_000)
+        assert page.text_content("#label") == lead and page.is_hidden("#answer-conf")
+        text = page.text_content("#result")
+        assert all(w in text for w in words), text
+        assert text.count("radiologist") <= 1 and "notumor" not in text and "coverage" not in text
+        assert page.is_visible("#analysis") == analysed and page.is_visible("#heat-figure") == analysed
         page.close()
+
+
+def test_the_heat_map_follows_the_chosen_method_at_once(browser, server, sample_files):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    seen = watch(page, server.url)
+    page.goto(server.url)
+    drop_file(page, "#dropzone", sample_files[0][0])
+    wait_for_result(page)
+    assert page.text_content("#gradcam-caption").startswith("Grad-CAM: where the model looked for ")
+    page.click(".options summary")
+    with page.expect_response(lambda r: r.url.endswith("/api/predict")) as info:
+        page.select_option("#cam_method", "eigencam")  # no new drop: the page asks again itself
+    assert info.value.status == 200
+    page.wait_for_function("() => document.getElementById('gradcam-caption').textContent.startsWith('EigenCAM')")
+    caption = page.text_content("#gradcam-caption")
+    assert "the same for every class" in caption and "looked for" not in caption
+    assert not seen["errors"], seen["errors"]
+    page.close()
+
+
+def test_an_error_clears_the_previous_answer(browser, server, sample_files, tmp_path):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(server.url)
+    drop_file(page, "#dropzone", sample_files[0][0])
+    wait_for_result(page)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    drop_file(page, "#dropzone", broken)
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.is_hidden("#result")  # no earlier answer beside the new error
+    page.wait_for_timeout(300)
+    assert page.is_hidden("#preview")  # and no broken picture
+    page.close()
 
 
 # -------------------------------------------------------------------- the README screenshot

@@ -292,6 +292,12 @@ def build_index(predictor: Any, folders: Sequence[Folder] | str | Path, classes:
         folders = [Folder(Path(folders))]
     samples = []
     for folder in folders:
+        if folder.prefix:  # another source (braintumor.sources): its class folders, tumours of unknown type left out
+            from ..sources import list_source
+
+            samples += [(folder, im.rel, im) for im in list_source(folder.root)
+                        if im.label >= 0 and im.rel.split("/")[0] in classes]
+            continue
         for s in list_samples(Path(folder.root), tuple(classes), require_all=False):
             rel = Path(s.path).relative_to(folder.root).as_posix()
             samples.append((folder, rel, s))
