@@ -3,36 +3,16 @@ augmentation, and the extra losses (CAM in the box, box head). Used by :mod:`bra
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .errors import BoxesError
 from . import localize, source_aug
+from .errors import BoxesError  # noqa: F401 (re-exported: what read_boxes raises)
+from .sources import read_boxes  # noqa: F401 (the one reader of boxes files, here for training)
 from .transforms import Augment
-
-
-def read_boxes(path: str | Path) -> dict[str, tuple[float, float, float, float]]:
-    """``file xc yc w h`` rows (YOLO form, fractions of the stored image) -> {file: (x0, y0, x1, y1)}."""
-    path = Path(path)
-    if not path.is_file():
-        raise BoxesError(f"boxes file not found: {path}")
-    out = {}
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f, delimiter="\t")
-        need = {"file", "xc", "yc", "w", "h"}
-        if not reader.fieldnames or not need <= set(reader.fieldnames):
-            raise BoxesError(f"{path}: expected tab-separated columns {' '.join(sorted(need))}")
-        for i, row in enumerate(reader, start=2):
-            try:
-                xc, yc, w, h = (float(row[k]) for k in ("xc", "yc", "w", "h"))
-            except (TypeError, ValueError):
-                raise BoxesError(f"{path}:{i}: not a number in {row}") from None
-            out[row["file"]] = (xc - w / 2, yc - h / 2, xc + w / 2, yc + h / 2)
-    return out
 
 
 def boxes_in_prepared(box: tuple[float, float, float, float], width: int, height: int,

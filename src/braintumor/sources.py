@@ -27,7 +27,7 @@ import numpy as np
 
 from . import formats
 from .config import CLASSES
-from .errors import DataError
+from .errors import BoxesError, DataError
 
 TUMOUR = -1  # label of a tumour of unknown type: the partial label "one of the tumour classes"
 TUMOUR_FOLDER = "tumour"
@@ -51,6 +51,26 @@ def label_name(label: int) -> str:
     return "tumour" if label == TUMOUR else CLASSES[label]
 
 
+def read_boxes(path: str | Path) -> dict[str, tuple[float, float, float, float]]:
+    """``file xc yc w h`` rows (YOLO form, fractions of the stored image) -> {file: (x0, y0, x1, y1)}."""
+    path = Path(path)
+    if not path.is_file():
+        raise BoxesError(f"boxes file not found: {path}")
+    out = {}
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f, delimiter="\t")
+        need = {"file", "xc", "yc", "w", "h"}
+        if not reader.fieldnames or not need <= set(reader.fieldnames):
+            raise BoxesError(f"{path}: expected tab-separated columns {' '.join(sorted(need))}")
+        for i, row in enumerate(reader, start=2):
+            try:
+                xc, yc, w, h = (float(row[k]) for k in ("xc", "yc", "w", "h"))
+            except (TypeError, ValueError):
+                raise BoxesError(f"{path}:{i}: not a number in {row}") from None
+            out[row["file"]] = (xc - w / 2, yc - h / 2, xc + w / 2, yc + h / 2)
+    return out
+
+
 def list_source(folder: str | Path, name: str | None = None) -> list[SourceImage]:
     """Every image of a source folder (see the module's docstring), in class then name order."""
     folder = Path(folder)
@@ -61,8 +81,6 @@ def list_source(folder: str | Path, name: str | None = None) -> list[SourceImage
     subdirs = sorted(d.name for d in folder.iterdir() if d.is_dir() and d.name in known)
     if not subdirs:
         raise DataError(f"{folder}: no class folders ({', '.join(known)})")
-    from .box_training import read_boxes  # the one reader of boxes files
-
     boxes = read_boxes(folder / "boxes.tsv") if (folder / "boxes.tsv").is_file() else {}
     patients = {}
     if (folder / "manifest.tsv").is_file():
