@@ -6,7 +6,7 @@ Measured, as medians over at least 50 distinct images (the 12 sample scans, flip
 and re-contrasted, or the images in --data):
 
 - batch-1 ``predict``;
-- ``explain`` (predict + Grad-CAM heat map + overlay);
+- ``explain`` (predict + heat map + overlay);
 - images per second of ``predict_batch`` (batch 32);
 - for a model with a tumour-box head, what the box head and the box refiner cost an image;
 
@@ -311,12 +311,12 @@ def main(argv: list[str] | None = None) -> int:
     o, r = figures["ours"], figures["reference"]
     print(f"\n{'wall clock, medians':28}{'ours':>10}{'reference':>12}{'speed-up':>10}{'target':>10}")
     print(f"{'predict, batch 1 (ms)':28}{o['predict_ms']:>10.1f}{r['predict_ms']:>12.1f}"
-          f"{r['predict_ms'] / o['predict_ms']:>9.1f}x{'<= 15':>10}")
-    print(f"{'predict + Grad-CAM (ms)':28}{o['explain_ms']:>10.1f}{r['explain_ms']:>12.1f}"
-          f"{r['explain_ms'] / o['explain_ms']:>9.1f}x{'<= 60':>10}")
+          f"{r['predict_ms'] / o['predict_ms']:>9.1f}x{'>= 4x':>10}")
+    print(f"{'predict + heat map (ms)':28}{o['explain_ms']:>10.1f}{r['explain_ms']:>12.1f}"
+          f"{r['explain_ms'] / o['explain_ms']:>9.1f}x{'>= 10x':>10}")
     print(f"{'predict_batch (images/s)':28}{o['batch_img_s']:>10.1f}{r['batch_img_s']:>12.1f}"
-          f"{o['batch_img_s'] / r['batch_img_s']:>9.1f}x{'>= 80':>10}")
-    print(f"{'Grad-CAM cost (ms)':28}{o['explain_ms'] - o['predict_ms']:>10.1f}"
+          f"{o['batch_img_s'] / r['batch_img_s']:>9.1f}x{'>= 4x':>10}")
+    print(f"{'heat map cost (ms)':28}{o['explain_ms'] - o['predict_ms']:>10.1f}"
           f"{r['explain_ms'] - r['predict_ms']:>12.1f}")
     print(f"{'CPU time, predict (ms)':28}{o['predict_cpu_ms']:>10.1f}{r['predict_cpu_ms']:>12.1f}"
           "   (all threads; a check when other work shares the machine)")
