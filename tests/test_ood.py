@@ -50,7 +50,8 @@ def test_shipped_gate_accepts_the_sample_scans(shipped_predictor, sample_files):
 
 @pytest.mark.parametrize("kind, expected", [
     ("black", {"blank"}), ("grey", {"blank"}), ("white", {"blank"}), ("tiny", {"too small"}),
-    ("noise", {"pattern", "atypical"}), ("photo", {"photograph", "colour"}), ("document", {"document", "graphic"}),
+    ("noise", {"pattern", "atypical", "not brain MRI"}), ("photo", {"photograph", "colour", "not brain MRI"}),
+    ("document", {"document", "graphic", "not brain MRI"}),
     ("head-ct", {"ct"}),
 ])
 def test_shipped_gate_rejects_what_is_not_a_brain_mri_and_says_what_it_looks_like(
@@ -69,7 +70,8 @@ def test_shipped_gate_rejects_what_is_not_a_brain_mri_and_says_what_it_looks_lik
     r = shipped_predictor.predict(images[kind])
     assert r["decision"] == "rejected" and r["headline"] == "Not analysed", (kind, r["ood_score"], r["reason"])
     assert r["prediction_set"] == [] and r["rejection"] in expected, (kind, r["rejection"])
-    words = {"blank": ood.BLANK, "too small": "40 x 40 pixels", "colour": ood.COLOUR, "atypical": ood.ATYPICAL}
+    words = {"blank": ood.BLANK, "too small": "40 x 40 pixels", "colour": ood.COLOUR, "atypical": ood.ATYPICAL,
+             "not brain MRI": ood.NOT_MRI}
     assert words.get(r["rejection"], ood.REASONS.get(r["rejection"])) in r["reason"]
     assert set(r) >= {"label", "confidence", "probabilities"}  # the raw answer is still there
 
@@ -191,6 +193,7 @@ def test_a_fitted_gate_bounds_every_groups_rejections_and_survives_the_checkpoin
     assert verdicts[0].rejection == "too small" and "32 x 32" in verdicts[0].reason
     said = [v.rejection for v in verdicts[3:]]
     assert sum(k in negatives.KINDS for k in said) >= 5  # the negatives are named as what they look like
+    assert all(v.reason == ood.REASONS.get(v.rejection, ood.NOT_MRI) for v in verdicts[3:])
     coloured = probe_x[3:4].copy()
     coloured[:, -2] = 0.6  # 36% of the picture in colour
     assert back.check([(256, 256)], np.full((1, 4, 4), 100) + np.eye(4) * 50, probe_f[:1], coloured)[0].reason
@@ -210,7 +213,7 @@ def test_a_gate_fitted_by_an_earlier_version_still_loads_and_checks():
 
 
 def test_every_reason_is_plain_short_sentences():
-    for reason in [*ood.REASONS.values(), ood.BLANK, ood.COLOUR, ood.ATYPICAL, ood.TOO_SMALL]:
+    for reason in [*ood.REASONS.values(), ood.BLANK, ood.COLOUR, ood.ATYPICAL, ood.NOT_MRI, ood.TOO_SMALL]:
         assert reason[0].isupper() and reason.endswith(".") and "_" not in reason and "notumor" not in reason
         assert all(len(s.split()) <= 20 for s in reason.split(". "))
 

@@ -99,11 +99,28 @@ def load_checkpoint(path: str | Path, expected_sha256: str | None = None,
 
 
 def update_meta(path: str | Path, **entries) -> str:
-    """Add entries (temperature, thresholds) to a checkpoint's metadata, keeping its weights."""
-    ck = load_checkpoint(path)
-    import torch
+    """Add entries (temperature, thresholds, the gate) to a checkpoint's metadata. Only the
+    safetensors header is rewritten: the tensor table and the weights' bytes stay as they are, so
+    the weights digest (what the ONNX graphs and the similar-case index are keyed to) does not
+    change. Written to a temporary file and renamed into place; returns the new SHA-256."""
+    import json
+    import os
+    import struct
 
-    meta = {**ck.meta, **entries}
-    half = any(v.dtype == torch.float16 for v in ck.state_dict.values())
-    model = ck.build()
-    return save_checkpoint(path, model, ck.arch, ck.preprocessing, ck.classes, meta, half=half)
+    from .inference.model_file import _raw_header, sha256_file
+
+    path = Path(path)
+    table, start = _raw_header(path)
+    header = json.loads(table["__metadata__"]["braintumor"])
+    header["meta"] = {**header.get("meta", {}), **entries}
+    table["__metadata__"] = {**table["__metadata__"], "braintumor": json.dumps(header)}
+    raw = json.dumps(table, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # safetensors pads the header to 8 bytes
+    tmp = path.with_name(path.name + ".tmp")
+    with open(path, "rb") as src, open(tmp, "wb") as dst:
+        dst.write(struct.pack("<Q", len(raw)) + raw)
+        src.seek(start)
+        for block in iter(lambda: src.read(1 << 20), b""):
+            dst.write(block)
+    os.replace(tmp, path)
+    return sha256_file(path)

@@ -127,7 +127,7 @@ def _name(label: str) -> str:
     """A class as a person reads it (``notumor`` -> ``No tumour``)."""
     from ..config import CLASS_NAMES
 
-    return CLASS_NAMES.get(label, label)
+    return CLASS_NAMES.get(label, str(label))
 
 
 def either(labels: Sequence[str]) -> str:

@@ -58,6 +58,8 @@ MRI = "mri"  # the classifier's first kind
 TOO_SMALL = "The image is only {w} x {h} pixels. A scan needs at least {m} pixels a side."
 BLANK = "The image is blank: it is nearly one grey level."
 COLOUR = "This is a colour picture. Brain MRI slices are grey."
+NOT_MRI = "This does not look like a brain MRI slice."
+KIND_SURE = 0.9  # the classifier names what an image looks like only when it gives that kind this much
 ATYPICAL = ("This image is unlike the brain MRI slices the model was trained on. It may be another kind "
             "of scan, another view or another part of the body.")
 REASONS = {
@@ -286,7 +288,9 @@ def conformal_quantile(scores: np.ndarray, rate: float, midpoint: bool = False) 
 @dataclass(frozen=True)
 class Verdict:
     """The gate's answer for one image: ``reason`` (None when it passes), ``rejection`` (which
-    check failed: ``too small``, ``blank``, ``colour``, a kind of :data:`REASONS`, or ``atypical``)
+    check failed: ``too small``, ``blank``, ``colour``, a kind of :data:`REASONS` (named when the
+    classifier gives it at least :data:`KIND_SURE`), ``not brain MRI`` (another kind, none of them
+    sure), or ``atypical``)
     and ``score`` (the atypical score relative to the threshold, None without fitted statistics)."""
 
     reason: str | None
@@ -365,21 +369,23 @@ class OodGate:
                 if self.kinds is not None:
                     probs = self.kinds.probabilities(inputs)
                     top = probs.argmax(1)
-                    runner = np.argsort(-probs[:, 1:], axis=1)[:, 0] + 1  # the likeliest other kind
-                    kinds = [self.kinds.kinds[t] if t != 0 else self.kinds.kinds[r] + "?" for t, r in zip(top, runner)]
+                    sure = probs.max(1) >= KIND_SURE
+                    kinds = [None if t == 0 else (self.kinds.kinds[t] if ok else "not brain MRI")
+                             for t, ok in zip(top, sure)]
         stds = pixels.reshape(n, -1).std(axis=1)
         out = []
         for (w, h), std, score, kind, colour in zip(sizes, stds, scores, kinds, colours):
             score = None if score is None else float(score)
-            likely = None if kind is None or kind.endswith("?") else kind
+            likely = kind
             if min(w, h) < self.min_side:
                 out.append(Verdict(TOO_SMALL.format(w=w, h=h, m=self.min_side), "too small", score))
             elif std < self.blank_std:
                 out.append(Verdict(BLANK, "blank", score))
             elif colour > self.colour_max:
-                out.append(Verdict(REASONS[likely] if likely else COLOUR, likely or "colour", score))
+                named = likely in REASONS
+                out.append(Verdict(REASONS[likely] if named else COLOUR, likely if named else "colour", score))
             elif likely is not None:
-                out.append(Verdict(REASONS[likely], likely, score))
+                out.append(Verdict(REASONS.get(likely, NOT_MRI), likely, score))
             elif score is not None and score > 1.0:
                 out.append(Verdict(ATYPICAL, "atypical", score))
             else:
