@@ -89,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
 
     samples = sorted((REPO / "tests" / "data" / "sample").rglob("*.jpg"))
     rs = p.predict_batch(samples, similar=5)
-    print(f"\nthe {len(samples)} sample scans: notices {notices(rs)} "
-          f"({', '.join(f'{s.name}: {r['seen_before']}' for s, r in zip(samples, rs) if r.get('seen_before')) or 'none'})")
+    fired = ", ".join(f"{s.name}: {r['seen_before']}" for s, r in zip(samples, rs) if r.get("seen_before"))
+    print(f"\nthe {len(samples)} sample scans: notices {notices(rs)} ({fired or 'none'})")
 
     train = [load_image(data / r) for r in split["train"]]
     tp = np.stack([pixels64(g)[0] for g in train])

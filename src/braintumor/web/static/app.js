@@ -284,8 +284,8 @@
     items.forEach(function (s) {
       var li = document.createElement("li");
       if (s.match) { li.className = s.match === "same picture" ? "copy" : "neighbour"; }
-      var text = name(s.label) + " \u00b7 " + closeWords(s.closeness) + (s.match ? " \u00b7 " + s.match : "") +
-        (s.match && s.trained ? " (trained on)" : "");
+      var text = name(s.label) + " \u00b7 " + (s.match === "same picture" ? "same picture" :
+        closeWords(s.closeness) + (s.match ? " \u00b7 " + s.match : "")) + (s.match && s.trained ? " (trained on)" : "");
       var title = "Closer than " + s.closeness + "% of the index's scans are to their nearest neighbour";
       if (s.thumbnail) {
         var btn = document.createElement("button");
