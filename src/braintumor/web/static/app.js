@@ -147,7 +147,7 @@
     var rejected = decision === "rejected";
     result.dataset.decision = decision;
     $("label").textContent = answer.headline || name(top);
-    $("label-swatch").style.background = decision === "classified" ? colour(top) : (rejected ? "#94a3b8" : "#f59e0b");
+    $("label-swatch").style.background = decision === "classified" ? colour(top) : (rejected ? "#94a3b8" : "#b45309");
     $("answer-conf").hidden = decision !== "classified";
     $("confidence").textContent = percent(answer.confidence);
     $("could-be").hidden = !answer.could_be;
