@@ -103,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         a, m = pixels64(load_image(data / rel))
         free.append(float(np.maximum(tp @ a, tp @ m).max()) < CORRELATION)
     free = np.array(free)
-    hits = [np.mean([s["label"] == rel.split("/")[0] for s in r["similar"]]) for rel, r in zip(val_rels, results)]
-    print(f"\n{len(val_rels)} validation scans: precision@5 {np.mean(hits):.3f}; "
+    hits = [np.mean([s["label"] == rel.split("/")[0] for s in r["similar"]]) if r["similar"] else np.nan
+            for rel, r in zip(val_rels, results)]
+    print(f"\n{len(val_rels)} validation scans: precision@5 {np.nanmean(hits):.3f} (rejected scans have none); "
           f"{int(free.sum())} have no training image within correlation {CORRELATION}")
     on_free = [r for r, f in zip(results, free) if f]
     on_rest = [r for r, f in zip(results, free) if not f]

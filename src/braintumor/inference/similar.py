@@ -77,10 +77,14 @@ def case_words(case: dict) -> str:
     """One similar case for a person: its class, how close it is and how it matches the query."""
     from ..config import CLASS_NAMES
 
-    words = f"{CLASS_NAMES.get(case['label'], case['label'])}, closer than {case['closeness']}% of neighbours in the index"
-    if case.get("match"):
-        words += f"; the {case['match']}" + (", trained on" if case.get("trained") else ", not trained on")
-    return words
+    name = CLASS_NAMES.get(case["label"], case["label"])
+    if case.get("match") == SAME:
+        words = f"{name}, the same picture"
+    else:
+        c = case["closeness"]
+        near = "very close" if c >= 90 else "close" if c >= 50 else "loosely similar"
+        words = f"{name}, {near} (closeness {c} of 100)" + (f", a {case['match']}" if case.get("match") else "")
+    return words + ((", trained on" if case.get("trained") else ", not trained on") if case.get("match") else "")
 
 
 @dataclass
