@@ -528,3 +528,17 @@ def test_terminal_output_escapes_control_characters(tmp_path):
     assert code == 0 and "\x1b" not in out and "m\\x1b[31m" in out
     code, out, _ = run_cli("feedback", "list", "--db", str(db), "--json")
     assert json.loads(out)[0]["comment"] == forged and "\x1b" not in out  # JSON escapes them itself
+
+
+def test_not_sure_and_not_a_brain_mri_slice_are_kept_but_never_exported(tmp_path):
+    con = fb.connect(tmp_path / "f.db")
+    img = Image.fromarray(np.full((32, 32), 100, np.uint8), "L")
+    fb.record(con, answer(answer_id="1", image_sha256="1" * 64), "unsure", "", img)
+    fb.record(con, answer(answer_id="2", image_sha256="2" * 64), "not-mri", "a photograph", img)
+    fb.record(con, answer(answer_id="3", image_sha256="3" * 64), "meningioma", "", img)
+    assert [r[0] for r in con.execute("SELECT corrected FROM feedback ORDER BY id")] == ["unsure", "not-mri", "meningioma"]
+    counts = fb.export(con, tmp_path / "out")
+    assert counts["meningioma"] == 1 and sum(counts.values()) == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["meningioma"]
+    with pytest.raises(fb.FeedbackError):
+        fb.record(con, answer(answer_id="4"), "maybe")
