@@ -9,7 +9,8 @@ Backends compared: ``torch`` (eager float32, the reference), ``onnx`` (the float
 int8 leaves too close to a decision boundary, :mod:`braintumor.inference.recheck`; their number is
 printed). With ``--light-python``, the int8 answers are computed
 again by that interpreter (the light install; PyTorch must be missing there) and compared with the
-training install's. Needs the Training folder (../shared/data/brain-tumor-mri/Training) and the
+training install's. With ``--no-recheck``, int8 alone, and how far its numbers lie from eager
+float32's against the re-check's margins (rerun after the model changes). Needs the Training folder (../shared/data/brain-tumor-mri/Training) and the
 model's split (model/split.json).
 """
 
@@ -37,9 +38,29 @@ print(json.dumps({"torch": "torch" in sys.modules,
 """
 
 
-def answers(p, files: list[str]) -> list[dict]:
-    out = p.outputs(files, batch_size=32, arrays=False, show_progress=True, desc=p.backend)["answers"]
-    return [{k: a.get(k) for k in ANSWER_KEYS} for a in out]
+def answers(p, files: list[str], raw: dict) -> list[dict]:
+    """The answers' labels, decisions and boxes; ``raw`` gets the calibrated logits and the
+    out-of-distribution scores (what the re-check's margins are measured on)."""
+    import numpy as np
+
+    out = p.outputs(files, batch_size=32, show_progress=True, desc=p.backend)
+    raw[p.backend] = (out["logits"][0] / p.checkpoints[0].temperature,
+                      np.array([a.get("ood_score") or np.nan for a in out["answers"]], dtype=float))
+    return [{k: a.get(k) for k in ANSWER_KEYS} for a in out["answers"]]
+
+
+def int8_error(raw: dict) -> dict:
+    """How far the int8 network's numbers lie from eager float32's, against the re-check's margins."""
+    import numpy as np
+
+    from braintumor.inference import recheck
+
+    (li, si), (lt, st) = raw["int8"], raw["torch"]
+    logit = float(np.abs(li - lt).max())
+    ratio = float(np.nanmax(np.maximum(si / st, st / si)))
+    print(f"int8 against eager: calibrated logits within {logit:.3f} (re-check margin {recheck.LOGIT_MARGIN}), "
+          f"out-of-distribution score within a factor {ratio:.3f} (margin {recheck.OOD_RATIO})")
+    return {"max_logit_error": logit, "max_ood_ratio": ratio}
 
 
 def iou(a, b) -> float:
@@ -91,15 +112,17 @@ def main(argv: list[str] | None = None) -> int:
 
     files = [str(root / rel) for rel in json.loads(split.read_text())["val"]]
     files = files[:args.limit] if args.limit else files
-    got, figures = {}, {}
+    got, figures, raw = {}, {}, {}
     for backend in ("torch", "onnx", "int8"):
         t = time.perf_counter()
         p = Predictor.load(args.model, backend=backend)
-        got[backend] = answers(p, files)
+        got[backend] = answers(p, files, raw)
         print(f"{backend}: {len(files)} validation images in {time.perf_counter() - t:.0f} s ({p.name})"
               + (f"; {sum(rechecked)} answers read again in float32" if backend == "int8" else ""))
     figures["rechecked"] = sum(rechecked)
     print()
+    if args.no_recheck:
+        figures["int8_error"] = int8_error(raw)
     figures["int8_vs_onnx"] = compare("int8 vs float32 graph", got["int8"], got["onnx"])
     figures["int8_vs_torch"] = compare("int8 vs eager PyTorch", got["int8"], got["torch"])
     figures["onnx_vs_torch"] = compare("float32 graph vs PyTorch", got["onnx"], got["torch"])
