@@ -142,7 +142,7 @@ def test_api_similar_cases_with_thumbnails_and_in_the_report(indexed, predictor,
     r = client.post("/api/report", data={"file": (io.BytesIO(data), "x.jpg"), "similar": "3"},
                     content_type="multipart/form-data")
     text = pypdf.PdfReader(io.BytesIO(r.data)).pages[0].extract_text()
-    assert a["similar"][1]["id"] in text and "same picture, trained on" in text and "trained on this very picture" in text
+    assert a["similar"][1]["id"] in text and "the same picture, trained on" in text and "trained on this very picture" in text
 
     plain = create_app(predictor=predictor).test_client()  # a model with no index
     assert 'id="similar"' not in plain.get("/").get_data(as_text=True)
