@@ -231,3 +231,17 @@ def test_notumor_rule_refers_no_tumour_answers_that_carry_tumour_evidence():
     # tumour answers are never touched by the rule
     sure = np.array([0.97, 0.01, 0.01, 0.01])
     assert decide(sure, CLASSES, None, policy, notumor_rule=rule)["decision"] == "classified"
+
+
+def test_decisions_use_the_coverage_the_model_was_calibrated_for():
+    from braintumor.inference.decision import Decider, conformal_threshold
+
+    scores = np.linspace(0.0, 0.9, 200)
+    meta = {"conformal": {"scores": scores.tolist(), "coverage": 0.99}}
+    own = Decider([meta], CLASSES)
+    assert own.policy.coverage == 0.99
+    assert own.threshold == conformal_threshold(scores, 0.99)
+    asked = Decider([meta], CLASSES, DecisionPolicy(coverage=0.9))  # a caller's choice wins
+    assert asked.threshold == conformal_threshold(scores, 0.9) < own.threshold
+    older = Decider([{"conformal": {"scores": scores.tolist()}}], CLASSES)  # recorded no coverage
+    assert older.policy.coverage == 0.95

@@ -81,7 +81,7 @@ def test_predict_with_every_output_runs_without_pytorch(tmp_path, sample_dir):
     assert len(list((tmp_path / "explain").glob("*.png"))) == len(files)
     assert (tmp_path / "report").is_dir() and list((tmp_path / "report").glob("*.pdf"))
     assert json.loads(out["evaluate"][1])["n"] == 12
-    assert "pairs" in json.loads(out["audit"][1]) or json.loads(out["audit"][1])
+    assert json.loads(out["audit"][1])["summary"]["images"] == 12
     assert (tmp_path / "index.safetensors").stat().st_size > 0
 
 

@@ -167,9 +167,12 @@ def test_an_ensemble_from_repeated_model_options(capsys, random_checkpoint, seco
     (["/no/such/scan.jpg"], "no such file or folder"),
     (["{sample}", "--batch-size", "0"], "--batch-size"),
     (["{empty}"], "no images found"),
+    (["{sample}", "--explain", "{file}/heatmaps"], "Not a directory"),  # an output folder under a file
 ])
 def test_bad_arguments_exit_2_with_one_line(capsys, random_checkpoint, sample_dir, tmp_path, argv, message):
-    argv = [a.format(sample=sample_dir, empty=tmp_path) for a in argv]
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    argv = [a.format(sample=sample_dir, empty=tmp_path / "empty", file=tmp_path / "notes.txt") for a in argv]
+    (tmp_path / "empty").mkdir()
     code, out, err = _run(capsys, *argv, "--model", random_checkpoint)
     assert code == 2 and out == ""
     assert message in err and len(err.strip().splitlines()) == 1

@@ -30,11 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def known_errors() -> tuple[type[BaseException], ...]:
-    """The errors whose message is meant for a person: one line on stderr and exit status 2.
-    Anything else is a bug, and its traceback is shown."""
+    """The errors whose message is meant for a person: one line on stderr and exit status 2. An
+    OSError is the machine's answer about a path the user gave (missing, not a folder, not
+    writable, a full disk). Anything else is a bug, and its traceback is shown."""
     from .errors import ToolError
 
-    return (ToolError, FileNotFoundError)
+    return (ToolError, OSError)
 
 
 def require_training_install() -> None:

@@ -21,6 +21,9 @@ def configure(p) -> None:
 
 def run(args) -> int:
     import json
+    import os
+
+    from safetensors import SafetensorError
 
     from ..errors import UsageError
     from ..inference.predictor import Predictor
@@ -36,6 +39,15 @@ def run(args) -> int:
             split["train"]
         except (OSError, ValueError, KeyError, TypeError):
             raise UsageError(f"--split: not a split file with a 'train' list: {args.split}") from None
+    out = Path(args.out)
+    if out.is_dir():
+        raise UsageError(f"--out: {out} is a folder; give the index file's name")
+    # checked before the work, not after it
+    folder = next((f for f in (out.parent, *out.parent.parents) if f.exists()), Path("."))
+    if not folder.is_dir():
+        raise UsageError(f"--out: {folder} is not a folder")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"--out: cannot write into {folder}")
     sources = split.get("sources") or {}
     folders = [Folder(Path(args.data), "", frozenset(split.get("train", [])))]
     for src in args.source:
@@ -43,8 +55,11 @@ def run(args) -> int:
         folders.append(Folder(Path(src), name, frozenset((sources.get(name) or {}).get("train", []))))
     p = Predictor.load(args.model)
     index = build_index(p, folders, p.classes, args.batch_size)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    index.save(args.out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        index.save(out)
+    except SafetensorError as exc:  # the file system refused what os.access allowed (root, /proc)
+        raise UsageError(f"--out: cannot write {out}: {str(exc).splitlines()[0][:200]}") from None
     size = Path(args.out).stat().st_size
     print(f"indexed {len(index)} scans ({int(index.trained.sum())} trained on) with model {p.name} "
           f"(weights {p.weights_digest[:12]}) into {args.out} ({size / 1e6:.1f} MB)")

@@ -18,7 +18,7 @@ when its top calibrated probability reaches the threshold.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -60,16 +60,17 @@ def top_mass_set(probs: np.ndarray, mass: float) -> list[int]:
 class DecisionPolicy:
     """How a Predictor decides between classified, uncertain and rejected.
 
-    ``coverage`` (default 0.95): conformal coverage of the prediction sets, using the scores stored in
-    the checkpoint. ``min_confidence``: when set, used instead: classified when the top calibrated
+    ``coverage``: conformal coverage of the prediction sets, using the scores stored in the
+    checkpoint; None (the default) takes the coverage the checkpoint was calibrated for
+    (``braintumor calibrate --coverage``), or 0.95 where it records none. ``min_confidence``: when set, used instead: classified when the top calibrated
     probability reaches it. ``ood``: whether the out-of-distribution gate may reject inputs."""
 
-    coverage: float = DEFAULT_COVERAGE
+    coverage: float | None = None
     min_confidence: float | None = None
     ood: bool = True
 
     def __post_init__(self):
-        if not 0.0 < float(self.coverage) < 1.0:
+        if self.coverage is not None and not 0.0 < float(self.coverage) < 1.0:
             raise ValueError(f"coverage must be between 0 and 1 (e.g. 0.95), got {self.coverage}")
         if self.min_confidence is not None and not 0.0 < float(self.min_confidence) <= 1.0:
             raise ValueError(f"min_confidence must be in (0, 1], got {self.min_confidence}")
@@ -177,7 +178,7 @@ def _decide(probs: np.ndarray, classes: Sequence[str], threshold: float | None,
         return _fields("uncertain", f"More than one class fits this scan: {either(_names(classes, in_set))}.",
                        _names(classes, in_set))
     return _fields("uncertain", f"No class fits this scan well. The most likely, {name}, has {probs[top]:.0%}.",
-                   _names(classes, top_mass_set(probs, policy.coverage)))
+                   _names(classes, top_mass_set(probs, policy.coverage or DEFAULT_COVERAGE)))
 
 
 class Decider:
@@ -196,8 +197,12 @@ class Decider:
         for meta in metas:
             conf = meta.get("conformal") or {}
             if conf.get("scores"):
+                if self.policy.coverage is None:  # the coverage the model was calibrated for
+                    self.policy = replace(self.policy, coverage=float(conf.get("coverage") or DEFAULT_COVERAGE))
                 self.threshold = conformal_threshold(np.asarray(conf["scores"]), self.policy.coverage)
                 break
+        if self.policy.coverage is None:
+            self.policy = replace(self.policy, coverage=DEFAULT_COVERAGE)
         self.gates = [OodGate.from_meta(m.get("ood")) for m in metas]
         self.notumor_rule = next((m["notumor_rule"] for m in metas if m.get("notumor_rule")), None)
 
