@@ -245,3 +245,28 @@ def test_decisions_use_the_coverage_the_model_was_calibrated_for():
     assert asked.threshold == conformal_threshold(scores, 0.9) < own.threshold
     older = Decider([{"conformal": {"scores": scores.tolist()}}], CLASSES)  # recorded no coverage
     assert older.policy.coverage == 0.95
+
+
+def test_a_higher_referral_cap_lets_fewer_missed_tumours_through():
+    """Missed tumours that look like the healthy scans' upper tail: at most 10% referred, the rule
+    must let some through; with a cap of 30% it can stop them all, and it refers no more than it
+    needs to."""
+    rng = np.random.default_rng(1)
+    n = 200
+    ev = rng.uniform(0.0, 0.2, n)  # the healthy scans' largest tumour-class probability
+    healthy = np.c_[ev, np.full(n, 0.01), 0.98 - ev, np.full(n, 0.01)]
+    missed = np.c_[np.full(6, 0.17), np.full(6, 0.01), np.full(6, 0.81), np.full(6, 0.01)]
+    probs = np.vstack([healthy, missed])
+    labels = np.array([2] * n + [0] * 6)
+    tight = cal.fit_notumor_rule(probs, labels, CLASSES)
+    loose = cal.fit_notumor_rule(probs, labels, CLASSES, referral=(0.05, 0.30))
+    assert tight["val_missed_tumours_classified"] == 6 and tight["val_notumor_referred"] <= 0.10
+    assert loose["val_missed_tumours_classified"] == 0 and 0.10 < loose["val_notumor_referred"] <= 0.30
+
+
+def test_calibrate_refuses_a_referral_cap_below_the_floor(capsys):
+    from braintumor.cli import main
+
+    assert main(["calibrate", "--data", ".", "--split", "x.json", "--notumor-referral", "0.01"]) == 2
+    err = capsys.readouterr().err
+    assert "--notumor-referral" in err and len(err.strip().splitlines()) == 1

@@ -54,7 +54,7 @@ def test_shipped_model_loads_and_is_checked():
     ck = shipped.load_default()
     assert ck.sha256 == m["sha256"] and ck.classes == CLASSES
     assert shipped.default_model_path().stat().st_size < 50 * 1024 * 1024
-    assert ck.meta["val"]["accuracy"] > 0.95
+    assert ck.meta["val"]["accuracy"] > 0.9  # every source's validation slices (MODEL_CARD.md)
 
 
 def test_damaged_shipped_weights_give_a_clear_error(tmp_path, monkeypatch):
@@ -88,4 +88,4 @@ def test_public_meta_hides_paths_and_arrays():
 def test_shipped_public_meta_is_small_and_has_the_figures():
     pub = public_meta(shipped.load_default().meta)
     assert len(json.dumps(pub)) < 20_000  # no gate arrays or conformal scores in /api/model
-    assert "config" not in pub and pub["val"]["accuracy"] > 0.95 and "temperature" in pub
+    assert "config" not in pub and pub["val"]["accuracy"] > 0.9 and "temperature" in pub

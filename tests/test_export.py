@@ -160,6 +160,21 @@ def test_borderline_answers_are_those_near_a_boundary():
     assert borderline(decider, np.asarray(sure), answer(sure), member_probs=[[0.5, 0.48, 0.01, 0.01]])
 
 
+def assert_same_answers(got: list[dict], want: list[dict]) -> None:
+    """The same answers; probabilities to 1e-6, since a batch of 5 and a batch of 12 may differ
+    in the last digits on CPUs whose kernels block the batch differently."""
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g.keys() == w.keys()
+        for k in g:
+            if k in ("confidence", "probabilities", "ood_score", "box_score"):
+                a, b = (np.array(list(x.values()) if isinstance(x, dict) else [x], dtype=float)
+                        if x is not None else None for x in (g[k], w[k]))
+                assert (a is None and b is None) or np.allclose(a, b, atol=1e-6), k
+            else:
+                assert g[k] == w[k], k
+
+
 def test_rechecked_answers_are_the_float32_graphs(exported, sample_files, monkeypatch):
     """With every answer borderline, the int8 Predictor answers exactly as the float32 graph does,
     heat maps and boxes included."""
@@ -170,6 +185,6 @@ def test_rechecked_answers_are_the_float32_graphs(exported, sample_files, monkey
     fast, exact = Predictor.load(exported), Predictor.load(exported, backend="onnx")
     assert fast.predict_batch(files) != exact.predict_batch(files)  # int8 is not float32
     monkeypatch.setattr(recheck, "borderline", lambda *a, **k: True)
-    assert fast.predict_batch(files, batch_size=5) == exact.predict_batch(files)
+    assert_same_answers(fast.predict_batch(files, batch_size=5), exact.predict_batch(files))
     e1, e2 = fast.explain(files[0]), exact.explain(files[0])
     assert np.array_equal(e1["heatmap"], e2["heatmap"]) and e1["box"] == e2["box"]

@@ -244,3 +244,19 @@ def test_fit_gate_command_fits_and_stores_a_gate(random_checkpoint, sample_dir, 
     r = p.predict(document())
     assert r["decision"] == "rejected" and r["rejection"] in ood.REASONS
     assert main(["fit-gate", "--model", str(ck), "--data", str(tmp_path / "nowhere"), "--split", str(split)]) == 2
+
+
+def test_a_blank_page_padded_to_a_square_is_still_blank():
+    """Padding a non-square white page with black bars gives the network's pixels a large spread;
+    the blank check looks past the bars, and still sees a slice's own dark background."""
+    from braintumor.inference.preprocess import prepare
+
+    gate = ood.OodGate()
+    white = prepare(Image.new("L", (300, 200), 255), 224, "pad")
+    assert white.std() > 50 and ood.content_std(white) == 0.0
+    slice_ = np.zeros((224, 224), np.uint8)  # a head on a black background that is part of the picture
+    slice_[60:160, 50:170] = np.random.default_rng(0).integers(60, 120, (100, 120))
+    slice_[100:120, 100:120] = 0  # a dark ventricle inside the head
+    assert ood.content_std(slice_) > 2.0 and ood.content_std(slice_[50:170, 40:180]) > 2.0
+    verdicts = gate.check([(300, 200), (224, 224)], np.stack([white, slice_]), np.zeros((2, 4)))
+    assert [v.rejection for v in verdicts] == ["blank", None]

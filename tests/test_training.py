@@ -77,9 +77,11 @@ def test_same_seed_same_weights(sample_dir, tmp_path):
 
 
 def test_shipped_model_evaluates_sample(sample_dir, capsys):
+    from braintumor import shipped
+
     assert run_cli("evaluate", "--data", sample_dir, "--json") == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["model"]["name"] == "resnet18-224-scratch"
+    assert report["model"]["name"] == shipped.manifest()["name"]
     assert report["accuracy"] == 1.0  # twelve held-out validation scans
 
 

@@ -240,7 +240,7 @@ def crossfit(logits: np.ndarray, labels: np.ndarray, coverage: float = DEFAULT_C
 def calibrate(checkpoint_path: str | Path, data: str | Path, split_file: str | Path,
               coverage: float = DEFAULT_COVERAGE, ood_train_limit: int = 0, batch_size: int = 32,
               backend: str = "auto", sources: Sequence[str | Path] = (), boxes: str | Path | None = None,
-              not_mri: str | Path | None = None) -> dict:
+              not_mri: str | Path | None = None, notumor_referral: tuple[float, float] = NOTUMOR_REFERRAL) -> dict:
     """Fit temperature, conformal scores, the out-of-distribution gate and the no-tumour rule of a
     checkpoint on its split, from the outputs of ``backend`` (the served one by default), and write
     them into its metadata (the weights are kept). ``sources``: more collections whose validation
@@ -250,7 +250,8 @@ def calibrate(checkpoint_path: str | Path, data: str | Path, split_file: str | P
     the main folder's sources in the summary. When the checkpoint is the one that ships with the
     package, its manifest's SHA-256 is updated too. The gate is :func:`braintumor.gate_fit.fit`'s
     (``not_mri``: the images under ``data`` that are not MRI; ``ood_train_limit`` is not used).
-    Returns the new entries (without the bulky arrays) and the new SHA-256."""
+    ``notumor_referral``: the least and most of the validation "no tumour" answers the no-tumour
+    rule may refer (:func:`fit_notumor_rule`). Returns the new entries (without the bulky arrays) and the new SHA-256."""
     import json
 
     from . import gate_fit
@@ -295,7 +296,7 @@ def calibrate(checkpoint_path: str | Path, data: str | Path, split_file: str | P
                         gate_fit.read_not_mri(not_mri), batch_size=batch_size)
     entries["ood"] = gate.to_meta()
     entries["notumor_rule"] = fit_notumor_rule(softmax(v["logits"], entries["temperature"]), val_labels,
-                                               ck.classes, v.get("box_score"))
+                                               ck.classes, v.get("box_score"), notumor_referral)
     stored = gate_fit.store(path, **entries)
     brief = {k: v for k, v in entries.items() if k not in ("conformal", "ood")}  # notumor_rule stays
     brief["conformal"] = {k: v for k, v in entries["conformal"].items() if k != "scores"}

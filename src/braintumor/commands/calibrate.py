@@ -21,6 +21,9 @@ def configure(p) -> None:
     p.add_argument("--boxes", default=None, metavar="TSV",
                    help="the radiologist boxes file: names the main folder's sources in the summary")
     p.add_argument("--coverage", type=float, default=DEFAULT_COVERAGE, help="default 0.95")
+    p.add_argument("--notumor-referral", type=float, default=0.10, metavar="SHARE",
+                   help="the most of the validation 'no tumour' answers that the no-tumour rule may refer to "
+                        "keep missed tumours from being classified (default 0.10; at least 0.05 always are)")
     p.add_argument("--ood-train-limit", type=int, default=0, metavar="N",
                    help="not used (kept so that older command lines still run): the gate fits on every slice")
     p.add_argument("--backend", default="auto", choices=BACKENDS,
@@ -36,6 +39,8 @@ def run(args) -> int:
 
     if not 0 < args.coverage < 1:
         raise UsageError("--coverage must be between 0 and 1")
+    if not 0.05 <= args.notumor_referral < 1:
+        raise UsageError("--notumor-referral must be at least 0.05 and below 1")
     if not Path(args.split).is_file():
         raise UsageError(f"no such split file: {args.split}")
     if not Path(args.data).is_dir():
@@ -51,6 +56,7 @@ def run(args) -> int:
     from .fit_gate import NOT_MRI
 
     out = calibrate(path, args.data, args.split, args.coverage, args.ood_train_limit, backend=args.backend,
-                    sources=args.sources, boxes=args.boxes, not_mri=NOT_MRI if Path(NOT_MRI).is_file() else None)
+                    sources=args.sources, boxes=args.boxes, not_mri=NOT_MRI if Path(NOT_MRI).is_file() else None,
+                    notumor_referral=(0.05, args.notumor_referral))
     print(json.dumps(out, indent=2))
     return 0

@@ -4,7 +4,8 @@ Before a label is given, every input passes these checks in order; the first tha
 with a reason in plain words (:data:`REASONS`), and the answer is ``"rejected"``:
 
 1. **too small**: its shorter side is under :data:`MIN_SIDE` pixels;
-2. **blank**: the pixels the network sees are (nearly) one grey level (:data:`BLANK_STD`);
+2. **blank**: the pixels the network sees, less the black bars of padding, are (nearly) one grey
+   level (:data:`BLANK_STD`);
 3. **colour**: more than :data:`COLOUR_MAX` of the picture is in colour (brain MRI slices are grey);
 4. **what it looks like**: a small classifier (:class:`KindClassifier`, one hidden layer, run in
    NumPy) that reads :func:`gate_inputs` -- intensity and edge statistics, the shape of the bright
@@ -298,6 +299,16 @@ class Verdict:
     score: float | None
 
 
+def content_std(pixels: np.ndarray) -> float:
+    """The grey-level spread of an (S, S) image without the black bars that padding to a square
+    adds: a white page padded with black is still blank. Black rows and columns are cut from the
+    edges only, so a slice's own dark background inside the picture counts."""
+    rows, cols = np.flatnonzero(pixels.any(axis=1)), np.flatnonzero(pixels.any(axis=0))
+    if not len(rows):
+        return 0.0
+    return float(pixels[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].std())
+
+
 @dataclass(frozen=True)
 class OodGate:
     """The gate of one checkpoint. Without fitted statistics (``features is None``) only the size and
@@ -372,7 +383,7 @@ class OodGate:
                     sure = probs.max(1) >= KIND_SURE
                     kinds = [None if t == 0 else (self.kinds.kinds[t] if ok else "not brain MRI")
                              for t, ok in zip(top, sure)]
-        stds = pixels.reshape(n, -1).std(axis=1)
+        stds = [content_std(px) for px in pixels]
         out = []
         for (w, h), std, score, kind, colour in zip(sizes, stds, scores, kinds, colours):
             score = None if score is None else float(score)
