@@ -176,7 +176,10 @@ def test_the_referral_policy_is_configurable(sample_files):
     decisions = [r["decision"] for r in strict.predict_batch(paths)]
     assert "uncertain" in decisions and "rejected" not in decisions
     lax = Predictor.load(backend="torch", policy=DecisionPolicy(min_confidence=0.25))
-    assert all(r["decision"] == "classified" for r in lax.predict_batch(paths))
+    answers = lax.predict_batch(paths)
+    assert [r["decision"] for r in answers].count("classified") > decisions.count("classified")
+    # a low threshold classifies every tumour answer; "no tumour" still has the no-tumour rule to pass
+    assert all(r["decision"] == "classified" for r in answers if r["label"] != "notumor")
     meta = [shipped.load_default().meta]
     # a higher coverage admits less probable classes into the sets
     assert decision.Decider(meta, CLASSES, DecisionPolicy(coverage=0.99)).threshold > \

