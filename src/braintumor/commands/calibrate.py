@@ -8,6 +8,7 @@ from pathlib import Path
 from ..config import BACKENDS
 
 DEFAULT_COVERAGE = 0.95  # braintumor.inference.decision.DEFAULT_COVERAGE (kept here: --help loads no numpy)
+NOTUMOR_REFERRAL = (0.05, 0.10)  # braintumor.calibration.NOTUMOR_REFERRAL, for the same reason
 
 
 def configure(p) -> None:
@@ -21,7 +22,7 @@ def configure(p) -> None:
     p.add_argument("--boxes", default=None, metavar="TSV",
                    help="the radiologist boxes file: names the main folder's sources in the summary")
     p.add_argument("--coverage", type=float, default=DEFAULT_COVERAGE, help="default 0.95")
-    p.add_argument("--notumor-referral", type=float, default=0.10, metavar="SHARE",
+    p.add_argument("--notumor-referral", type=float, default=NOTUMOR_REFERRAL[1], metavar="SHARE",
                    help="the most of the validation 'no tumour' answers that the no-tumour rule may refer to "
                         "keep missed tumours from being classified (default 0.10; at least 0.05 always are)")
     p.add_argument("--ood-train-limit", type=int, default=0, metavar="N",
@@ -39,7 +40,7 @@ def run(args) -> int:
 
     if not 0 < args.coverage < 1:
         raise UsageError("--coverage must be between 0 and 1")
-    if not 0.05 <= args.notumor_referral < 1:
+    if not NOTUMOR_REFERRAL[0] <= args.notumor_referral < 1:
         raise UsageError("--notumor-referral must be at least 0.05 and below 1")
     if not Path(args.split).is_file():
         raise UsageError(f"no such split file: {args.split}")
@@ -57,6 +58,6 @@ def run(args) -> int:
 
     out = calibrate(path, args.data, args.split, args.coverage, args.ood_train_limit, backend=args.backend,
                     sources=args.sources, boxes=args.boxes, not_mri=NOT_MRI if Path(NOT_MRI).is_file() else None,
-                    notumor_referral=(0.05, args.notumor_referral))
+                    notumor_referral=(NOTUMOR_REFERRAL[0], args.notumor_referral))
     print(json.dumps(out, indent=2))
     return 0

@@ -193,16 +193,11 @@ class Decider:
 
         self.policy = policy or DecisionPolicy()
         self.classes = tuple(classes)
-        self.threshold: float | None = None
-        for meta in metas:
-            conf = meta.get("conformal") or {}
-            if conf.get("scores"):
-                if self.policy.coverage is None:  # the coverage the model was calibrated for
-                    self.policy = replace(self.policy, coverage=float(conf.get("coverage") or DEFAULT_COVERAGE))
-                self.threshold = conformal_threshold(np.asarray(conf["scores"]), self.policy.coverage)
-                break
-        if self.policy.coverage is None:
-            self.policy = replace(self.policy, coverage=DEFAULT_COVERAGE)
+        conf = next((m["conformal"] for m in metas if (m.get("conformal") or {}).get("scores")), None)
+        if self.policy.coverage is None:  # the coverage the model was calibrated for, else the default
+            self.policy = replace(self.policy, coverage=float((conf or {}).get("coverage") or DEFAULT_COVERAGE))
+        self.threshold: float | None = (
+            conformal_threshold(np.asarray(conf["scores"]), self.policy.coverage) if conf else None)
         self.gates = [OodGate.from_meta(m.get("ood")) for m in metas]
         self.notumor_rule = next((m["notumor_rule"] for m in metas if m.get("notumor_rule")), None)
 
