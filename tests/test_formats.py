@@ -68,7 +68,7 @@ def folder(tmp_path_factory, sample_files) -> Path:
         "volume": (gzip.compress(nifti_bytes(volume)), False, True),
         "README": (b"plain text, not a scan\n" * 10, False, False),
         "empty": (b"", False, False),
-        "anim": (png_bytes(pixels, "GIF"), False, False),  # GIF: decoded when sent, not gathered
+        "anim": (png_bytes(pixels, "GIF"), False, False),  # GIF: neither gathered nor decoded
         # named as something else
         "notes.txt": (b"not an image\n", False, False),
         "anim.gif": (png_bytes(pixels, "GIF"), False, False),
@@ -111,11 +111,38 @@ def test_content_kind():
     assert formats.content_kind(b"plain text") is None and formats.content_kind(b"") is None
 
 
-def test_gif_and_webp_bytes_are_still_decoded(folder):
+def test_webp_bytes_are_decoded_and_gif_refused_by_content(folder):
+    from braintumor.errors import UnsupportedImageError
     from braintumor.imaging import load_image
 
-    for name in ("anim", "anim.gif", "photo.webp"):
-        assert load_image(folder / name).mode == "L"
+    assert load_image(folder / "photo.webp").mode == "L"
+    for name in ("anim", "anim.gif"):
+        with pytest.raises(UnsupportedImageError, match="a GIF picture, not an image"):
+            load_image(folder / name)
+
+
+def test_picture_format_reads_only_the_allowed_signatures():
+    pixels = np.zeros((8, 8), np.uint8)
+    for fmt in ("PNG", "JPEG", "BMP", "TIFF", "WEBP"):
+        assert formats.picture_format(png_bytes(pixels, fmt)) == fmt
+    for fmt in ("GIF", "PPM", "TGA", "PCX", "SGI", "ICO", "QOI", "DDS"):
+        try:
+            data = png_bytes(pixels, fmt)
+        except (KeyError, OSError, ValueError):  # a Pillow without that writer
+            continue
+        assert formats.picture_format(data) is None, fmt
+    for head in (b"%!PS-Adobe-3.0 EPSF-3.0\n", b"%PDF-1.7\n", b"SIMPLE  =                    T"):
+        assert formats.picture_format(head) is None and formats.refused_format(head)
+
+
+def test_jpeg_scans_counts_start_of_scan_markers():
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (64, 64), dtype=np.uint8)
+    baseline = png_bytes(pixels, "JPEG")
+    assert formats.jpeg_scans(baseline) == 1
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "JPEG", progressive=True)
+    assert 2 <= formats.jpeg_scans(buf.getvalue()) <= formats.MAX_JPEG_SCANS
 
 
 def test_every_folder_walk_takes_the_same_files(folder):

@@ -218,7 +218,7 @@ def test_predict_passes_through_later_result_keys(predictor, scan_bytes):
      "cut.jpg", 400, "truncated"),
     (lambda: png_file(32, 32, b"not zlib data" * 8), "corrupt.png", 400, "damaged"),
     (lambda: png_file(8000, 7000), "bomb.png", 400, "megapixel"),
-    (lambda: frames("GIF"), "anim.gif", 415, "frames"),
+    (lambda: frames("GIF"), "anim.gif", 415, "a GIF picture, not an image"),
     (lambda: frames("TIFF"), "pages.tif", 415, "frames"),
 ])
 def test_bad_images_get_a_json_error(client, make, filename, status, words):
@@ -226,6 +226,51 @@ def test_bad_images_get_a_json_error(client, make, filename, status, words):
     assert resp.status_code == status, resp.get_json()
     assert resp.is_json and words in resp.get_json()["error"]
     assert "Traceback" not in resp.get_data(as_text=True)
+
+
+# A PostScript program that loops for ever: Pillow's EPS reader would hand it to Ghostscript.
+EPS_LOOP = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\n"
+            b"{ 1 1 add pop } loop\nshowpage\n%%EOF\n")
+
+
+@pytest.mark.parametrize("data, filename, words", [
+    (EPS_LOOP, "scan.eps", "a PostScript document"),
+    (EPS_LOOP, "scan.png", "a PostScript document"),  # whatever its name says
+    (b"%PDF-1.7\n1 0 obj << >> endobj\n%%EOF\n", "report.jpg", "a PDF document"),
+    (b"SIMPLE  =                    T" + b" " * 2850, "image.fits", "a FITS file"),
+    (b"qoif\x00\x00\x10\x00\x00\x00\x10\x00\x03\x00" + b"\x00" * 64, "a.png", "a QOI picture"),
+    (b"DDS |\x00\x00\x00" + b"\x00" * 120, "a.jpg", "a DDS texture"),
+])
+def test_formats_off_the_allow_list_are_refused_before_any_decoder(client, monkeypatch, data, filename, words):
+    """Refused from the first bytes with 415, and no child process (Ghostscript) is ever started."""
+    import os
+
+    started = []
+
+    def no_child(*args, **kwargs):
+        started.append(args)
+        raise AssertionError("a child process was started while answering a request")
+
+    monkeypatch.setattr(subprocess, "Popen", no_child)
+    monkeypatch.setattr(os, "posix_spawn", no_child, raising=False)
+    monkeypatch.setattr(os, "fork", no_child)
+    resp = post(client, data, filename)
+    assert resp.status_code == 415, resp.get_json()
+    assert words in resp.get_json()["error"] and not started
+
+
+def test_a_progressive_jpeg_with_thousands_of_scans_is_refused_unread(client):
+    """Each scan of a progressive JPEG is a full decoding pass: a file that claims thousands is
+    refused from its bytes. Here a real progressive JPEG's scans are repeated (the file stays a
+    valid-looking JPEG to its decoder)."""
+    buf = io.BytesIO()
+    Image.fromarray(synthetic_scan(1, 64)).save(buf, "JPEG", progressive=True)
+    data = buf.getvalue()
+    first = data.index(b"\xff\xda")
+    body, end = data[first:-2], data[-2:]
+    resp = post(client, data[:first] + body * 50 + end, "scan.jpg")
+    assert resp.status_code == 415 and "progressive JPEG" in resp.get_json()["error"]
+    assert post(client, data, "scan.jpg").status_code == 200  # the ordinary progressive file is read
 
 
 def test_missing_file_field(client):
@@ -292,7 +337,8 @@ def test_wrong_method_and_unknown_route(client):
     assert client.post("/api/health").status_code == 405
     assert client.delete("/").status_code == 405
     resp = client.get("/api/nothing-here")
-    assert resp.status_code == 404 and "nothing at /api/nothing-here" in resp.get_json()["error"]
+    assert resp.status_code == 404 and "nothing at this address" in resp.get_json()["error"]
+    assert "nothing-here" not in resp.get_json()["error"]  # what was sent is never echoed
 
 
 def test_unexpected_failure_is_a_bare_500_and_the_service_keeps_answering(predictor, scan_bytes, caplog):

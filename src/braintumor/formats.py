@@ -10,9 +10,12 @@ and the DICOM/NIfTI reader's recognition (:mod:`braintumor.medical.detect`).
   extension (or a numeric one, as DICOM files named by their UID are) whose content is DICOM (with
   or without the 128-byte preamble), NIfTI (plain or gzipped) or an image of an accepted kind.
 
-GIF and WebP are not accepted by name; the image reader still decodes their bytes when they come
-without a name that says otherwise. Only the standard library is imported here, so that the command
-line's ``--help`` stays fast.
+Pictures are decoded only when their first bytes are one of :data:`PICTURE_FORMATS` (PNG, JPEG,
+BMP, TIFF, and WebP, which is decoded by content though no name is accepted for it), and then
+only by that format's decoder (:func:`picture_format`): Pillow reads two dozen other formats,
+some slowly and one (EPS, through Ghostscript) by running an interpreter on the bytes, so nothing
+else ever reaches it. Only the standard library is imported here, so that the command line's
+``--help`` stays fast.
 """
 
 from __future__ import annotations
@@ -33,8 +36,23 @@ MEDIA_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "image/bmp", "image/t
 
 # First bytes of the accepted image kinds: JPEG, PNG, BMP, TIFF (little- and big-endian).
 IMAGE_MAGIC: tuple[bytes, ...] = (b"\xff\xd8\xff", b"\x89PNG", b"BM", b"II*\x00", b"MM\x00*")
-# Pictures the image reader decodes by content although their names are not accepted: GIF, WebP.
-OTHER_PICTURE_MAGIC: tuple[bytes, ...] = (b"GIF8", b"RIFF")
+# The picture formats that are decoded (Pillow's names), each known by its first bytes; WebP is
+# decoded by content although its name is not accepted. Nothing else reaches a decoder.
+PICTURE_FORMATS: dict[str, tuple[bytes, ...]] = {
+    "JPEG": (b"\xff\xd8\xff",), "PNG": (b"\x89PNG\r\n\x1a\n",), "BMP": (b"BM",),
+    "TIFF": (b"II*\x00", b"MM\x00*"), "WEBP": (),  # RIFF....WEBP, see picture_format
+}
+# Formats that are recognised only to say what they are when refused (never decoded).
+REFUSED_FORMATS: tuple[tuple[bytes, str], ...] = (
+    (b"%!PS", "a PostScript document"), (b"\xc5\xd0\xd3\xc6", "a PostScript document"),
+    (b"%PDF", "a PDF document"), (b"SIMPLE  =", "a FITS file"), (b"GIF8", "a GIF picture"),
+    (b"\x00\x00\x01\x00", "an icon"), (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 picture"),
+    (b"\xffO\xffQ", "a JPEG 2000 picture"), (b"qoif", "a QOI picture"), (b"DDS ", "a DDS texture"),
+    (b"PK\x03\x04", "a zip archive"), (b"{", "a JSON or text file"), (b"<", "an HTML, XML or SVG file"),
+)
+# A progressive JPEG is decoded once per scan: more scans than this are refused before decoding
+# (encoders write about 10; a hostile file can hold thousands, each costing a full pass).
+MAX_JPEG_SCANS = 64
 GZIP_MAGIC = b"\x1f\x8b"
 HEAD_BYTES = 4096  # how much of a file the content check reads
 
@@ -103,6 +121,26 @@ def gzipped_nifti(head: bytes) -> bool:
     return head[:2] == GZIP_MAGIC and nifti_magic(gunzip_head(head))
 
 
+def picture_format(head: bytes) -> str | None:
+    """The decodable picture format the first bytes announce (a key of :data:`PICTURE_FORMATS`),
+    or None: the only format the decoder is then allowed to try."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    return next((f for f, magics in PICTURE_FORMATS.items() if magics and head.startswith(magics)), None)
+
+
+def refused_format(head: bytes) -> str | None:
+    """What a refused file is, in words, where its first bytes say ("a PostScript document")."""
+    return next((what for magic, what in REFUSED_FORMATS if head.startswith(magic)), None)
+
+
+def jpeg_scans(data: bytes) -> int:
+    """How many scans (start-of-scan markers) a JPEG's bytes hold: a linear count that never
+    decodes. Entropy-coded data escapes every 0xFF byte, so the pair FF DA appears only as the
+    marker (or inside an embedded thumbnail, which makes this an upper bound)."""
+    return data.count(b"\xff\xda")
+
+
 def content_kind(head: bytes) -> str | None:
     """``"dicom"``, ``"nifti"`` or ``"image"`` (an accepted image kind) from a file's first bytes,
     else None."""
@@ -156,5 +194,6 @@ def accept_attribute() -> str:
 
 
 __all__ = ["IMAGE_SUFFIXES", "DICOM_SUFFIXES", "NIFTI_SUFFIXES", "SLICE_SUFFIXES", "SCAN_SUFFIXES",
-           "suffix_of", "has_no_extension", "content_kind", "is_slice_file", "is_scan_file",
+           "suffix_of", "has_no_extension", "content_kind", "picture_format", "refused_format", "jpeg_scans",
+           "is_slice_file", "is_scan_file",
            "accept_attribute"]

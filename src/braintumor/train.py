@@ -105,7 +105,8 @@ def make_model(cfg: TrainConfig, device: torch.device):
             freeze_for_finetune(model, cfg.arch)
     elif cfg.pretrained != "none":
         load_pretrained(model, cfg.arch, cfg.pretrained)
-        freeze_for_finetune(model, cfg.arch)
+        if cfg.freeze_early:  # the specification's recipe; --no-freeze-early trains the whole network
+            freeze_for_finetune(model, cfg.arch)
     model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -11,11 +11,18 @@ from pathlib import Path
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="folder with class sub-folders, or a root with Training/")
     p.add_argument("--out", default="runs/default", help="run folder (default: runs/default)")
-    p.add_argument("--arch", default="resnet18", help="resnet18, resnet34, resnet50 or efficientnet_b0")
+    p.add_argument("--arch", default="resnet18",
+                   help="resnet18, resnet34, resnet50, efficientnet_b0 or efficientnet_lite0 (ImageNet weights "
+                        "from an installed package, offline)")
     p.add_argument("--pretrained", default="none", help="none, imagenet, or a weights FILE")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--img-size", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--resize-ratio", type=float, default=None,
+                   help="validation: resize to the input size times this, then centre-crop (1: the whole slice; "
+                        "the ImageNet recipe's 256/224 crops its edges)")
+    p.add_argument("--crop-scale", type=float, default=None, metavar="MIN",
+                   help="training: the smallest share of the slice a random crop keeps (0.6; ImageNet recipe 0.08)")
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--weight-decay", type=float, default=None)
     p.add_argument("--warmup-epochs", type=int, default=None)
@@ -47,8 +54,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
     p.add_argument("--init", default=None, metavar="CHECKPOINT",
                    help="start from all weights of a braintumor checkpoint (fine-tuning)")
-    p.add_argument("--freeze-early", action="store_true", default=None,
-                   help="with --init: keep the early blocks fixed (about 2x faster on a CPU)")
+    p.add_argument("--freeze-early", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep the early blocks fixed (about 2x faster on a CPU); on by default with "
+                        "--pretrained, --no-freeze-early trains the whole network")
     g = p.add_argument_group("tumour boxes", "teach where the tumour is and break the source-class link")
     g.add_argument("--boxes", default=None, metavar="TSV",
                    help="radiologist boxes (file xc yc w h): adds a box head, the CAM-in-box loss, "
@@ -83,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
             "time_budget", "label_smoothing", "amp",
             "ema_decay", "mixup", "val_fraction", "split_file", "max_images", "workers", "init", "freeze_early", "boxes",
             "cam_loss", "box_loss", "paste", "erase", "erase_fill", "erase_mirror", "style_mix", "artefacts",
-            "fit", "source_balance")}
+            "fit", "source_balance", "resize_ratio")}
+        if args.crop_scale is not None:
+            overrides["crop_scale"] = (args.crop_scale, 1.0)
         if args.sources:
             overrides["sources"] = tuple(str(Path(s).resolve()) for s in args.sources)
         cfg = TrainConfig.recipe(args.pretrained, data=args.data, out=args.out, arch=args.arch,

@@ -19,7 +19,7 @@ def kind(data: bytes, name: str) -> str | None:
     named_dicom = suffix in formats.DICOM_SUFFIXES
     if (named_dicom or formats.has_no_extension(name)) and formats.raw_dicom(data):
         return "dicom"
-    if data.startswith(formats.IMAGE_MAGIC + formats.OTHER_PICTURE_MAGIC):
+    if formats.picture_format(data) is not None:
         return None  # an ordinary image, whatever its name says
     if named_dicom:
         return "dicom"  # named DICOM but is not one: the reader says so

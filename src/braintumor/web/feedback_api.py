@@ -23,7 +23,7 @@ from .. import feedback as fb
 from ..imaging import load_image
 from . import MAX_JSON_BYTES, MAX_JSON_DEPTH
 from .state import current_predictor
-from .forms import ApiError, suffix, truthy
+from .forms import ApiError, suffix, text_field, truthy
 from .work import run_heavy
 
 FEEDBACK = "braintumor.feedback"  # key in app.extensions
@@ -78,9 +78,9 @@ def post_feedback() -> Response:
     if svc is None:
         raise ApiError(404, "feedback is off on this server; start it with --feedback DB to collect it")
     form = json_form() if request.is_json else request.form
-    answer_id = str(form.get("id") or "").strip()
-    corrected = str(form.get("label") or "").strip().lower()
-    comment = str(form.get("comment") or "").strip()
+    answer_id = text_field("id", form.get("id"))
+    corrected = text_field("label", form.get("label")).lower()
+    comment = text_field("comment", form.get("comment"))
     keep_image = truthy("keep_image", form.get("keep_image"))
     if not answer_id:
         raise ApiError(400, "no answer id: send the 'id' of the answer you correct")
@@ -109,16 +109,31 @@ def post_feedback() -> Response:
     return resp
 
 
-STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
-BRACKETS = re.compile(rb"[\[\]{}]")
+# Where a JSON text's strings begin and end: a quote not escaped. Backslashes are taken in
+# pairs so that an escaped backslash before a quote is seen as one.
+_QUOTE_OR_ESCAPE = re.compile(rb'\\.|"', re.DOTALL)
+_BRACKET = re.compile(rb"[\[\]{}]")
 
 
 def json_depth(raw: bytes) -> int:
-    """How deeply a JSON text nests its arrays and objects (brackets inside strings aside)."""
+    """How deeply a JSON text nests its arrays and objects (brackets inside strings aside), in one
+    pass that never backtracks: time linear in the body, whatever it holds."""
     depth = deepest = 0
-    for m in BRACKETS.finditer(STRINGS.sub(b'""', raw)):
-        depth += 1 if m.group() in (b"[", b"{") else -1
-        deepest = max(deepest, depth)
+    outside, start = True, 0
+    for m in _QUOTE_OR_ESCAPE.finditer(raw):
+        if m.group() != b'"':
+            continue  # an escape: inside a string it hides the next character; outside it is invalid JSON
+        if outside:  # brackets between the last string and this one
+            for b in _BRACKET.finditer(raw, start, m.start()):
+                depth += 1 if b.group() in (b"[", b"{") else -1
+                deepest = max(deepest, depth)
+        else:
+            start = m.end()
+        outside = not outside
+    if outside:
+        for b in _BRACKET.finditer(raw, start):
+            depth += 1 if b.group() in (b"[", b"{") else -1
+            deepest = max(deepest, depth)
     return deepest
 
 

@@ -1,5 +1,6 @@
 """Reading the API's form fields: the error type every route raises, and the parsers of booleans,
-whole numbers and upload suffixes, each failing with a message for a person and a 400."""
+whole numbers, text and upload suffixes, each failing with a message for a person and a 400.
+Messages never echo what the client sent: they say what was expected."""
 
 from __future__ import annotations
 
@@ -25,9 +26,22 @@ class ApiError(Exception):
         self.status = status
 
 
-def shown(value: str, limit: int = 40) -> str:
-    """A value the client sent, quoted and cut short, for an error message."""
-    return repr(value[:limit]) + (f" (cut at {limit} characters)" if len(value) > limit else "")
+# Characters a text field may not hold: C0 controls other than tab and line breaks, DEL, C1 controls.
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def text_field(name: str, value: Any) -> str:
+    """A text field, stripped: 400 when it holds a lone surrogate (text that is not Unicode, which
+    no file or database can store) or a control character. Nothing of the value is echoed."""
+    text = str(value if value is not None else "").strip()
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, f"the field {name!r} holds a lone surrogate (\\ud800-\\udfff), which is not "
+                            "text; send it as UTF-8") from None
+    if CONTROL.search(text):
+        raise ApiError(400, f"the field {name!r} holds a control character; send plain text")
+    return text
 
 
 def truthy(name: str, value: Any, default: bool = False) -> bool:
@@ -41,7 +55,7 @@ def truthy(name: str, value: Any, default: bool = False) -> bool:
         return True
     if raw in FALSE:
         return False
-    raise ApiError(400, f"the field {name!r} must be true or false, not {shown(raw, 20)}")
+    raise ApiError(400, f"the field {name!r} must be true or false (or yes/no, on/off, 1/0)")
 
 
 def flag(name: str, default: bool) -> bool:
@@ -54,7 +68,7 @@ def integer(name: str) -> int | None:
     if not raw:
         return None
     if not re.fullmatch(r"[+-]?\d{1,9}", raw):
-        raise ApiError(400, f"the field {name!r} must be a whole number, not {shown(raw, 20)}")
+        raise ApiError(400, f"the field {name!r} must be a whole number of at most 9 digits")
     return int(raw)
 
 

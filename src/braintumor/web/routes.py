@@ -30,7 +30,7 @@ from ..errors import ToolError
 from ..imaging import load_image
 from ..inference.cam import heat_levels
 from .state import current_predictor
-from .forms import ApiError, flag, integer, shown, suffix
+from .forms import ApiError, flag, integer, suffix
 from .feedback_api import remember
 from .headers import CSP, security_headers as headers_for  # noqa: F401 (CSP re-exported)
 from .openapi import spec
@@ -145,7 +145,7 @@ def read_upload() -> Upload:
     slice_index = integer("slice")
     cam_method = (request.form.get("cam_method") or DEFAULT_CAM_METHOD).strip().lower()
     if cam_method not in CAM_METHODS:
-        raise ApiError(400, f"unknown cam_method {shown(cam_method)}; choose one of {', '.join(CAM_METHODS)}")
+        raise ApiError(400, f"unknown cam_method; choose one of {', '.join(CAM_METHODS)}")
     similar = integer("similar") or 0
     if not 0 <= similar <= 20:
         raise ApiError(400, "the field 'similar' must be between 0 and 20")
@@ -321,7 +321,7 @@ def error_response(status: int, message: str) -> Response:
 
 HTTP_MESSAGES = {
     400: "the request could not be read",
-    404: "there is nothing at {path}",
+    404: "there is nothing at this address; the API is described at /api/openapi.json",
     405: "{method} is not allowed on {path}; use {allowed}",
     413: "the upload is larger than the {limit} MB limit; send a smaller image",
 }
