@@ -542,3 +542,31 @@ def test_not_sure_and_not_a_brain_mri_slice_are_kept_but_never_exported(tmp_path
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["meningioma"]
     with pytest.raises(fb.FeedbackError):
         fb.record(con, answer(answer_id="4"), "maybe")
+
+
+@pytest.mark.parametrize("fields", [{"BurnedInAnnotation": "YES"},
+                                    {"SOPClassUID": "1.2.840.10008.5.1.4.1.1.7"}])
+def test_a_scan_with_burned_in_text_is_answered_with_a_notice_and_its_pixels_never_kept(feedback_app, fields):
+    """A DICOM that says its pixels may show patient text: the answer and the PDF say so, and
+    feedback refuses to keep its pixels (the correction itself is still stored without them)."""
+    from pypdf import PdfReader
+
+    from conftest import synthetic_scan
+    from test_medical import dicom_bytes
+
+    app, db = feedback_app
+    client = app.test_client()
+    data = dicom_bytes(synthetic_scan(3, 128).astype(np.uint16) * 16, fields=fields)
+    a = predict(client, data, "scan.dcm")
+    assert a["burned_in_text"] is True and "burned-in" in a["privacy_notice"]
+    r = send(client, data, "scan.dcm", id=a["id"], label="glioma", keep_image="true")
+    assert r.status_code == 400 and "never kept" in r.get_json()["error"]
+    assert sqlite3.connect(db).execute("SELECT count(*) FROM feedback").fetchone()[0] == 0
+    r = send(client, id=a["id"], label="glioma", keep_image="false")
+    assert r.status_code == 201 and r.get_json()["image_kept"] is False
+    pdf = client.post("/api/report", data={"file": (io.BytesIO(data), "scan.dcm")},
+                      content_type="multipart/form-data")
+    text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.data)).pages)
+    assert "patient text may be drawn into its pixels" in " ".join(text.split())
+    plain = predict(client, dicom_bytes(synthetic_scan(3, 128).astype(np.uint16) * 16), "plain.dcm")
+    assert "burned_in_text" not in plain and "privacy_notice" not in plain

@@ -339,3 +339,71 @@ def test_errors_do_not_echo_what_was_sent(predictor, sample_files, path, field, 
     assert resp.status_code == 400 and "<script" not in resp.get_data(as_text=True)
     resp = client.get("/<script>alert(1)</script>")
     assert resp.status_code == 404 and "<script" not in resp.get_data(as_text=True)
+
+
+def test_slow_header_clients_cannot_fill_the_house(app, monkeypatch):
+    """Connections that send their headers a byte at a time are never idle; each client keeps
+    only a few slow requests, none outlives the header deadline, and health answers throughout."""
+    import urllib.request
+
+    from braintumor.web import serve
+
+    monkeypatch.setattr(serve, "HEADER_DEADLINE_S", 2.0)
+    monkeypatch.setattr(serve, "SLOW_AFTER_S", 0.5)
+    monkeypatch.setattr(serve, "CLIENT_SLOW_REQUESTS", 4)
+    with serve.BackgroundServer(app) as srv:
+        host, port = srv.server.effective_host, srv.server.effective_port
+        slow = []
+        for _ in range(60):
+            s = socket.create_connection((host, port), timeout=5)
+            s.sendall(b"GET /api/health HTTP/1.1\r\n")
+            slow.append(s)
+        health_times, t_end = [], time.monotonic() + 3.5
+        while time.monotonic() < t_end:
+            for s in slow:
+                try:
+                    s.send(b"X")  # one more byte of a header line that never ends
+                except OSError:
+                    pass
+            t0 = time.monotonic()
+            with urllib.request.urlopen(srv.url + "api/health", timeout=5) as r:
+                assert r.status == 200
+            health_times.append(time.monotonic() - t0)
+            time.sleep(0.25)
+        open_left = 0
+        for s in slow:
+            s.settimeout(0.5)
+            try:
+                open_left += s.recv(1) != b""  # closed by the server: b"" (or a reset)
+            except socket.timeout:
+                open_left += 1
+            except OSError:
+                pass
+            s.close()
+        assert max(health_times) < 1.0, health_times
+        assert open_left == 0  # every slow request closed by the 2-second header deadline
+
+
+def test_each_client_keeps_only_its_share_of_slow_requests():
+    from types import SimpleNamespace
+
+    from braintumor.web import serve
+
+    def channel(addr, age, headers_done=False, length=0):
+        req = SimpleNamespace(headers_finished=headers_done, content_length=length, body_rcv=None)
+        ch = SimpleNamespace(addr=(addr, 1), request=req, will_close=False, request_started=100.0 - age)
+        ch.pending_bytes = lambda: length if headers_done else 0
+        return ch
+
+    slow_a = [channel("10.0.0.1", 3 + i / 100) for i in range(30)]
+    quick_a = channel("10.0.0.1", 0.1)
+    late = channel("10.0.0.2", serve.HEADER_DEADLINE_S + 1)
+    slow_body = channel("10.0.0.2", 30, headers_done=True, length=10 << 20)
+    big_bodies = [channel("10.0.0.3", 5 + i, headers_done=True, length=30 << 20) for i in range(5)]
+    everything = slow_a + [quick_a, late, slow_body] + big_bodies
+    serve.close_slow_requests(everything, now=100.0)
+    assert sum(not ch.will_close for ch in slow_a) == serve.CLIENT_SLOW_REQUESTS
+    assert all(not ch.will_close for ch in sorted(slow_a, key=lambda c: c.request_started)[:serve.CLIENT_SLOW_REQUESTS])
+    assert not quick_a.will_close and late.will_close and not slow_body.will_close
+    kept = [ch for ch in big_bodies if not ch.will_close]
+    assert sum(ch.pending_bytes() for ch in kept) <= serve.CLIENT_PENDING_BYTES and kept

@@ -22,6 +22,12 @@ from .medical.window import PERCENTILES
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, IO[bytes], Image.Image, np.ndarray]
 COLOUR_KEY = "braintumor_colour"  # Image.info key: the share of the picture that was in colour
+# Image.info key: the pixels may show patient text (a DICOM marked BurnedInAnnotation YES, or a
+# secondary capture). Such a scan is answered with a notice, and its pixels are never kept.
+BURNED_IN_KEY = "braintumor_burned_in_text"
+BURNED_IN_NOTICE = ("This DICOM file says patient text may be drawn into its pixels (burned-in annotation "
+                    "or a secondary capture). It was analysed, but its pixels are never kept with feedback "
+                    "or exported; remove the text before sharing the image or this report.")
 COLOUR_CHROMA = 24  # grey levels: a pixel whose channels differ by more than this is in colour
 
 
@@ -277,6 +283,11 @@ def load_image(image: ImageInput, name: str | None = None, slice_index: int | No
     if hasattr(image, "read"):
         return read_bytes(image.read(), name or getattr(image, "name", "file"), slice_index)
     raise TypeError(f"cannot read an image from {type(image).__name__}")
+
+
+def has_burned_in_text(image: Image.Image) -> bool:
+    """Whether a decoded image may show patient text (see :data:`BURNED_IN_KEY`)."""
+    return bool(getattr(image, "info", {}).get(BURNED_IN_KEY))
 
 
 def describe(image: Any) -> str:

@@ -70,6 +70,10 @@ def case_report(result: dict, scan: Image.Image, model: dict, software_version: 
     pdf.set_draw_color(217, 119, 6)
     pdf.set_font("Helvetica", "B", 9)
     pdf.multi_cell(0, 5, _text(NOTICE), border=1, fill=True, padding=2, new_x="LMARGIN", new_y="NEXT")
+    if result.get("privacy_notice"):  # the scan may show patient text burned into its pixels
+        pdf.ln(1)
+        pdf.multi_cell(0, 5, _text(result["privacy_notice"]), border=1, fill=True, padding=2,
+                       new_x="LMARGIN", new_y="NEXT")
     pdf.ln(3)
 
     # The scan and the heat map, side by side, each with the tumour box. A scan that was not

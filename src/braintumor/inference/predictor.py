@@ -30,7 +30,7 @@ from . import cam as _cam
 from . import decision as _decision
 from .backends import BACKENDS, exact_runner, network_runner, refiner_runner
 from ..errors import CheckpointError
-from ..imaging import ImageError, ImageInput, load_image
+from ..imaging import BURNED_IN_NOTICE, ImageError, ImageInput, has_burned_in_text, load_image
 from .model_file import ModelFile
 from .preprocess import Preprocessing
 
@@ -586,6 +586,9 @@ class Predictor:
             r["box"] = None  # filled below for answers that show a tumour
             r["box_score"] = score
             r["headline"] = _decision.headline(r)  # what the answer leads with, everywhere
+            if has_burned_in_text(grays[n]):
+                r["burned_in_text"] = True
+                r["privacy_notice"] = BURNED_IN_NOTICE
             out.append(r)
         wanted = [n for n, r in enumerate(out) if r["label"] != _decision.NO_TUMOUR and r["decision"] != "rejected"]
         for n, box in self._tumour_boxes(heads, grays, wanted).items():

@@ -34,6 +34,17 @@ DEFLATED = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian
 # explicit-VR value representations with a 4-byte value length (PS3.5 7.1.2)
 LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 INFLATE_CHUNK = 1 << 20
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"  # and its multi-frame kinds, .7.1 to .7.4
+
+
+def burned_in_text(ds) -> bool:
+    """Whether a data set's pixels may carry burned-in text: the file says so (BurnedInAnnotation
+    YES) or it is a secondary capture (a screenshot or scanned film, where text drawn into the
+    picture is the rule). See :data:`braintumor.imaging.BURNED_IN_KEY`."""
+    said = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
+    sop = str(ds.get("SOPClassUID", "") or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "")
+              or "")
+    return said == "YES" or sop == SECONDARY_CAPTURE or sop.startswith(SECONDARY_CAPTURE + ".")
 
 
 def file_meta(data: bytes, start: int) -> tuple[str | None, int]:
@@ -204,6 +215,10 @@ class Dicom:
             with quiet():
                 arr = pixel_array(self.ds, index=i)
                 img = self._display(arr, i)
+                if burned_in_text(self.ds):
+                    from ..imaging import BURNED_IN_KEY
+
+                    img.info[BURNED_IN_KEY] = True
         except ImageError:
             raise
         except Exception:

@@ -20,7 +20,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from .. import feedback as fb
-from ..imaging import load_image
+from ..imaging import has_burned_in_text, load_image
 from . import MAX_JSON_BYTES, MAX_JSON_DEPTH
 from .state import current_predictor
 from .forms import ApiError, suffix, text_field, truthy
@@ -100,6 +100,10 @@ def post_feedback() -> Response:
             raise ApiError(400, "the scan sent is not the one this answer was about")
         # decoding is heavy work: on a worker, under the service's budget
         image = run_heavy(load_image, data, "upload" + suffix(upload.filename or ""), answer.slice_index)
+        if has_burned_in_text(image):
+            raise ApiError(400, "this scan may show patient text drawn into its pixels (burned-in annotation "
+                                "or a secondary capture), so its pixels are never kept; send the correction "
+                                "with keep_image false")
     try:
         row = fb.record(svc.connection(), answer, corrected, comment, image, current_app_classes())
     except fb.FeedbackError as exc:

@@ -11,6 +11,13 @@ service (see docs/web.md, "Limits"):
   lock everyone out); a connection that sends nothing for :data:`CHANNEL_TIMEOUT_S` seconds while
   no answer is owed to it (idle, or stalled part-way through its headers or body) is closed, checked
   every :data:`CLEANUP_INTERVAL_S` seconds;
+* deadlines for a whole request, not only for silence (a client that sends its headers one byte
+  every few seconds is never idle): its headers within :data:`HEADER_DEADLINE_S` seconds of its
+  first byte, its body within :data:`REQUEST_DEADLINE_S`;
+* per client address, at most :data:`CLIENT_SLOW_REQUESTS` requests still arriving after
+  :data:`SLOW_AFTER_S` seconds, and at most :data:`CLIENT_PENDING_BYTES` of bodies still arriving
+  (the newest are closed past either), so that one client's slow connections cannot fill the house
+  or its memory while a quick request (a health check) is still accepted and answered at once;
 * request threads: what the heavy-work gate admits, plus light ones
   (:func:`braintumor.web.work.request_threads`), so that health checks never wait behind heavy
   requests;
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 from . import MAX_UPLOAD_BYTES
 from .headers import security_headers
@@ -32,9 +40,14 @@ from .headers import security_headers
 # this, the app reads the body and answers the 413 with its message.
 MAX_BODY_BYTES = 2 * MAX_UPLOAD_BYTES
 MAX_HEADER_BYTES = 64 * 1024
-CONNECTION_LIMIT = 256
+CONNECTION_LIMIT = 1024
 CHANNEL_TIMEOUT_S = 30
-CLEANUP_INTERVAL_S = 5
+CLEANUP_INTERVAL_S = 1
+HEADER_DEADLINE_S = 10.0
+REQUEST_DEADLINE_S = 120.0
+SLOW_AFTER_S = 2.0
+CLIENT_SLOW_REQUESTS = 16
+CLIENT_PENDING_BYTES = 2 * MAX_BODY_BYTES
 
 WAITRESS_MESSAGES = {
     400: "the request could not be read",
@@ -61,10 +74,60 @@ def _json_error_channel():
             self.content_length = len(body)
             self.write(body)
 
-    class JsonErrorChannel(HTTPChannel):
-        error_task_class = JsonErrorTask
+    class DeadlineChannel(HTTPChannel):
+        """Records when the request being read began (its first byte), for the deadlines."""
 
-    return JsonErrorChannel
+        error_task_class = JsonErrorTask
+        request_started: float | None = None
+
+        def received(self, data):
+            before = self.request
+            result = super().received(data)
+            if self.request is None:
+                self.request_started = None
+            elif self.request is not before or self.request_started is None:
+                self.request_started = time.monotonic()
+            return result
+
+        def pending_bytes(self) -> int:
+            """Bytes of the body of the request still arriving (0 when there is none)."""
+            req = self.request
+            if req is None or not req.headers_finished:
+                return 0
+            rcv = getattr(req, "body_rcv", None)
+            try:
+                return max(int(req.content_length or 0), len(rcv.getbuf()) if rcv is not None else 0)
+            except Exception:  # a receiver without a buffer
+                return int(req.content_length or 0)
+
+    return DeadlineChannel
+
+
+def close_slow_requests(channels, now: float) -> int:
+    """Mark for closing the connections whose request is past a deadline, and each client's
+    newest slow requests past its share (see the module's description). Returns how many."""
+    closing = 0
+    by_client: dict[str, list] = {}
+    for ch in channels:
+        started = getattr(ch, "request_started", None)
+        if started is None or ch.will_close or ch.request is None:
+            continue
+        age = now - started
+        if age > (REQUEST_DEADLINE_S if ch.request.headers_finished else HEADER_DEADLINE_S):
+            ch.will_close = True
+            closing += 1
+        elif age > SLOW_AFTER_S:
+            client = ch.addr[0] if isinstance(ch.addr, tuple) else str(ch.addr)
+            by_client.setdefault(client, []).append(ch)
+    for slow in by_client.values():
+        slow.sort(key=lambda ch: ch.request_started)  # oldest first: the newest go
+        pending = 0
+        for i, ch in enumerate(slow):
+            pending += ch.pending_bytes()
+            if i >= CLIENT_SLOW_REQUESTS or pending > CLIENT_PENDING_BYTES:
+                ch.will_close = True
+                closing += 1
+    return closing
 
 
 def raise_open_files_limit(needed: int) -> None:
@@ -111,7 +174,20 @@ def make_server(app, host: str = "127.0.0.1", port: int = 0, threads: int | None
     for listener in list(sockets.values()):
         if isinstance(listener, BaseWSGIServer):
             listener.channel_class = channel
+            _add_deadlines(listener)
     return server
+
+
+def _add_deadlines(listener) -> None:
+    """Run :func:`close_slow_requests` in the listener's maintenance (every
+    :data:`CLEANUP_INTERVAL_S` seconds, on waitress's I/O thread)."""
+    idle_check = listener.maintenance
+
+    def maintenance(now):
+        idle_check(now)
+        close_slow_requests(list(listener.active_channels.values()), time.monotonic())
+
+    listener.maintenance = maintenance
 
 
 class BackgroundServer:
