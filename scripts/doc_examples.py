@@ -1,10 +1,10 @@
-"""The example answers in docs/web.md, from a real run of the shipped model through the web API.
+"""The example answers in docs/predict.md, from a real run of the shipped model through the web API.
 
-    python scripts/doc_examples.py           # rewrite the examples in docs/web.md
+    python scripts/doc_examples.py           # rewrite the examples in docs/predict.md
     python scripts/doc_examples.py --check   # exit 1 when they differ from what the service answers now
 
 Each example sits between ``<!-- example NAME -->`` and ``<!-- /example -->`` as a JSON block:
-the answer of ``POST /api/predict`` for one input, with the images and the hash shortened and the
+the answer of ``POST /api/predict`` for one input (the photograph's with ``raw=true``), with the images and the hash shortened and the
 timings and the answer's id left out (they change on every run). ``tests/test_doc_examples.py``
 checks that the documented answers are the service's; run this again after the model changes.
 """
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DOC = REPO / "docs" / "web.md"
+DOC = REPO / "docs" / "predict.md"
 SAMPLE = REPO / "tests" / "data" / "sample"
 BLOCK = re.compile(r"<!-- example (?P<name>[\w-]+) -->\n```json\n(?P<body>.*?)\n```\n<!-- /example -->", re.S)
 
@@ -31,6 +31,9 @@ def inputs() -> dict[str, tuple[bytes, str]]:
         portrait = f.read()
     return {"glioma": ((SAMPLE / "glioma" / "Tr-gl_0118.jpg").read_bytes(), "scan.jpg"),
             "photograph": (portrait, "portrait.jpg")}
+
+
+FIELDS = {"photograph": {"raw": "true"}}  # form fields beyond explain=false
 
 
 def shorten(answer: dict) -> dict:
@@ -56,7 +59,8 @@ def answers(predictor=None) -> dict[str, dict]:
     client = create_app(predictor=predictor or Predictor.load()).test_client()
     out = {}
     for name, (data, filename) in inputs().items():
-        r = client.post("/api/predict", data={"file": (io.BytesIO(data), filename), "explain": "false"},
+        r = client.post("/api/predict", data={"file": (io.BytesIO(data), filename), "explain": "false",
+                                              **FIELDS.get(name, {})},
                         content_type="multipart/form-data")
         out[name] = shorten(r.get_json())
     return out
@@ -78,8 +82,8 @@ def main() -> int:
     now = answers()
     if "--check" in sys.argv:
         same = documented() == now
-        print("docs/web.md's examples are the service's answers" if same else
-              "docs/web.md's examples differ: run python scripts/doc_examples.py")
+        print("docs/predict.md's examples are the service's answers" if same else
+              "docs/predict.md's examples differ: run python scripts/doc_examples.py")
         return 0 if same else 1
     write(now)
     print(f"wrote {len(now)} examples into {DOC.relative_to(REPO)}")

@@ -394,6 +394,25 @@ def test_uploads_are_logged_by_size_and_type_only(client, scan_bytes, caplog):
     assert "jones" not in caplog.text and "not an image" not in caplog.text.replace("UnsupportedImageError", "")
 
 
+def test_errors_name_the_file_the_user_sent_and_the_log_does_not(client, caplog):
+    """The message names the upload by its base name, sanitised (no folder of the client's machine,
+    no control characters, a sane length, its suffix kept); the log never holds it."""
+    broken = b"\x89PNG\r\n\x1a\n damaged"
+    with caplog.at_level(logging.DEBUG):
+        resp = post(client, broken, "/Users/jones/scan\x07 3\u202e.png")
+        message = resp.get_json()["error"]
+        assert resp.status_code in (400, 415) and message.startswith("scan 3.png: "), message
+        assert "jones" not in message and "upload" not in message and "\x07" not in message
+        long = post(client, broken, "/home/jones/" + "x" * 500 + ".png").get_json()["error"]
+        name = long.split(": ", 1)[0]
+        assert name.endswith("....png") and len(name) <= 80 and "/" not in name and "jones" not in long
+        assert post(client, broken, "../../").get_json()["error"].startswith("upload: ")
+    assert "scan 3" not in caplog.text and "xxxx" not in caplog.text and "jones" not in caplog.text
+    from braintumor.web.forms import file_name
+
+    assert file_name("C:\\Users\\jones\\scan 3.png") == "scan 3.png"  # a browser that sends the whole path
+
+
 def test_security_headers(client, scan_bytes):
     for resp in (client.get("/"), client.get("/api/health"), post(client, scan_bytes),
                  client.get("/api/nothing"), client.get("/static/app.js")):
@@ -525,6 +544,12 @@ def resolve(schema: dict, doc: dict) -> dict:
 def conforms(value, schema: dict, doc: dict, where: str = "$") -> list[str]:
     """Problems of ``value`` against an OpenAPI 3.0 schema (the subset the spec uses)."""
     schema = resolve(schema, doc)
+    if "allOf" in schema:
+        return [p for sub in schema["allOf"] for p in conforms(value, sub, doc, where)]
+    if "oneOf" in schema:
+        each = [conforms(value, sub, doc, where) for sub in schema["oneOf"]]
+        fitting = sum(not e for e in each)
+        return [] if fitting == 1 else [f"{where}: fits {fitting} of oneOf: {each}"]
     if value is None:
         return [] if schema.get("nullable") else [f"{where}: null"]
     kinds = {"object": dict, "array": list, "string": str, "boolean": bool, "integer": int,
@@ -603,7 +628,7 @@ def test_openapi_matches_every_answer(client, scan_bytes):
     assert {200, 400, 405, 413, 415} <= seen
     # the request fields the spec names are the ones the route reads
     fields = doc["paths"]["/api/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
-    assert set(fields["properties"]) == {"file", "explain", "overlay", "cam_method", "tta", "slice", "similar"}
+    assert set(fields["properties"]) == {"file", "explain", "overlay", "cam_method", "tta", "slice", "similar", "raw"}
     from braintumor.inference.cam import CAM_METHODS
 
     assert fields["properties"]["cam_method"]["enum"] == list(CAM_METHODS)
@@ -620,7 +645,7 @@ def test_openapi_and_model_route_name_the_cam_methods(client):
     assert form["properties"]["cam_method"]["default"] == cam_methods.DEFAULT_CAM_METHOD
     report = doc["paths"]["/api/report"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert report["allOf"][0]["properties"]["cam_method"]["enum"] == methods
-    assert doc["components"]["schemas"]["Prediction"]["properties"]["cam_method"]["enum"] == methods
+    assert doc["components"]["schemas"]["AnalysedAnswer"]["properties"]["cam_method"]["enum"] == methods
     assert client.get("/api/model").get_json()["cam_methods"] == methods
     assert cam.CAM_METHODS is cam_methods.CAM_METHODS  # the module that computes reads the same list
 

@@ -1,8 +1,10 @@
 """``braintumor predict``: classify image files and folders, optionally with Grad-CAM pictures.
 
-    braintumor predict FILE_OR_DIR... [--model FILE]... [--json | --csv] [--explain OUTDIR]
+    braintumor predict FILE_OR_DIR... [--model FILE]... [--json | --csv] [--raw] [--explain OUTDIR]
                        [--cam-method NAME] [--tta] [--batch-size N] [--slice N]
 
+Every output gives the answer object of :mod:`braintumor.answer` per file (an image not analysed
+has no class, confidence or probabilities; ``--raw`` adds the model's probabilities as computed).
 Unreadable files are listed with their reason and the others go on (exit code 1 when any failed);
 bad arguments (a missing path, an unusable model file) give one line on stderr and exit code 2.
 Nothing heavy is imported until :func:`run`.
@@ -34,6 +36,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="one JSON object on stdout, nothing else")
     fmt.add_argument("--csv", action="store_true", help="CSV on stdout")
+    p.add_argument("--raw", action="store_true",
+                   help="with --json or --csv: also the model's probabilities as computed (raw_probabilities, "
+                        "raw_<class> columns), even for an image not analysed")
     p.add_argument("--explain", metavar="OUTDIR", default=None,
                    help="write one PNG per image: the scan and its Grad-CAM overlay side by side")
     p.add_argument("--similar", type=int, default=0, metavar="K",
@@ -116,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..inference.cam import explanation_figure
     from ..inference.predictor import display_pixels
+    from ..answer import answer
     from ..data import progress
     from ..imaging import ImageError, load_image
     from ..inference.predictor import Predictor
@@ -184,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
                 preds = predictor.predict_batch(grays, batch_size=args.batch_size, tta=args.tta, similar=args.similar,
                                                 sha256=[_sha256(f) for f, _ in names] if args.similar else None)
             for (file, _), r in zip(names, preds):
-                results.append({"file": file, **r})
+                results.append({"file": file, **answer(r, predictor.classes, raw=args.raw)})
             bar.update(len(chunk))
     finally:
         bar.close()
@@ -194,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"model": model, "results": results, "errors": errors}))
     elif args.csv:
-        sys.stdout.write(format_csv(results, errors, classes))
+        sys.stdout.write(format_csv(results, errors, classes, raw=args.raw))
     elif results:
         print(format_table(results, classes))
         for r in results:
@@ -236,15 +242,16 @@ def _caption(r: dict) -> str:
 
 
 def format_table(results: list[dict], classes: tuple[str, ...]) -> str:
-    """One row per answer, leading as every answer does: the class, "Uncertain: refer" with the
-    classes it could be, or "Not analysed" (no probabilities: the image was not judged)."""
+    """One row per answer (:func:`braintumor.answer.answer`), leading as every answer does: the
+    class, "Uncertain: refer" with the classes it could be, or "Not analysed" (no probabilities:
+    the image was not judged)."""
     header = ["file", "answer", "confidence", *classes]
     rows = []
     for r in results:
-        shown = r.get("decision") != "rejected"
+        probs = r.get("probabilities") or {}
         rows.append([r["file"], _lead(r).split("  ")[0],
                      f"{r['confidence']:.4f}" if r.get("decision", "classified") == "classified" else "-",
-                     *(f"{r['probabilities'][c]:.4f}" if shown else "-" for c in classes)])
+                     *(f"{probs[c]:.4f}" if probs else "-" for c in classes)])
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = []
     for row in [header, *rows]:
@@ -253,16 +260,17 @@ def format_table(results: list[dict], classes: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
-def format_csv(results: list[dict], errors: list[dict], classes: tuple[str, ...]) -> str:
+def format_csv(results: list[dict], errors: list[dict], classes: tuple[str, ...], raw: bool = False) -> str:
+    """The answers as CSV (:func:`braintumor.answer.csv_columns`): file, headline, decision and
+    reason lead; blank where the answer has null (an image not analysed has no class, confidence
+    or probabilities); an ``error`` column for files that could not be read."""
+    from ..answer import csv_columns, csv_row, error_row
+
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["file", "label", "confidence", *classes, "decision", "prediction_set",
-                "box_x0", "box_y0", "box_x1", "box_y1", "error"])
+    w.writerow(csv_columns(classes, raw))
     for r in results:
-        box = r.get("box") or [""] * 4
-        w.writerow([r["file"], r["label"], f"{r['confidence']:.6f}",
-                    *(f"{r['probabilities'][c]:.6f}" for c in classes), r.get("decision", ""),
-                    " ".join(r.get("prediction_set", [])), *box, ""])
+        w.writerow(csv_row(r, classes, raw))
     for e in errors:
-        w.writerow([e["file"], "", "", *([""] * len(classes)), "", "", *([""] * 4), e["error"]])
+        w.writerow(error_row(e["file"], e["error"], classes, raw))
     return buf.getvalue()

@@ -23,7 +23,7 @@ from .. import feedback as fb
 from ..imaging import has_burned_in_text, load_image
 from . import MAX_JSON_BYTES, MAX_JSON_DEPTH
 from .state import current_predictor
-from .forms import ApiError, suffix, text_field, truthy
+from .forms import ApiError, file_name, text_field, truthy
 from .work import run_heavy
 
 FEEDBACK = "braintumor.feedback"  # key in app.extensions
@@ -99,7 +99,7 @@ def post_feedback() -> Response:
         if fb.sha256_hex(data) != answer.image_sha256:
             raise ApiError(400, "the scan sent is not the one this answer was about")
         # decoding is heavy work: on a worker, under the service's budget
-        image = run_heavy(load_image, data, "upload" + suffix(upload.filename or ""), answer.slice_index)
+        image = run_heavy(load_image, data, file_name(upload.filename), answer.slice_index)
         if has_burned_in_text(image):
             raise ApiError(400, "this scan may show patient text drawn into its pixels (burned-in annotation "
                                 "or a secondary capture), so its pixels are never kept; send the correction "

@@ -5,6 +5,7 @@ Messages never echo what the client sent: they say what was expected."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 from flask import request
@@ -79,3 +80,24 @@ def suffix(filename: str) -> str:
     a name only where the content is silent (a DICOM data set without its preamble, a damaged file
     named like a scan); the client's file name itself is never used or logged."""
     return suffix_of(filename)
+
+
+NAME_MAX = 80  # characters of a client's file name an error message may repeat
+
+
+def file_name(filename: str | None) -> str:
+    """The name an error message uses for an upload: the client's file name reduced to its base
+    name (no folder of the client's machine), without control or format characters (no line
+    breaks, no bidirectional overrides), cut to :data:`NAME_MAX` characters with its suffix kept;
+    "upload" plus the suffix when nothing is left. It goes only into the answer to the client who
+    sent it, never into the server's log."""
+    raw = str(filename or "").encode("utf-8", "replace").decode("utf-8")
+    base = re.split(r"[/\\]", raw)[-1]
+    base = "".join(ch for ch in base if unicodedata.category(ch)[0] not in "CZ" or ch == " ").strip()
+    sfx = suffix_of(base)
+    if not base.strip(". ") or base == sfx:
+        return "upload" + suffix(raw)
+    if len(base) > NAME_MAX:
+        keep = sfx if len(sfx) < 12 else ""
+        base = base[: NAME_MAX - len(keep) - 3].rstrip() + "..." + keep
+    return base

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .. import __version__
 from ..cam_methods import CAM_METHODS, DEFAULT_CAM_METHOD
+from ..answer import SCHEMAS as ANSWER_SCHEMAS
 from ..config import CLASSES
 
 
@@ -21,7 +22,6 @@ def _json(description: str, ref: str) -> dict:
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
 
 
-NUMBER_0_1 = {"type": "number", "minimum": 0, "maximum": 1}
 DATA_URL = {"type": "string", "pattern": "^data:image/png;base64,"}
 
 SCHEMAS: dict = {
@@ -94,27 +94,16 @@ SCHEMAS: dict = {
             },
         },
     },
-    "Prediction": {
+    # The answer itself (braintumor.answer: the same in the API, predict --json, the CSV and the
+    # PDF) and what the API adds to it: the pictures, the model, the image's size, id and timings.
+    **ANSWER_SCHEMAS,
+    "Prediction": {"allOf": [{"$ref": "#/components/schemas/Answer"}, {
         "type": "object",
-        "required": ["label", "confidence", "predictions", "gradcam", "original", "model", "timing_ms",
-                     "image_size", "box"],
+        "required": ["gradcam", "original", "model", "timing_ms", "image_size"],
         "properties": {
-            "label": {"type": "string", "enum": list(CLASSES), "description": "the most likely class"},
-            "confidence": NUMBER_0_1,
-            "predictions": {
-                "type": "array",
-                "description": "one entry per class, in the model's class order",
-                "minItems": len(CLASSES),
-                "maxItems": len(CLASSES),
-                "items": {
-                    "type": "object",
-                    "required": ["label", "probability"],
-                    "properties": {"label": {"type": "string"}, "probability": NUMBER_0_1},
-                },
-            },
             "gradcam": {**DATA_URL, "nullable": True,
                         "description": "PNG of the heat map over the scan; null when explain=false or "
-                                       "overlay=false"},
+                                       "overlay=false, and for an image not analysed"},
             "original": {**DATA_URL, "description": "PNG of the scan as shown beside the heat map"},
             "heatmap_png": {**DATA_URL,
                             "description": "with explain and overlay=false: the heat map alone, 8-bit grey "
@@ -133,60 +122,13 @@ SCHEMAS: dict = {
                 "properties": {k: {"type": "number", "minimum": 0}
                                for k in ("preprocess", "predict", "encode", "total")},
             },
-            "target": {"type": "string", "description": "the class the heat map explains (with explain)"},
-            "cam_method": {"type": "string", "enum": list(CAM_METHODS),
-                           "description": "the heat map method used (with explain)"},
-            "decision": {"type": "string", "enum": ["classified", "uncertain", "rejected"],
-                         "description": "present when the model abstains on doubtful input"},
-            "reason": {"type": "string", "description": "why the input was rejected or is uncertain"},
-            "prediction_set": {"type": "array", "items": {"type": "string"},
-                               "description": "classes that cannot be ruled out (conformal set)"},
             "image_size": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2,
                            "maxItems": 2, "description": "width and height of the image as uploaded"},
-            "box": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 4, "maxItems": 4,
-                    "nullable": True,
-                    "description": "the tumour's box [x0, y0, x1, y1] in pixels of the image as uploaded; "
-                                   "null when the answer is no tumour, the scan is rejected, or the model "
-                                   "has no box head"},
             "id": {"type": "string", "description": "this answer's id, for POST /api/feedback"},
-            "similar": {"type": "array", "description": "with 'similar': the most similar indexed scans, most "
-                                                        "similar first (none for a rejected image)",
-                        "items": {"type": "object", "required": ["id", "label", "similarity", "closeness", "trained",
-                                                                 "match", "near_copy"],
-                                  "properties": {"id": {"type": "string"}, "label": {"type": "string"},
-                                                 "similarity": {"type": "number"},
-                                                 "closeness": {"type": "integer", "minimum": 0, "maximum": 100,
-                                                               "description": "the share of indexed scans (%) whose "
-                                                               "own nearest other picture is less similar"},
-                                                 "trained": {"type": "boolean",
-                                                             "description": "the model trained on this scan"},
-                                                 "match": {"type": "string", "nullable": True,
-                                                           "enum": ["same picture", "neighbouring slice", None]},
-                                                 "near_copy": {"type": "boolean",
-                                                               "description": "the same picture, and trained on"},
-                                                 "thumbnail": {"type": "string", "nullable": True}}}},
-            "headline": {"type": "string", "description": "what the answer leads with: the class, "
-                                                          "'Uncertain: refer' or 'Not analysed'"},
-            "could_be": {"type": "string", "description": "an uncertain answer: the classes it could be, in words"},
-            "rejection": {"type": "string", "description": "a rejected image: which check refused it (docs/ood.md)"},
             "cam_caption": {"type": "string", "description": "what the heat map shows"},
-            "seen_before": {"type": "string", "nullable": True, "enum": ["same picture", "neighbouring slice", None],
-                            "description": "with 'similar': the model trained on this picture, or on a scan with "
-                                           "nearly the same view"},
-            "seen_before_notice": {"type": "string", "description": "the notice that says so, in words"},
-            "members": {"type": "array", "description": "with several models served: each model's vote",
-                        "items": {"type": "object", "required": ["name", "label", "confidence"],
-                                  "properties": {"name": {"type": "string"}, "label": {"type": "string"},
-                                                 "confidence": NUMBER_0_1}}},
-            "agreement": {"type": "integer", "minimum": 0,
-                          "description": "how many of the models agree with the combined answer"},
-            "near_copy": {"type": "boolean", "description": "with 'similar': the model trained on this very "
-                                                           "picture (seen_before is 'same picture')"},
-            "box_score": {"type": "number", "minimum": 0, "maximum": 1, "nullable": True,
-                          "description": "the box head's confidence that a tumour centre is in the image"},
         },
         "additionalProperties": True,
-    },
+    }]},
 }
 
 SCHEMAS["Samples"] = {
@@ -234,6 +176,9 @@ PREDICT_FORM = {
                   "description": "slice of a NIfTI volume or frame of a DICOM file (default: the middle one)"},
         "similar": {"type": "integer", "minimum": 0, "maximum": 20, "default": 0,
                     "description": "also answer the K most similar indexed scans (where the server has an index)"},
+        "raw": {"type": "boolean", "default": False,
+                "description": "also answer 'raw_probabilities': the model's calibrated probabilities as "
+                               "computed, even for an image not analysed (for scripts; not an answer)"},
     },
 }
 

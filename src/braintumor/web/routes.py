@@ -30,7 +30,7 @@ from ..errors import ToolError
 from ..imaging import load_image
 from ..inference.cam import heat_levels
 from .state import current_predictor
-from .forms import ApiError, flag, integer, suffix
+from .forms import ApiError, file_name, flag, integer
 from .feedback_api import remember
 from .headers import CSP, security_headers as headers_for  # noqa: F401 (CSP re-exported)
 from .openapi import spec
@@ -41,7 +41,8 @@ log = logging.getLogger("braintumor.web")
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 ORIGINAL_MAX_SIDE = 512  # the "original" image in an answer is at most this many pixels a side
-CONVERTED = {"label", "confidence", "probabilities", "heatmap", "heatmap_input", "overlay"}
+# Null in every answer that has them: what an image not analysed lacks, and what may be unknown.
+ANSWER_NULLS = {"label", "confidence", "probabilities", "predictions", "box", "box_score", "ood_score"}
 
 
 def init_app(app: Flask) -> None:
@@ -134,6 +135,7 @@ class Upload:
     slice_index: int | None
     similar: int
     overlay: bool = True  # the heat map laid over the scan as a PNG; without it the client colours heatmap_png
+    raw: bool = False  # also the model's probabilities as computed ("raw_probabilities"), even when not analysed
 
 
 def read_upload() -> Upload:
@@ -151,9 +153,11 @@ def read_upload() -> Upload:
         raise ApiError(400, "the field 'similar' must be between 0 and 20")
     data = upload.read()
     log.info("%s: %d bytes, %s", request.path.rsplit("/", 1)[-1], len(data), content_kind(upload.mimetype))
-    name = "upload" + suffix(upload.filename or "")
-    image = load_image(data, name, slice_index)  # ImageError (a ToolError) -> 400/415 with a message
-    return Upload(data, image, explain, tta, cam_method, slice_index, similar, flag("overlay", True))
+    # Error messages name the file as the client called it (its base name, sanitised); the log
+    # above and the error handler below never see it.
+    image = load_image(data, file_name(upload.filename), slice_index)  # ImageError -> 400/415 with a message
+    return Upload(data, image, explain, tta, cam_method, slice_index, similar, flag("overlay", True),
+                  flag("raw", False))
 
 
 def answer_upload(p: Any, u: Upload) -> dict:
@@ -181,7 +185,7 @@ def predict() -> Response:
     t1 = time.perf_counter()
     result = answer_upload(p, u)
     t2 = time.perf_counter()
-    answer = build_answer(p, u.image, result)
+    answer = build_answer(p, u.image, result, raw=u.raw)
     t3 = time.perf_counter()
     answer["id"] = uuid.uuid4().hex  # what feedback on this answer refers to
     remember(answer["id"], p, result, hashlib.sha256(u.data).hexdigest(), u.slice_index)
@@ -215,45 +219,39 @@ def report() -> Response:
                     headers={"Content-Disposition": f'attachment; filename="braintumor-report-{stamp}.pdf"'})
 
 
-def build_answer(p: Any, image: Image.Image, result: dict) -> dict:
-    """The JSON answer. It leads as every answer does (``headline``; ``could_be`` for an uncertain
-    one); a rejected scan gets no heat map (nor similar cases: the Predictor gives none)."""
+def build_answer(p: Any, image: Image.Image, result: dict, raw: bool = False) -> dict:
+    """The JSON answer: the answer object (:func:`braintumor.answer.answer`, leading with
+    ``headline``; no class, confidence or probabilities for an image not analysed) with the
+    pictures, the model and the image's size. A rejected scan gets no heat map."""
+    from ..answer import answer as answer_object
     from ..cam_methods import caption
     from ..config import CLASS_NAMES
-    from ..inference.decision import could_be
 
-    probs = result["probabilities"]
     rejected = result.get("decision") == "rejected"
     if rejected:
         result = {k: v for k, v in result.items() if k not in ("overlay", "heatmap", "heatmap_input")}
     overlay = result.get("overlay")
     original = display_original(p, image, overlay)
-    answer: dict[str, Any] = {
-        "label": str(result["label"]),
-        "confidence": float(result["confidence"]),
-        "predictions": [{"label": c, "probability": float(probs[c])} for c in p.classes],
+    answer: dict[str, Any] = {}
+    for key, value in answer_object(result, p.classes, raw=raw).items():
+        value = jsonable(value)
+        if value is not None or key in ANSWER_NULLS:
+            answer[key] = value
+    answer.update({
         "gradcam": png_data_url(overlay) if overlay is not None else None,
         "original": png_data_url(original),
         "model": model_summary(p),
         "image_size": [int(image.size[0]), int(image.size[1])],  # the box is in these pixels
-        "box": result.get("box"),
-    }
+    })
     if overlay is None and result.get("heatmap") is not None:
         # The heat map alone, 8-bit grey at the size of "original", for the client to colour (the
         # page lays it over the scan with the same jet colours and blend): a fraction of the cost
         # of drawing and encoding the coloured overlay here.
         w, h = original.size
         answer["heatmap_png"] = png_data_url(Image.fromarray(heat_levels(result["heatmap"], (h, w)), "L"))
-    if could_be(result):
-        answer["could_be"] = could_be(result)
     if result.get("cam_method") and not rejected:
         target = str(result.get("target") or result["label"])
         answer["cam_caption"] = caption(result["cam_method"], CLASS_NAMES.get(target, target))
-    for key, value in result.items():  # later additions (decision, reason, prediction_set, ...)
-        if key not in CONVERTED and key not in answer:
-            value = jsonable(value)
-            if value is not None:
-                answer[key] = value
     return answer
 
 
