@@ -69,7 +69,7 @@ def test_report_is_one_a4_page_with_the_answer_and_the_model(client, predictor, 
     assert predictor.sha256 in text.replace(" ", "").replace("\n", "") or predictor.sha256 in text
     assert f"braintumor {__version__}" in text and "not for diagnosis" in text.lower()
     assert len(reader.pages[0].images) == 2  # the scan and the heat map
-    assert "Similar cases" in text and "Not asked for" in text
+    assert "Similar cases" not in text and "similar=" not in text  # none asked for: no section, no note
     assert b"Jane" not in all_bytes(r.data)  # the uploaded file's name is not printed
 
 
@@ -154,3 +154,67 @@ def test_an_uncertain_answer_leads_with_uncertain_refer_and_the_classes_it_could
     lines = text.splitlines()
     lead = next(i for i, line in enumerate(lines) if line.startswith("Uncertain: refer"))
     assert lines[lead + 1] == "It could be No tumour or Glioma." and "55.6%" not in lines[lead]
+    assert "Have the scan read by a radiologist." in " ".join(lines)  # the page's referral, in its words
+
+
+UNCERTAIN = {"label": "notumor", "confidence": 0.556, "decision": "uncertain", "headline": "Uncertain: refer",
+             "prediction_set": ["notumor", "glioma"], "reason": "A tumour cannot be ruled out.",
+             "probabilities": {"glioma": 0.3, "meningioma": 0.1, "notumor": 0.556, "pituitary": 0.044}}
+SIMILAR = [{"id": "tcga-lgg/glioma/TCGA_HT_7692_19960724_17.png", "label": "glioma", "similarity": 0.93,
+            "closeness": 97, "trained": True, "match": None, "near_copy": False},
+           {"id": "notumor/Tr-no_0112.jpg", "label": "notumor", "similarity": 0.88, "closeness": 55,
+            "trained": True, "match": "neighbouring slice", "near_copy": False}]
+
+
+def clinician_report(similar=None) -> bytes:
+    from PIL import Image
+
+    from braintumor.report import case_report
+
+    return case_report(UNCERTAIN, Image.new("L", (200, 200), 60), {"name": "m", "version": "1", "sha256": "0" * 64},
+                       "0", similar=similar)
+
+
+def test_similar_cases_read_as_collection_class_and_closeness_in_words_never_paths():
+    _, text = read(clinician_report(SIMILAR))
+    flat = " ".join(text.split())
+    assert "TCGA-LGG, Glioma: very close" in flat
+    assert "Brain Tumor MRI Dataset, No tumour: close, a neighbouring slice, which the model was trained on" in flat
+    assert "very close means closer than 90 in 100 indexed scans" in flat  # the scale, in words
+    assert ".png" not in flat and ".jpg" not in flat and "TCGA_HT" not in flat and "closeness 97" not in flat
+    assert "similar=" not in flat and "--similar" not in flat
+
+
+def test_no_similar_cases_section_when_none_were_asked_for():
+    _, text = read(clinician_report())
+    assert "Similar cases" not in text and "similar=" not in text and "Not asked for" not in text
+
+
+@pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="poppler-utils' pdftoppm is not installed")
+def test_the_clinician_s_report_renders(tmp_path):
+    """The uncertain report with similar cases, drawn by poppler: one A4 page with text on it.
+    ``python tests/test_report.py OUT.png`` writes the same page for a person to look at."""
+    import numpy as np
+    from PIL import Image
+
+    page = render(clinician_report(SIMILAR), tmp_path / "page")
+    assert page.size == (pytest.approx(413, abs=2), pytest.approx(585, abs=2))
+    grey = np.asarray(page.convert("L"))
+    assert (grey < 128).sum() > 5000  # text drawn, not a blank page
+    assert isinstance(Image.open(page.filename), Image.Image)
+
+
+def render(pdf: bytes, stem: Path, dpi: int = 50):
+    from PIL import Image
+
+    stem.with_suffix(".pdf").write_bytes(pdf)
+    subprocess.run(["pdftoppm", "-png", "-r", str(dpi), "-singlefile", str(stem.with_suffix(".pdf")), str(stem)],
+                   check=True)
+    return Image.open(stem.with_suffix(".png"))
+
+
+if __name__ == "__main__":
+    import sys
+
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "report-page.png")
+    print(render(clinician_report(SIMILAR), out.with_suffix(""), dpi=100).filename)

@@ -157,7 +157,10 @@ def test_api_similar_cases_with_thumbnails_and_in_the_report(indexed, predictor,
     r = client.post("/api/report", data={"file": (io.BytesIO(data), "x.jpg"), "similar": "3"},
                     content_type="multipart/form-data")
     text = pypdf.PdfReader(io.BytesIO(r.data)).pages[0].extract_text()
-    assert a["similar"][1]["id"] in text and "the same picture, trained on" in text and "trained on this very picture" in text
+    flat = " ".join(text.split())
+    assert not any(s["id"] in flat for s in a["similar"])  # a clinician reads collections, never file paths
+    assert "Brain Tumor MRI Dataset, " in flat and "the same picture, which the model was trained on" in flat
+    assert "trained on this very picture" in flat and "very close means closer than 90 in 100" in flat
 
     plain = create_app(predictor=predictor).test_client()  # a model with no index
     assert 'id="similar"' not in plain.get("/").get_data(as_text=True)
@@ -217,3 +220,19 @@ def test_answers_carry_the_similar_cases_of_their_own_forward_pass(indexed, samp
     assert all(same(b["similar"], w) for b, w in zip(batch, want))
     assert all(b["near_copy"] == any(s["near_copy"] for s in s_) for b, s_ in zip(batch, want))
     assert runs == [1, 1, 5]  # one pass each, the similar cases included
+
+
+def test_a_similar_case_reads_as_its_collection_class_and_closeness():
+    from braintumor.inference.similar import case_line, collection_of
+
+    assert collection_of("tcga-lgg/glioma/TCGA_HT_7692_19960724_17.png") == "TCGA-LGG"
+    assert collection_of("glioma/Tr-gl_0118.jpg") == "Brain Tumor MRI Dataset"
+    assert collection_of("br35h/tumour/y12.jpg") == "Br35H"
+    line = case_line({"id": "tcga-lgg/glioma/TCGA_HT_7692_19960724_17.png", "label": "glioma", "closeness": 97,
+                      "match": None, "trained": True})
+    assert line == "TCGA-LGG, Glioma: very close"
+    assert case_line({"id": "notumor/a.jpg", "label": "notumor", "closeness": 60, "match": "neighbouring slice",
+                      "trained": False}) == "Brain Tumor MRI Dataset, No tumour: close, a neighbouring slice, " \
+                                             "not used in training"
+    assert case_line({"id": "x/y.jpg", "label": "pituitary", "closeness": 3, "match": None,
+                      "trained": False}).endswith(": loosely similar")

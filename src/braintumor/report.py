@@ -79,7 +79,7 @@ def case_report(result: dict, scan: Image.Image, model: dict, software_version: 
     # The scan and the heat map, side by side, each with the tumour box. A scan that was not
     # analysed shows no heat map, no probabilities and no similar cases: only why.
     from .cam_methods import caption
-    from .inference.decision import could_be, headline
+    from .inference.decision import REFERRAL, could_be, headline
 
     decision = result.get("decision", "classified")
     rejected = decision == "rejected"
@@ -114,6 +114,10 @@ def case_report(result: dict, scan: Image.Image, model: dict, software_version: 
         pdf.cell(0, 6, _text(f"It could be {could_be(result)}."), new_x="LMARGIN", new_y="NEXT")
     if result.get("reason"):
         pdf.multi_cell(0, 5, _text(str(result["reason"])), new_x="LMARGIN", new_y="NEXT")
+    if decision == "uncertain":
+        pdf.set_font("Helvetica", "B", 10)
+        pdf.multi_cell(0, 6, _text(REFERRAL), new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Helvetica", "", 10)
     pdf.ln(2)
     if rejected:
         return _foot(pdf, model, software_version, size)
@@ -134,20 +138,20 @@ def case_report(result: dict, scan: Image.Image, model: dict, software_version: 
         pdf.cell(0, 6, f"{100 * float(p):.1f}%", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(2)
 
-    # Similar cases, most similar first, and whether the model was trained on this picture.
-    from .inference.similar import case_words
+    # Similar cases, most similar first, by collection and class, and whether the model was
+    # trained on this picture; no section where none were asked for.
+    if similar or result.get("seen_before_notice"):
+        from .inference.similar import CLOSENESS_SCALE, case_line
 
-    pdf.set_font("Helvetica", "B", 10)
-    pdf.cell(0, 6, "Similar cases", new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", "", 9)
-    if result.get("seen_before_notice"):
-        pdf.multi_cell(0, 5, _text(result["seen_before_notice"]), new_x="LMARGIN", new_y="NEXT")
-    if similar:
-        for s in similar:
-            pdf.cell(0, 5, _text(f"{s['id']}: {case_words(s)}"), new_x="LMARGIN", new_y="NEXT")
-    else:
-        pdf.cell(0, 5, "Not asked for (similar=K on the web form, --similar K on the command line).",
-                 new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Helvetica", "B", 10)
+        pdf.cell(0, 6, "Similar cases, most similar first", new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Helvetica", "", 9)
+        if result.get("seen_before_notice"):
+            pdf.multi_cell(0, 5, _text(result["seen_before_notice"]), new_x="LMARGIN", new_y="NEXT")
+        for s in similar or []:
+            pdf.cell(0, 5, _text(case_line(s)), new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Helvetica", "", 8)
+        pdf.multi_cell(0, 4, _text(CLOSENESS_SCALE), new_x="LMARGIN", new_y="NEXT")
     return _foot(pdf, model, software_version, size)
 
 

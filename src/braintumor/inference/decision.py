@@ -138,6 +138,8 @@ def either(labels: Sequence[str]) -> str:
 
 
 HEADLINES = {"uncertain": "Uncertain: refer", "rejected": "Not analysed"}
+# What an uncertain answer asks for, in the same words on the page and in the PDF report.
+REFERRAL = "The model cannot tell with enough certainty. Have the scan read by a radiologist."
 
 
 def headline(result: dict) -> str:

@@ -82,9 +82,50 @@ def case_words(case: dict) -> str:
         words = f"{name}, the same picture"
     else:
         c = case["closeness"]
-        near = "very close" if c >= 90 else "close" if c >= 50 else "loosely similar"
+        near = closeness_words(c)
         words = f"{name}, {near} (closeness {c} of 100)" + (f", a {case['match']}" if case.get("match") else "")
     return words + ((", trained on" if case.get("trained") else ", not trained on") if case.get("match") else "")
+
+
+COLLECTIONS = {"tcga-lgg": "TCGA-LGG", "br35h": "Br35H", "figshare": "figshare"}
+MAIN_COLLECTION = "Brain Tumor MRI Dataset"  # ids "CLASS/FILE": the index's main folder
+
+
+def collection_of(case_id: str) -> str:
+    """The collection an indexed scan comes from, as a person names it, from its id (``CLASS/FILE``
+    for the main folder, ``SOURCE/...`` for another source): never the file's path."""
+    first = str(case_id).split("/", 1)[0]
+    from ..config import CLASSES
+
+    if first in CLASSES or "/" not in str(case_id):
+        return MAIN_COLLECTION
+    return COLLECTIONS.get(first.lower(), first)
+
+
+CLOSENESS_WORDS = ("very close", "close", "loosely similar")
+CLOSENESS_SCALE = ("Closeness compares the pair with the closest pairs within the index: very close means closer "
+                   "than 90 in 100 indexed scans are to their own most similar scan; close, closer than half of "
+                   "them; loosely similar, less close than that.")
+
+
+def closeness_words(closeness: int) -> str:
+    """A similar case's closeness (0 to 100) in words: very close, close or loosely similar."""
+    return CLOSENESS_WORDS[0] if closeness >= 90 else CLOSENESS_WORDS[1] if closeness >= 50 else CLOSENESS_WORDS[2]
+
+
+def case_line(case: dict) -> str:
+    """One similar case for a clinician: its collection and class, and how close it is or how it
+    matches ("TCGA-LGG, Glioma: very close"); no file path, no number."""
+    from ..config import CLASS_NAMES
+
+    head = f"{collection_of(case['id'])}, {CLASS_NAMES.get(case['label'], case['label'])}"
+    if case.get("match") == SAME:
+        words = "the same picture"
+    else:
+        words = closeness_words(int(case["closeness"])) + (f", a {case['match']}" if case.get("match") else "")
+    if case.get("match"):
+        words += ", which the model was trained on" if case.get("trained") else ", not used in training"
+    return f"{head}: {words}"
 
 
 @dataclass
