@@ -180,7 +180,7 @@ def test_phone_file_picker_and_errors_in_words(browser, server, sample_files, tm
     drop_file(page, "#dropzone", letter, "text/plain")
     page.wait_for_selector("#error:not([hidden])")
     message = page.text_content("#error")
-    assert message.startswith("This file cannot be read as a scan.")
+    assert message.startswith("This file cannot be read as a scan. letter.txt: "), message  # the name sent
     assert "upload" not in message and "{" not in message
 
     page.set_input_files("#file", str(sample_files[-1][0]))  # the file picker
@@ -250,6 +250,14 @@ def test_dropped_scan_shows_similar_cases_in_score_order_larger_on_click_and_the
         first = page.text_content("#similar-list li:first-child")
         assert "same picture" in first and "(trained on)" in first and NAMES[sample_files[8][1]] in first
         assert page.text_content("#near-copy") == NOTICES["same picture"]
+        # the orange border of "same picture" is explained beside it, and only the marks on screen
+        assert page.eval_on_selector("#similar-list li:first-child img", "e => getComputedStyle(e).outlineStyle") \
+            == "solid"
+        assert page.is_visible("#legend-copy") and "same picture" in page.text_content("#legend-copy")
+        assert "Orange border" in page.text_content("#legend-copy")
+        dashed = page.evaluate("() => document.querySelectorAll('#similar-list li.neighbour').length")
+        assert page.is_visible("#legend-neighbour") == (dashed > 0)
+        assert "colour" in page.text_content("#similar-box .hint")  # the line under each caption
         page.click("#similar-list li:first-child button")
         assert page.is_visible("#case-view")
         assert page.eval_on_selector("#case-view-img", "e => e.getBoundingClientRect().width") > 300
@@ -395,6 +403,62 @@ def test_page_shows_uncertain_and_rejected_answers_for_what_they_are(browser, pr
         assert all(w in text for w in words), text
         assert text.count("radiologist") <= 1 and "notumor" not in text and "coverage" not in text
         assert page.is_visible("#analysis") == analysed and page.is_visible("#heat-figure") == analysed
+        # nothing of an analysed page on one not analysed: no opacity slider, no report to download
+        assert page.is_visible("#opacity-row") == analysed and page.is_visible("#download-report") == analysed
+        page.close()
+
+
+def test_an_image_not_analysed_shows_its_reason_and_nothing_of_an_analysed_page(browser, server, tmp_path):
+    """A real refusal (a blank image): the headline and the reason; no class, probability, chart,
+    heat map, opacity slider or report download. An analysed scan afterwards brings them back."""
+    from PIL import Image
+
+    blank = tmp_path / "blank.png"
+    Image.new("L", (200, 200), 0).save(blank)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    seen = watch(page, server.url)
+    page.goto(server.url)
+    drop_file(page, "#dropzone", blank, mime="image/png")
+    page.wait_for_selector("#result[data-state='done']", state="attached", timeout=60_000)
+    assert page.text_content("#label") == "Not analysed" and page.get_attribute("#result", "data-decision") == "rejected"
+    assert "blank" in page.text_content("#reason")
+    for hidden in ("#answer-conf", "#analysis", "#heat-figure", "#opacity-row", "#opacity", "#report-row",
+                   "#download-report", "#similar-box", "#truth"):
+        assert page.is_hidden(hidden), hidden
+    text = page.text_content("#result")
+    assert not any(name in text for name in NAMES.values()) and "%" not in text.split("Took")[0]
+    assert not seen["errors"], seen["errors"]
+    page.close()
+
+
+def test_a_sample_scan_referred_is_not_called_agreeing(browser, predictor):
+    """"Try a sample scan" on an uncertain answer: the check compares the decision with the truth
+    ("referred; the true class is ..."), never "agrees", and not in the colour of agreement."""
+    from braintumor.web import create_app
+    from braintumor.web.serve import BackgroundServer
+
+    class Referring:  # the real predictor, every answer uncertain between No tumour and Glioma
+        def __getattr__(self, name):
+            return getattr(predictor, name)
+
+        def explain(self, image, **kw):
+            return {**predictor.explain(image, **kw), "decision": "uncertain", "headline": "Uncertain: refer",
+                    "prediction_set": ["notumor", "glioma"], "reason": "A tumour cannot be ruled out."}
+
+    with BackgroundServer(create_app(predictor=Referring()), threads=1) as srv:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(srv.url)
+        page.click("#try-sample")
+        wait_for_result(page)
+        truth = page.text_content("#truth")
+        assert truth.startswith("Sample scan: referred; the true class is "), truth
+        true_name = truth.split("the true class is ")[1].split(",")[0]
+        among = true_name in ("No tumour", "Glioma")
+        assert truth.endswith(", one of the classes it could be." if among else ", not one of the classes it could be.")
+        assert "agrees" not in truth and "differs" not in truth
+        assert page.get_attribute("#truth", "data-outcome") == "referred"
+        assert page.eval_on_selector("#truth", "e => getComputedStyle(e).color") != "rgb(6, 95, 70)"  # not green
+        assert page.is_visible("#opacity-row") and page.is_visible("#download-report")  # an analysed scan
         page.close()
 
 

@@ -41,10 +41,13 @@
 
   function clearError() { errorBox.hidden = true; errorBox.textContent = ""; }
 
-  /* A server message such as "upload.png: the image is damaged (...)" in words for a person. */
+  /* A server message such as "scan 3.png: the image is damaged (...)" in words for a person: the
+     file's name (as the server repeats it: its base name, sanitised) stays as it is, and what
+     follows it starts with a capital. */
   function humanError(status, message) {
-    var m = (message || "").replace(/^upload[\w.]*:\s*/, "");
-    if (m) { m = m.charAt(0).toUpperCase() + m.slice(1); }
+    var m = message || "", named = /^([^:]{1,100}\.[\w.]{1,12}): (.*)$/.exec(m);
+    var capital = function (t) { return t ? t.charAt(0).toUpperCase() + t.slice(1) : t; };
+    m = named ? named[1] + ": " + capital(named[2]) : capital(m);
     if (status === 413) {
       return "This file is too large: the limit is " + Math.round(maxBytes / 1048576) + " MB. Send a smaller image.";
     }
@@ -149,7 +152,7 @@
     $("label").textContent = answer.headline || name(top);
     $("label-swatch").style.background = decision === "classified" ? colour(top) : (rejected ? "#94a3b8" : "#b45309");
     $("answer-conf").hidden = decision !== "classified";
-    $("confidence").textContent = percent(answer.confidence);
+    $("confidence").textContent = answer.confidence == null ? "" : percent(answer.confidence);
     $("could-be").hidden = !answer.could_be;
     $("could-be").textContent = answer.could_be ? "It could be " + answer.could_be + "." : "";
     $("reason").textContent = answer.reason || "";
@@ -190,6 +193,9 @@
     renderSimilar(answer);
     resetFeedback(answer);
     $("report-status").textContent = "";
+    /* Only an analysed scan has a report to download; only a heat map has an opacity. */
+    $("report-row").hidden = rejected;
+    $("opacity-row").hidden = rejected || heat.hidden;
     applyOpacity();
     result.dataset.state = "done";
     if (window.matchMedia && window.matchMedia("(max-width: 879px)").matches) {
@@ -279,6 +285,10 @@
     list.textContent = "";
     var items = answer.decision === "rejected" ? [] : (answer.similar || []);
     box.hidden = items.length === 0;
+    /* The legend explains the borders that are on screen, and only those. */
+    var matches = items.map(function (s) { return s.match; });
+    $("legend-copy").hidden = matches.indexOf("same picture") < 0;
+    $("legend-neighbour").hidden = matches.indexOf("neighbouring slice") < 0;
     $("near-copy").hidden = !answer.seen_before_notice;
     $("near-copy").textContent = answer.seen_before_notice || "";
     items.forEach(function (s) {
@@ -332,13 +342,29 @@
     }).join(" \u00b7 ")));
   }
 
+  /* A sample scan's true class beside what the answer decided: a classified answer agrees or
+     differs; an uncertain one was referred (and the truth is, or is not, among the classes it
+     could be); a rejected one was not analysed. */
   function renderTruth(answer) {
     var box = $("truth");
     if (!sampleTruth) { box.hidden = true; box.textContent = ""; return; }
-    var right = answer.label === sampleTruth && answer.decision !== "rejected";
-    box.textContent = "Sample scan: its true class is " + name(sampleTruth) + ". " +
-      (right ? "The model's answer agrees." : "The model's answer differs.");
-    box.className = "truth " + (right ? "agrees" : "differs");
+    var truth = name(sampleTruth), decision = answer.decision || "classified", kind, text;
+    if (decision === "uncertain") {
+      var among = (answer.prediction_set || []).indexOf(sampleTruth) >= 0;
+      kind = "referred";
+      text = "Sample scan: referred; the true class is " + truth + (among ?
+        ", one of the classes it could be." : ", not one of the classes it could be.");
+    } else if (decision === "rejected") {
+      kind = "referred";
+      text = "Sample scan: not analysed; the true class is " + truth + ".";
+    } else {
+      kind = answer.label === sampleTruth ? "agrees" : "differs";
+      text = "Sample scan: its true class is " + truth + ". " +
+        (kind === "agrees" ? "The model's answer agrees." : "The model's answer differs.");
+    }
+    box.textContent = text;
+    box.className = "truth " + kind;
+    box.dataset.outcome = kind;
     box.hidden = false;
   }
 
