@@ -41,7 +41,8 @@ def _features_and_weight(model, arch, x):
     return feats, linear.weight.detach().numpy()
 
 
-@pytest.mark.parametrize("arch,size", [("resnet18", 224), ("resnet18", 96), ("efficientnet_b0", 96)])
+@pytest.mark.parametrize("arch,size", [("resnet18", 224), ("resnet18", 96), ("efficientnet_b0", 96),
+                                       ("efficientnet_lite0", 224)])
 @pytest.mark.parametrize("method", list(CAM_METHODS))
 def test_numpy_maps_equal_pytorch_grad_cam_on_the_whole_model(arch, size, method):
     from braintumor.models import build_model
@@ -133,7 +134,7 @@ def test_explanation_figure_puts_scan_and_overlay_side_by_side():
     assert not (right[0] == right[1] == right[2])  # the overlay is coloured
 
 
-@pytest.mark.parametrize("arch", ["resnet18", "efficientnet_b0"])
+@pytest.mark.parametrize("arch", ["resnet18", "efficientnet_b0", "efficientnet_lite0"])
 def test_split_network_reproduces_the_model(arch):
     from braintumor.models import build_model
     from braintumor.network_parts import split_network

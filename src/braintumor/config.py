@@ -105,11 +105,6 @@ class TrainConfig:
                 lr=3e-4, head_lr=1e-3, weight_decay=1e-4, warmup_epochs=0, label_smoothing=0.0,
                 patience=5, crop_scale=(0.08, 1.0), resize_ratio=256 / 224, epochs=30, freeze_early=True,
             )
-            # the input scaling the pretrained weights expect (EfficientNet-Lite: [-1, 1])
-            from .models import get_arch
-
-            spec = get_arch(overrides.get("arch") or cls.arch)
-            base.update(mean=spec.mean, std=spec.std)
         else:
             base = {}
         base.update({k: v for k, v in overrides.items() if v is not None})

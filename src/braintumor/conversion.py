@@ -57,15 +57,42 @@ class GreyStem(nn.Module):
         s = torch.tensor(std, dtype=torch.float64).view(1, 3, 1, 1)
         w = conv.weight.detach().double()
         scale = (bn.weight.detach().double() / torch.sqrt(bn.running_var.double() + bn.eps)).view(-1, 1, 1, 1)
-        self.conv = nn.Conv2d(1, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=False)
+        # TensorFlow's "same" padding (timm's Conv2dSame: more on the right and bottom) is fixed for
+        # a fixed input size, so it is written out; both terms below see the same zeros.
+        self.pad = same_padding(conv, size)
+        self.conv = nn.Conv2d(1, conv.out_channels, conv.kernel_size, conv.stride,
+                              0 if self.pad else conv.padding, bias=False)
         self.conv.weight.data = ((w / s).sum(1, keepdim=True) * scale).float()
-        extent = F.conv2d(torch.ones(1, 1, size, size, dtype=torch.float64), (w * m / s).sum(1, keepdim=True),
-                          stride=conv.stride, padding=conv.padding)
+        ones = F.pad(torch.ones(1, 1, size, size, dtype=torch.float64), self.pad) if self.pad else \
+            torch.ones(1, 1, size, size, dtype=torch.float64)
+        extent = F.conv2d(ones, (w * m / s).sum(1, keepdim=True), stride=conv.stride,
+                          padding=0 if self.pad else conv.padding)
         shift = bn.bias.detach().double() - bn.running_mean.double() * scale.view(-1)
         self.register_buffer("offset", (shift.view(1, -1, 1, 1) - extent * scale.view(1, -1, 1, 1)).float())
+        # a batch norm that carries its activation (timm's BatchNormAct2d: ReLU6 in EfficientNet-Lite)
+        act = getattr(bn, "act", None)
+        self.act = act if isinstance(act, nn.Module) else nn.Identity()
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.conv(pixels.unsqueeze(1).float() / 255.0) + self.offset
+        import torch.nn.functional as F
+
+        x = pixels.unsqueeze(1).float() / 255.0
+        if self.pad:
+            x = F.pad(x, self.pad)
+        return self.act(self.conv(x) + self.offset)
+
+
+def same_padding(conv: nn.Conv2d, size: int) -> tuple[int, int, int, int] | None:
+    """(left, right, top, bottom) zeros that TensorFlow's "same" padding adds before ``conv`` on a
+    ``size`` x ``size`` input, where ``conv`` pads that way (timm's ``Conv2dSame``); else None."""
+    if type(conv).__name__ != "Conv2dSame":
+        return None
+    pads = []
+    for k, st, d in zip(conv.kernel_size, conv.stride, conv.dilation):
+        total = max((-(-size // st) - 1) * st + (k - 1) * d + 1 - size, 0)
+        pads.append((total // 2, total - total // 2))
+    (top, bottom), (left, right) = pads
+    return (left, right, top, bottom)
 
 
 def _grey_input(body: nn.Module, prep) -> None:

@@ -16,18 +16,13 @@ import numpy as np
 from PIL import Image, ImageChops, ImageMode, ImageOps, UnidentifiedImageError
 
 from . import formats, limits
+from .medical.dicom import BURNED_IN_KEY, BURNED_IN_NOTICE  # noqa: F401 (re-exported)
 from .errors import MAX_PIXELS, ImageError, UnsupportedImageError  # noqa: F401 (re-exported)
 from .medical.window import PERCENTILES
 
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, IO[bytes], Image.Image, np.ndarray]
 COLOUR_KEY = "braintumor_colour"  # Image.info key: the share of the picture that was in colour
-# Image.info key: the pixels may show patient text (a DICOM marked BurnedInAnnotation YES, or a
-# secondary capture). Such a scan is answered with a notice, and its pixels are never kept.
-BURNED_IN_KEY = "braintumor_burned_in_text"
-BURNED_IN_NOTICE = ("This DICOM file says patient text may be drawn into its pixels (burned-in annotation "
-                    "or a secondary capture). It was analysed, but its pixels are never kept with feedback "
-                    "or exported; remove the text before sharing the image or this report.")
 COLOUR_CHROMA = 24  # grey levels: a pixel whose channels differ by more than this is in colour
 
 

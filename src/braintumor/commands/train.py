@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from ..models import get_arch
     from ..train import main
 
-    get_arch(args.arch)
+    spec = get_arch(args.arch)  # an unknown name is refused before any work
     saved = Path(args.out) / "config.json"
     if args.resume and saved.is_file():
         cfg = TrainConfig.from_json(saved.read_text())
@@ -94,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
             "fit", "source_balance", "resize_ratio")}
         if args.crop_scale is not None:
             overrides["crop_scale"] = (args.crop_scale, 1.0)
+        if args.pretrained != "none":  # the input scaling the weights were trained with ([-1, 1] for Lite)
+            overrides.update(mean=spec.mean, std=spec.std)
         if args.sources:
             overrides["sources"] = tuple(str(Path(s).resolve()) for s in args.sources)
         cfg = TrainConfig.recipe(args.pretrained, data=args.data, out=args.out, arch=args.arch,

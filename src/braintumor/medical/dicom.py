@@ -34,6 +34,12 @@ DEFLATED = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian
 # explicit-VR value representations with a 4-byte value length (PS3.5 7.1.2)
 LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 INFLATE_CHUNK = 1 << 20
+# Image.info key: the pixels may show patient text (a DICOM marked BurnedInAnnotation YES, or a
+# secondary capture). Such a scan is answered with a notice, and its pixels are never kept.
+BURNED_IN_KEY = "braintumor_burned_in_text"
+BURNED_IN_NOTICE = ("This DICOM file says patient text may be drawn into its pixels (burned-in annotation "
+                    "or a secondary capture). It was analysed, but its pixels are never kept with feedback "
+                    "or exported; remove the text before sharing the image or this report.")
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"  # and its multi-frame kinds, .7.1 to .7.4
 
 
@@ -216,8 +222,6 @@ class Dicom:
                 arr = pixel_array(self.ds, index=i)
                 img = self._display(arr, i)
                 if burned_in_text(self.ds):
-                    from ..imaging import BURNED_IN_KEY
-
                     img.info[BURNED_IN_KEY] = True
         except ImageError:
             raise
