@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "feedback": ("braintumor.commands.feedback", "list, summarise or export the corrections a server collected"),
     "finetune": ("braintumor.commands.finetune", "adapt a model to a site's labelled scans on this machine"),
     "export": ("braintumor.commands.export", "convert a checkpoint into the ONNX graphs the light install runs"),
+    "study": ("braintumor.commands.study", "answer DICOM series and NIfTI volumes slice by slice, with DICOM SRs"),
+    "pacs": ("braintumor.commands.pacs", "answer a study on a DICOMweb server and store the SRs back into it"),
 }
 
 # The commands that need PyTorch (the training install); the others run in the light install.
