@@ -57,7 +57,8 @@ def create_app(config: dict | None = None, predictor: Any = None) -> Flask:
     # request threads call it side by side (measured faster than one call at a time on 2 cores).
     app.extensions[EXTENSION] = predictor
 
-    from . import routes
+    from . import routes, study_api
 
     routes.init_app(app)
+    study_api.init_app(app)
     return app
