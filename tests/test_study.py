@@ -97,11 +97,12 @@ def test_frames_of_a_multi_frame_file_are_ordered_by_their_own_positions():
 def test_files_of_two_series_are_grouped_and_others_skipped_and_counted():
     study_uid = uid.generate_uid()
     a, b = mr_series(6, study_uid=study_uid, series_number=2), mr_series(4, study_uid=study_uid, series_number=5)
-    mixed = items(a + b, shuffle=4) + [(b"plain text, not a scan", "notes.txt")]
+    mixed = items(a + b, shuffle=4) + [(b"plain text, not a scan", "notes.txt"), (a[0], "copy.dcm")]
     study = read_study(mixed)
     assert [len(s.slices) for s in study.series] == [6, 4]
     assert [s.series_number for s in study.series] == [2, 5]
-    assert study.skipped == {"not a DICOM or NIfTI file": 1}
+    assert study.skipped == {"not a DICOM or NIfTI file": 1,
+                             "a second copy of an image (the same SOPInstanceUID)": 1}
 
 
 def test_nothing_readable_is_a_study_error():

@@ -31,6 +31,7 @@ SAME_ORIENTATION = 1e-3  # direction cosines that differ by less are one orienta
 NOT_SCAN = "not a DICOM or NIfTI file"
 NOT_IMAGE = "not an image this tool reads (a report, a DICOMDIR, an unsupported kind)"
 UNREADABLE = "damaged or unreadable"
+COPY = "a second copy of an image (the same SOPInstanceUID)"
 
 
 @dataclass
@@ -114,6 +115,7 @@ class _Reader:
         self.pixels = 0
         self.dicom: dict[str | None, Series] = {}
         self.nifti: list[Series] = []
+        self.seen: set[str] = set()  # SOPInstanceUIDs read
         self.study = Study([])
 
     def skip(self, reason: str, label: str, message: str | None = None) -> None:
@@ -183,6 +185,10 @@ class _Reader:
             images = vol.all_frames()
             with quiet():
                 del ds[vol.pixel_keyword]  # the header stays, for the report's evidence
+        if sop_instance and sop_instance in self.seen:
+            self.skip(COPY, label, f"{label}: {COPY}")
+            return
+        self.seen.add(sop_instance)
         series = self.dicom.get(series_uid)
         if series is None:
             series = self.dicom[series_uid] = Series("dicom", [], modality=modality, series_number=series_number,
