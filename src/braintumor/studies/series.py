@@ -229,7 +229,8 @@ def read_study(items: Iterable[tuple[bytes, str]], limits: StudyLimits = LIBRARY
     study = reader.finish()
     if not study.series:
         reasons = "; ".join(f"{n} {r}" for r, n in study.skipped.items()) or "no files"
-        raise StudyError(f"no DICOM or NIfTI image was found in what was sent ({reasons})")
+        first = f"; the first: {study.problems[0][1]}" if study.problems else ""
+        raise StudyError(f"no DICOM or NIfTI image was found in what was sent ({reasons}){first}")
     return study
 
 
