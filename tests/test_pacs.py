@@ -7,6 +7,7 @@ skip where it is not installed (Debian: ``apt-get install orthanc orthanc-dicomw
 from __future__ import annotations
 
 import glob
+import io
 import json
 import shutil
 import socket
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import box_checkpoint
-from dicom_series import PATIENT_NAME, header, mr_series
+from dicom_series import PATIENT_NAME, mr_series
 
 PLUGIN_GLOBS = ("/usr/share/orthanc/plugins/libOrthancDicomWeb.so", "/usr/lib/orthanc/libOrthancDicomWeb.so*")
 
@@ -81,7 +82,7 @@ def test_a_study_goes_to_orthanc_and_its_report_comes_back_into_the_same_study(o
     from braintumor.studies import read_sr
 
     files = mr_series(24, size=96)
-    datasets = [pydicom.dcmread(__import__("io").BytesIO(f)) for f in files]
+    datasets = [pydicom.dcmread(io.BytesIO(f)) for f in files]
     study_uid = str(datasets[0].StudyInstanceUID)
     web = DICOMwebClient(orthanc)
     web.store_instances(datasets=datasets[::-1])  # stored in reverse order

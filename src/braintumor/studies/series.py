@@ -154,8 +154,9 @@ class _Reader:
 
         with guard(label):
             vol = Nifti(data, label)
+            self.count(vol.slices, 0)  # its pixels are bounded by the per-image budget, and counted once decoded
             images = vol.all_slices()
-        self.count(len(images), sum(im.width * im.height for im in images))
+        self.count(0, sum(im.width * im.height for im in images))
         slices = [Slice(im, im.height, im.width) for im in images]
         self.nifti.append(Series("nifti", slices, "volume"))
 
@@ -165,7 +166,6 @@ class _Reader:
 
         with guard(label):
             vol = Dicom(data, label)
-            self.count(vol.frames, vol.rows * vol.cols * vol.frames)
             ds = vol.ds
             with quiet():
                 meta = getattr(ds, "file_meta", None)
@@ -182,13 +182,14 @@ class _Reader:
                     ipp = _floats(_frame_value(ds, i, "PlanePositionSequence", "ImagePositionPatient"), 3)
                     iop = _floats(_frame_value(ds, i, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
                     places.append((_place(ipp, iop), iop))
+            if sop_instance and sop_instance in self.seen:
+                self.skip(COPY, label, f"{label}: {COPY}")
+                return
+            self.seen.add(sop_instance)
+            self.count(vol.frames, vol.rows * vol.cols * vol.frames)  # before any pixel is decoded
             images = vol.all_frames()
             with quiet():
                 del ds[vol.pixel_keyword]  # the header stays, for the report's evidence
-        if sop_instance and sop_instance in self.seen:
-            self.skip(COPY, label, f"{label}: {COPY}")
-            return
-        self.seen.add(sop_instance)
         series = self.dicom.get(series_uid)
         if series is None:
             series = self.dicom[series_uid] = Series("dicom", [], modality=modality, series_number=series_number,
