@@ -209,3 +209,58 @@ def test_importing_formats_imports_nothing_heavy():
             "print(sorted(k for k in ('torch', 'numpy', 'PIL', 'braintumor.medical') if k in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def _jpeg_with_segments(n: int) -> bytes:
+    """A real JPEG with ``n`` empty APP1 segments added after its start marker."""
+    data = png_bytes(np.zeros((16, 16), np.uint8), "JPEG")
+    return data[:2] + b"\xff\xe1\x00\x02" * n + data[2:]
+
+
+def _png_with_chunks(n: int) -> bytes:
+    """A real PNG with ``n`` empty private chunks before its image data."""
+    import struct
+    import zlib as z
+
+    data = png_bytes(np.zeros((16, 16), np.uint8))
+    chunk = struct.pack(">I", 0) + b"prVt" + struct.pack(">I", z.crc32(b"prVt"))
+    return data[:33] + chunk * n + data[33:]  # after the signature and IHDR (8 + 25 bytes)
+
+
+def _tiff_listing_strips(n: int) -> bytes:
+    """A 16 x 16 grey TIFF whose one directory lists ``n`` strips (its size holds one)."""
+    import struct
+
+    entries = [(256, 3, 1, 16), (257, 3, 1, 16), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
+               (273, 4, n, 0), (277, 3, 1, 1), (278, 3, 1, 16), (279, 4, n, 0)]
+    ifd = 8
+    arrays = ifd + 2 + 12 * len(entries) + 4
+    offsets, counts = arrays, arrays + 4 * n
+    pixels = counts + 4 * n
+    out = bytearray(b"II*\x00" + struct.pack("<I", ifd) + struct.pack("<H", len(entries)))
+    for tag, kind, count, value in entries:
+        if tag == 273:
+            value = offsets
+        elif tag == 279:
+            value = counts
+        out += struct.pack("<HHII", tag, kind, count, value) if kind == 4 else \
+            struct.pack("<HHIHH", tag, kind, count, value, 0)
+    out += struct.pack("<I", 0)
+    out += struct.pack(f"<{n}I", *([pixels] * n)) + struct.pack(f"<{n}I", *([256] + [0] * (n - 1)))
+    return bytes(out + bytes(256))
+
+
+def test_headers_that_list_too_many_items_are_refused_before_pillow_reads_them():
+    from braintumor.errors import ImageError, UnsupportedImageError
+    from braintumor.imaging import load_image
+
+    assert formats.jpeg_segments(_jpeg_with_segments(10)) < formats.MAX_JPEG_SEGMENTS
+    assert load_image(_jpeg_with_segments(10)).size == (16, 16)  # an ordinary file is read
+    with pytest.raises(UnsupportedImageError, match="header segments"):
+        load_image(_jpeg_with_segments(formats.MAX_JPEG_SEGMENTS + 5))
+    assert load_image(_png_with_chunks(10)).size == (16, 16)
+    with pytest.raises(UnsupportedImageError, match="chunks"):
+        load_image(_png_with_chunks(formats.MAX_PNG_CHUNKS + 5))
+    assert formats.tiff_first_page(png_bytes(np.zeros((16, 16), np.uint8), "TIFF"))[2] is False
+    with pytest.raises(ImageError, match="lists 5,000 strips"):
+        load_image(_tiff_listing_strips(5000))

@@ -407,3 +407,23 @@ def test_each_client_keeps_only_its_share_of_slow_requests():
     assert not quick_a.will_close and late.will_close and not slow_body.will_close
     kept = [ch for ch in big_bodies if not ch.will_close]
     assert sum(ch.pending_bytes() for ch in kept) <= serve.CLIENT_PENDING_BYTES and kept
+
+
+def test_a_body_over_the_clients_pending_share_is_closed_as_soon_as_its_headers_are_in():
+    from types import SimpleNamespace
+
+    from braintumor.web import serve
+
+    def channel(addr, length):
+        ch = SimpleNamespace(addr=(addr, 1), request=SimpleNamespace(headers_finished=True), will_close=False)
+        ch.pending_bytes = lambda: length
+        return ch
+
+    share = serve.CLIENT_PENDING_BYTES
+    mine = [channel("10.0.0.1", share // 2), channel("10.0.0.1", share // 2)]
+    other = channel("10.0.0.2", share)
+    newcomer = channel("10.0.0.1", 1 << 20)
+    assert serve.over_pending_share(newcomer, mine + [other, newcomer])
+    assert not serve.over_pending_share(other, mine + [other, newcomer])  # another client's share is its own
+    mine[0].will_close = True  # a connection already closing no longer counts
+    assert not serve.over_pending_share(newcomer, mine + [other, newcomer])

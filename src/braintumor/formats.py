@@ -21,6 +21,7 @@ else ever reaches it. Only the standard library is imported here, so that the co
 from __future__ import annotations
 
 import os
+import struct
 import zlib
 from pathlib import Path
 from typing import Union
@@ -53,6 +54,14 @@ REFUSED_FORMATS: tuple[tuple[bytes, str], ...] = (
 # A progressive JPEG is decoded once per scan: more scans than this are refused before decoding
 # (encoders write about 10; a hostile file can hold thousands, each costing a full pass).
 MAX_JPEG_SCANS = 64
+# Items a picture lists that Pillow reads one by one in Python before its pixels: JPEG marker
+# segments before the first scan, PNG chunks, the strips or tiles of a TIFF page. Encoders write
+# tens (a 16 MB PNG in 8 KB IDAT chunks: about 2,000); a hostile file lists millions, each
+# costing time and a Python object before the image's size is even checked.
+MAX_JPEG_SEGMENTS = 1024
+MAX_PNG_CHUNKS = 16_384
+
+
 GZIP_MAGIC = b"\x1f\x8b"
 HEAD_BYTES = 4096  # how much of a file the content check reads
 
@@ -139,6 +148,64 @@ def jpeg_scans(data: bytes) -> int:
     decodes. Entropy-coded data escapes every 0xFF byte, so the pair FF DA appears only as the
     marker (or inside an embedded thumbnail, which makes this an upper bound)."""
     return data.count(b"\xff\xda")
+
+
+def jpeg_segments(data: bytes, limit: int = MAX_JPEG_SEGMENTS) -> int:
+    """How many marker segments (and fill bytes) come before a JPEG's first scan, counted up to
+    ``limit + 1``: a walk from length to length that never reads more than ``limit`` headers."""
+    pos, n = 2, 0
+    while pos + 4 <= len(data) and n <= limit and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        n += 1
+        if marker == 0xDA:  # start of scan: the decoder's C code reads the rest
+            break
+        if marker == 0xFF:  # a fill byte
+            pos += 1
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
+            pos += 2
+        else:
+            pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+    return n
+
+
+def png_chunks(data: bytes, limit: int = MAX_PNG_CHUNKS) -> int:
+    """How many chunks a PNG holds, counted up to ``limit + 1`` (Pillow reads each in Python)."""
+    pos, n = 8, 0
+    while pos + 8 <= len(data) and n <= limit:
+        n += 1
+        if data[pos + 4:pos + 8] == b"IEND":
+            break
+        pos += 12 + int.from_bytes(data[pos:pos + 4], "big")
+    return n
+
+
+def tiff_first_page(data: bytes) -> tuple[int, int, bool]:
+    """Of a TIFF's first page: the strips or tiles it lists, how many its size implies, and
+    whether another page follows (read from the one directory, never walking the others)."""
+    order = "<" if data[:2] == b"II" else ">"
+    try:
+        (ifd,) = struct.unpack_from(order + "I", data, 4)
+        (count,) = struct.unpack_from(order + "H", data, ifd)
+        tags: dict[int, tuple[int, int]] = {}
+        for k in range(count):
+            tag, kind, n, value = struct.unpack_from(order + "HHII", data, ifd + 2 + 12 * k)
+            if kind == 3 and n == 1:  # a SHORT sits in the first two bytes of the value field
+                (value,) = struct.unpack_from(order + "H", data, ifd + 2 + 12 * k + 8)
+            tags[tag] = (n, value)
+        (following,) = struct.unpack_from(order + "I", data, ifd + 2 + 12 * count)
+    except struct.error:
+        return 0, 0, False  # a damaged file: its decoder says so
+    value = lambda tag, default: tags[tag][1] if tag in tags else default  # noqa: E731
+    width, height = max(1, value(256, 1)), max(1, value(257, 1))
+    planes = value(277, 1) if value(284, 1) == 2 else 1
+    if 324 in tags:  # tiles
+        tw, th = max(1, value(322, width)), max(1, value(323, height))
+        listed, implied = tags[324][0], -(-width // tw) * -(-height // th) * planes
+    else:
+        rows = max(1, min(value(278, height), height))
+        listed, implied = tags.get(273, (0, 0))[0], -(-height // rows) * planes
+    return listed, implied, following != 0
+
 
 
 def content_kind(head: bytes) -> str | None:

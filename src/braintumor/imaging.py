@@ -214,11 +214,9 @@ def _open_pil(fp: IO[bytes], name: str, fmt: str) -> Image.Image:
         with Image.open(fp, formats=(fmt,)) as img:
             # the header's size, before a pixel is decoded
             limits.check_image(img.width, img.height, name, bytes_per_pixel(img.mode))
-            if getattr(img, "n_frames", 1) > 1:
-                raise UnsupportedImageError(
-                    f"{name}: the image has {img.n_frames} frames (animated or multi-page); "
-                    "send a single image"
-                )
+            if getattr(img, "is_animated", False):  # never n_frames: TIFF's reads every page
+                raise UnsupportedImageError(f"{name}: the image has several frames (animated or multi-page); "
+                                            "send a single image")
             img.load()
             return pil_to_gray(img, name)
     except ImageError:
@@ -244,6 +242,20 @@ def decode_picture(data: bytes, name: str = "upload") -> Image.Image:
         raise UnsupportedImageError(
             f"{name}: a progressive JPEG of {formats.jpeg_scans(data):,} scans (at most "
             f"{formats.MAX_JPEG_SCANS} are decoded); save it again as an ordinary JPEG or PNG")
+    if fmt == "JPEG" and formats.jpeg_segments(data) > formats.MAX_JPEG_SEGMENTS:
+        raise UnsupportedImageError(f"{name}: the JPEG lists over {formats.MAX_JPEG_SEGMENTS:,} header segments "
+                                    "before its pixels; save it again as an ordinary JPEG or PNG")
+    if fmt == "PNG" and formats.png_chunks(data) > formats.MAX_PNG_CHUNKS:
+        raise UnsupportedImageError(f"{name}: the PNG holds over {formats.MAX_PNG_CHUNKS:,} chunks; save it "
+                                    "again as an ordinary PNG")
+    if fmt == "TIFF":
+        listed, implied, more_pages = formats.tiff_first_page(data)
+        if more_pages:
+            raise UnsupportedImageError(f"{name}: the image has several frames (a multi-page TIFF); "
+                                        "send a single image")
+        if listed > implied:
+            raise ImageError(f"{name}: the TIFF lists {listed:,} strips or tiles where its size holds "
+                             f"{implied:,} (a damaged file)")
     return _open_pil(io.BytesIO(data), name, fmt)
 
 

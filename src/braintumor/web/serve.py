@@ -79,6 +79,7 @@ def _json_error_channel():
 
         error_task_class = JsonErrorTask
         request_started: float | None = None
+        share_checked = None  # the request whose body's length was last checked against the share
 
         def received(self, data):
             before = self.request
@@ -87,6 +88,11 @@ def _json_error_channel():
                 self.request_started = None
             elif self.request is not before or self.request_started is None:
                 self.request_started = time.monotonic()
+            req = self.request
+            if req is not None and req.headers_finished and self.share_checked is not req:
+                self.share_checked = req  # once a request, when its body's length is known
+                if over_pending_share(self, self.server.active_channels.values()):
+                    self.will_close = True
             return result
 
         def pending_bytes(self) -> int:
@@ -103,11 +109,26 @@ def _json_error_channel():
     return DeadlineChannel
 
 
+def client_of(ch) -> str:
+    return ch.addr[0] if isinstance(ch.addr, tuple) else str(ch.addr)
+
+
+def over_pending_share(channel, channels) -> bool:
+    """Whether the bodies still arriving from ``channel``'s client, counted by their declared
+    length with this one's, are over :data:`CLIENT_PENDING_BYTES` (checked once a request's
+    headers are in, before its body is read)."""
+    client = client_of(channel)
+    pending = sum(ch.pending_bytes() for ch in channels
+                  if not ch.will_close and getattr(ch, "request", None) is not None and client_of(ch) == client)
+    return pending > CLIENT_PENDING_BYTES
+
+
 def close_slow_requests(channels, now: float) -> int:
     """Mark for closing the connections whose request is past a deadline, and each client's
     newest slow requests past its share (see the module's description). Returns how many."""
     closing = 0
-    by_client: dict[str, list] = {}
+    slow: dict[str, list] = {}
+    arriving: dict[str, list] = {}
     for ch in channels:
         started = getattr(ch, "request_started", None)
         if started is None or ch.will_close or ch.request is None:
@@ -116,15 +137,22 @@ def close_slow_requests(channels, now: float) -> int:
         if age > (REQUEST_DEADLINE_S if ch.request.headers_finished else HEADER_DEADLINE_S):
             ch.will_close = True
             closing += 1
-        elif age > SLOW_AFTER_S:
-            client = ch.addr[0] if isinstance(ch.addr, tuple) else str(ch.addr)
-            by_client.setdefault(client, []).append(ch)
-    for slow in by_client.values():
-        slow.sort(key=lambda ch: ch.request_started)  # oldest first: the newest go
+            continue
+        if age > SLOW_AFTER_S:
+            slow.setdefault(client_of(ch), []).append(ch)
+        if ch.pending_bytes():  # a body still arriving counts against the share at any age
+            arriving.setdefault(client_of(ch), []).append(ch)
+    for chans in slow.values():
+        chans.sort(key=lambda ch: ch.request_started)  # oldest first: the newest go
+        for ch in chans[CLIENT_SLOW_REQUESTS:]:
+            ch.will_close = True
+            closing += 1
+    for chans in arriving.values():
+        chans.sort(key=lambda ch: ch.request_started)
         pending = 0
-        for i, ch in enumerate(slow):
+        for ch in chans:
             pending += ch.pending_bytes()
-            if i >= CLIENT_SLOW_REQUESTS or pending > CLIENT_PENDING_BYTES:
+            if pending > CLIENT_PENDING_BYTES and not ch.will_close:
                 ch.will_close = True
                 closing += 1
     return closing
