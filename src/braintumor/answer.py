@@ -201,6 +201,12 @@ ANALYSED = {
                                              "confidence": NUMBER_0_1}}},
         "agreement": {"type": "integer", "minimum": 0,
                       "description": "how many of the models agree with the combined answer"},
+        "burned_in_text": {"type": "boolean",
+                           "description": "the DICOM file says patient text may be drawn into its pixels "
+                                          "(BurnedInAnnotation YES, or a secondary capture); present only then"},
+        "privacy_notice": {"type": "string",
+                           "description": "with burned_in_text: the notice in words (the pixels are never "
+                                          "kept with feedback or exported)"},
     },
     "additionalProperties": True,
 }
