@@ -342,3 +342,60 @@ def test_api_study_answers_match_their_openapi_description(client, series24):
     for resp in (ok, refused):
         schema = responses[str(resp.status_code)]["content"]["application/json"]["schema"]
         assert conforms(resp.get_json(), schema, doc) == []
+
+
+def test_api_study_thumbnails_show_each_slice_in_anatomical_order(client, series24):
+    import base64
+
+    from PIL import Image
+
+    files = items(series24[:6], shuffle=4)
+    plain = post(client, "/api/study", files).get_json()
+    assert not any("thumbnail" in s for s in plain["series"][0]["slices"])
+    resp = post(client, "/api/study", files, thumbnails="true")
+    assert resp.status_code == 200, resp.get_json()
+    slices = resp.get_json()["series"][0]["slices"]
+    pictures = [Image.open(io.BytesIO(base64.b64decode(s["thumbnail"].split(",", 1)[1]))) for s in slices]
+    assert all(s["thumbnail"].startswith("data:image/png;base64,") for s in slices)
+    assert all(max(p.size) <= 128 for p in pictures)
+    assert [mark_of(p) for p in pictures] == list(range(6))
+    assert [s["label"] for s in slices] == [s["label"] for s in plain["series"][0]["slices"]]
+    for secret in (PATIENT_NAME, PATIENT_ID, "/secret/path"):
+        assert secret not in resp.get_data(as_text=True)
+
+
+def test_api_study_slice_answers_one_slice_with_its_heat_map(client, series24):
+    import base64
+
+    from PIL import Image
+
+    from test_web import conforms
+
+    from braintumor.web.openapi import spec
+
+    files = items(series24[:6], shuffle=2)
+    study = post(client, "/api/study", files).get_json()
+    resp = post(client, "/api/study/slice", files, series="1", index="4")
+    assert resp.status_code == 200, resp.get_json()
+    body = resp.get_json()
+    want = study["series"][0]["slices"][4]
+    assert (body["series"], body["index"], body["instance_number"]) == (1, 4, 5)
+    assert body["position_mm"] == want["position_mm"] and body["label"] == want["label"]
+    original = Image.open(io.BytesIO(base64.b64decode(body["original"].split(",", 1)[1])))
+    heat = Image.open(io.BytesIO(base64.b64decode(body["heatmap_png"].split(",", 1)[1])))
+    assert mark_of(original) == 4 and heat.size == original.size and heat.mode == "L"
+    assert body["image_size"] == list(original.size)
+    for secret in (PATIENT_NAME, PATIENT_ID, "/secret/path", STUDY_DATE, str(header(series24[4]).SOPInstanceUID)):
+        assert secret not in resp.get_data(as_text=True)
+    doc = spec()
+    schema = doc["paths"]["/api/study/slice"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert conforms(body, schema, doc) == []
+
+    for fields, words in (({"series": "2", "index": "0"}, "'series' must be 1 to 1"),
+                          ({"series": "1", "index": "6"}, "'index' must be 0 to 5"),
+                          ({"series": "1"}, "say which slice"),
+                          ({"series": "1", "index": "0", "cam_method": "x"}, "unknown cam_method")):
+        refused = post(client, "/api/study/slice", files, **fields)
+        assert refused.status_code == 400 and words in refused.get_json()["error"], refused.get_json()
+    refused = post(client, "/api/study/slice", [(b"not a scan", "a.txt")], series="1", index="0")
+    assert refused.status_code == 400 and "no DICOM or NIfTI image" in refused.get_json()["error"]

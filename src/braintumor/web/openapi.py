@@ -10,7 +10,7 @@ from .. import __version__
 from ..cam_methods import CAM_METHODS, DEFAULT_CAM_METHOD
 from ..answer import SCHEMAS as ANSWER_SCHEMAS
 from ..config import CLASSES
-from .study_api import openapi_paths as study_paths
+from .study_openapi import openapi_paths as study_paths
 
 
 def _error(description: str) -> dict:

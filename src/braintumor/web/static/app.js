@@ -1,4 +1,6 @@
 /* The drag-and-drop page: send a scan to /api/predict, show the answer, the chart and the heat map.
+   A folder, several files or a .zip go to study.js (a whole study); this file hands it what both
+   share through window.BrainTumourPage.
    No inline scripts (the Content-Security-Policy forbids them); nothing is fetched from elsewhere. */
 (function () {
   "use strict";
@@ -135,6 +137,7 @@
   /* An error leaves no earlier answer on screen: the result is hidden until the next one. */
   function clearAnswer() {
     result.hidden = true;
+    $("study").hidden = true;
     lastFile = null;
     lastAnswerId = null;
     $("similar-list").textContent = "";
@@ -145,6 +148,7 @@
      map or similar cases). The same headline is in the JSON, the PDF and the command line. */
   function render(answer, roundTripMs) {
     setStatus("");
+    $("study").hidden = true;
     result.hidden = false;
     var top = answer.label, decision = answer.decision || "classified";
     var rejected = decision === "rejected";
@@ -207,7 +211,6 @@
      (braintumor.inference.cam.render_overlay): the grey levels of heatmap_png through the jet
      colour map, half and half with the scan, scaled so that the brightest value is 255. The
      server then sends two small grey PNGs instead of a large coloured one. */
-  var heatToken = 0;
   function jet(v, k) {  // the level of one colour (k: 3 red, 2 green, 1 blue) for grey level v
     return Math.floor(255 * Math.min(1, Math.max(0, 1.5 - Math.abs(4 * v / 255 - k))) + 0.5);
   }
@@ -229,10 +232,11 @@
     g.drawImage(im, 0, 0);
     return g.getImageData(0, 0, c.width, c.height);
   }
-  function colourHeatMap(originalUrl, heatUrl, img) {
-    var token = ++heatToken;
+  function colourHeatMap(originalUrl, heatUrl, img, onFail) {
+    var token = (img.heatToken || 0) + 1;
+    img.heatToken = token;
     Promise.all([loadImage(originalUrl), loadImage(heatUrl)]).then(function (ims) {
-      if (token !== heatToken) { return; }  // a newer answer is being drawn
+      if (token !== img.heatToken) { return; }  // a newer answer is being drawn in this picture
       var scan = pixelsOf(ims[0]), heat = pixelsOf(ims[1]);
       var n = scan.width * scan.height, mix = new Float32Array(3 * n), max = 0, i, k;
       for (i = 0; i < n; i++) {
@@ -253,24 +257,25 @@
       canvas.getContext("2d").putImageData(scan, 0, 0);
       img.src = canvas.toDataURL("image/png");
     }).catch(function () {
+      if (onFail) { onFail(); return; }
       $("gradcam-caption").textContent = "The heat map could not be drawn in this browser";
     });
   }
 
   /* The tumour box ([x0, y0, x1, y1] in pixels of the uploaded image) over both pictures, placed
      in percent of the picture so that it follows any display size. */
+  function placeBox(el, box, size) {
+    if (!box || !size || !size[0] || !size[1]) { el.hidden = true; return; }
+    el.style.left = (100 * box[0] / size[0]) + "%";
+    el.style.top = (100 * box[1] / size[1]) + "%";
+    el.style.width = (100 * (box[2] - box[0]) / size[0]) + "%";
+    el.style.height = (100 * (box[3] - box[1]) / size[1]) + "%";
+    el.title = "Where the model places the tumour";
+    el.hidden = false;
+  }
   function renderBox(answer) {
     var size = answer.image_size, box = answer.box;
-    ["box-original", "box-gradcam"].forEach(function (id) {
-      var el = $(id);
-      if (!box || !size || !size[0] || !size[1]) { el.hidden = true; return; }
-      el.style.left = (100 * box[0] / size[0]) + "%";
-      el.style.top = (100 * box[1] / size[1]) + "%";
-      el.style.width = (100 * (box[2] - box[0]) / size[0]) + "%";
-      el.style.height = (100 * (box[3] - box[1]) / size[1]) + "%";
-      el.title = "Where the model places the tumour";
-      el.hidden = false;
-    });
+    ["box-original", "box-gradcam"].forEach(function (id) { placeBox($(id), box, size); });
     $("original-caption").textContent = box ? "Original, with the tumour box the model found" : "Original";
   }
 
@@ -560,22 +565,44 @@
   ["dragleave", "dragend"].forEach(function (type) {
     dropzone.addEventListener(type, function () { dropzone.classList.remove("over"); });
   });
+  /* One ordinary file is a scan (/api/predict); a folder, several files or a .zip are a study
+     (study.js). */
+  function take(files, fromFolder) {
+    var pictures = files.filter(function (f) { return /^image\/(jpeg|png|bmp|gif|webp|tiff)$/.test(f.type); });
+    if (!fromFolder && files.length > 1 && pictures.length === files.length) {
+      showError("Please drop one image at a time: several files are read as one study of DICOM or NIfTI files.");
+      return;
+    }
+    if (page.takeStudy && (fromFolder || files.length > 1 || (files.length === 1 && page.isZip(files[0])))) {
+      page.takeStudy(files, fromFolder);
+      return;
+    }
+    if (files.length > 1) { showError("Please drop one scan at a time."); return; }
+    send(files[0], null);
+  }
   dropzone.addEventListener("drop", function (e) {
     e.preventDefault();
     dropzone.classList.remove("over");
-    var files = e.dataTransfer && e.dataTransfer.files;
-    if (files && files.length > 1) {
-      showError("Please drop one scan at a time.");
+    var dt = e.dataTransfer, files = Array.prototype.slice.call((dt && dt.files) || []);
+    /* A dropped folder is only in the items' entries, and only during this event. */
+    var entries = Array.prototype.map.call((dt && dt.items) || [], function (item) {
+      return item.kind === "file" && item.webkitGetAsEntry ? item.webkitGetAsEntry() : null;
+    });
+    if (page.readEntries && entries.some(function (en) { return en && en.isDirectory; })) {
+      if (busy) { return; }
+      page.readEntries(entries).then(function (found) { take(found, true); }, function () {
+        showError("The dropped folder could not be read. Choose it with “Choose a study folder” instead.");
+      });
       return;
     }
-    send(files && files[0], null);
+    take(files, false);
   });
   // A file dropped beside the drop zone should not make the browser leave the page.
   window.addEventListener("dragover", function (e) { e.preventDefault(); });
   window.addEventListener("drop", function (e) { e.preventDefault(); });
 
   fileInput.addEventListener("change", function () {
-    if (fileInput.files && fileInput.files[0]) { send(fileInput.files[0], null); }
+    if (fileInput.files && fileInput.files.length) { take(Array.prototype.slice.call(fileInput.files), false); }
   });
   $("opacity").addEventListener("input", applyOpacity);
   /* Another heat-map method: the same scan is asked again at once (no need to drop it again). */
@@ -584,4 +611,15 @@
   });
   $("try-sample").addEventListener("click", trySample);
   $("download-report").addEventListener("click", downloadReport);
+
+  /* What study.js shares with the single-scan page. */
+  var page = window.BrainTumourPage = {
+    $: $, name: name, colour: colour, percent: percent, readable: readable, camLabel: camLabel,
+    setStatus: setStatus, showError: showError, clearError: clearError, clearAnswer: clearAnswer,
+    humanError: humanError, colourHeatMap: colourHeatMap, placeBox: placeBox, maxBytes: maxBytes,
+    classes: function () { return CLASSES; },
+    isBusy: function () { return busy; },
+    setBusy: function (on) { busy = on; dropzone.classList.toggle("busy", on); if (!on) { fileInput.value = ""; } },
+    take: take
+  };
 })();
