@@ -309,6 +309,11 @@ def content_std(pixels: np.ndarray) -> float:
     return float(pixels[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].std())
 
 
+def largest_score(parts: dict[str, np.ndarray]) -> np.ndarray:
+    """The largest of an :meth:`OodGate.part_scores` answer's scaled scores, per image."""
+    return np.max(np.stack([parts[k] for k in ("features", "stats", "kind") if k in parts]), axis=0)
+
+
 @dataclass(frozen=True)
 class OodGate:
     """The gate of one checkpoint. Without fitted statistics (``features is None``) only the size and
@@ -355,8 +360,7 @@ class OodGate:
 
     def raw_scores(self, pixels: np.ndarray, features: np.ndarray, inputs: np.ndarray | None = None) -> np.ndarray:
         """The largest scaled score of each image (the atypical check compares it with the threshold)."""
-        parts = self.part_scores(pixels, features, inputs)
-        return np.max(np.stack([parts[k] for k in ("features", "stats", "kind") if k in parts]), axis=0)
+        return largest_score(self.part_scores(pixels, features, inputs))
 
     def scores(self, pixels: np.ndarray, features: np.ndarray, inputs: np.ndarray | None = None) -> np.ndarray:
         """Scores relative to the threshold: above 1 is out of distribution."""
@@ -374,11 +378,12 @@ class OodGate:
         if self.fitted:
             if self.needs_inputs and inputs is None:
                 raise ValueError("this gate needs the gate inputs of the images (ood.gate_inputs)")
-            scores = list(self.scores(pixels, features, inputs))
+            parts = self.part_scores(pixels, features, inputs)  # once: the scores and the kinds read it
+            scores = list(largest_score(parts) / self.threshold)  # what scores() gives
             if not self.legacy:
                 colours = colours_of(inputs)
                 if self.kinds is not None:
-                    probs = self.kinds.probabilities(inputs)
+                    probs = parts["probabilities"]
                     top = probs.argmax(1)
                     sure = probs.max(1) >= KIND_SURE
                     kinds = [None if t == 0 else (self.kinds.kinds[t] if ok else "not brain MRI")

@@ -105,6 +105,7 @@ class _Pass:
     each: list[np.ndarray]
     logits: list[np.ndarray]
     boxes: list[dict]
+    gate: np.ndarray | None = None  # the images' gate inputs (ood.gate_inputs) once computed
 
 
 @dataclass
@@ -462,7 +463,7 @@ class Predictor:
                 whole["index"].append(np.array([i for i, _ in chunk], dtype=np.int64))
                 whole["probabilities"].append(fp.probs)
                 whole["sizes"].append(np.array([g.size for g in grays]))
-                whole["gate"].append(gate_inputs(grays))
+                whole["gate"].append(fp.gate if fp.gate is not None else gate_inputs(grays))
                 whole["box_score"].append(np.array([np.nan if a["box_score"] is None else a["box_score"]
                                                     for a in done]))
                 for m, ((px, feats), logits) in enumerate(zip(fp.parts, fp.logits)):
@@ -507,20 +508,28 @@ class Predictor:
     def _settled(self, grays: list[Image.Image], fp: "_Pass", tta: bool) -> tuple["_Pass", list[dict]]:
         """The answers of a forward pass, those that int8 leaves too close to a decision boundary
         computed again from the float32 graph (:mod:`braintumor.inference.recheck`); ``fp`` then
-        holds the float32 numbers of those images, for their heat maps and similar cases."""
+        holds the float32 numbers of those images, for their heat maps and similar cases.
+
+        What depends on the image alone is computed once: the gate's inputs (``fp.gate``) serve
+        both passes, and the tumour boxes (the refiner) are found for the settled answers only."""
+        from .ood import gate_inputs
         from .recheck import borderline
 
-        answers = self._answers(grays, fp)
-        if all(m.exact_factory is None for m in self._members):
-            return fp, answers
-        ensemble = len(self._members) > 1
-        rows = [n for n, a in enumerate(answers)
-                if borderline(self._decider, fp.probs[n], a, [e[n] for e in fp.each] if ensemble else (),
-                              a.get("box_score"))]
+        if fp.gate is None and self._decider.needs_inputs:
+            fp.gate = gate_inputs(grays)
+        answers = self._answers(grays, fp, boxes=False)
+        rows = []
+        if any(m.exact_factory is not None for m in self._members):
+            ensemble = len(self._members) > 1
+            rows = [n for n, a in enumerate(answers)
+                    if borderline(self._decider, fp.probs[n], a, [e[n] for e in fp.each] if ensemble else (),
+                                  a.get("box_score"))]
         if not rows:
+            self._add_boxes(answers, grays, fp)
             return fp, answers
         again = self._forward([grays[n] for n in rows], tta, exact=True)
-        for n, a in zip(rows, self._answers([grays[n] for n in rows], again)):
+        again.gate = None if fp.gate is None else fp.gate[rows]
+        for n, a in zip(rows, self._answers([grays[n] for n in rows], again, boxes=False)):
             answers[n] = a
         fp.probs[rows] = again.probs
         for m in range(len(self._members)):
@@ -532,6 +541,7 @@ class Predictor:
             for k, v in again.boxes[m].items():
                 fp.boxes[m][k] = np.array(fp.boxes[m][k])
                 fp.boxes[m][k][rows] = v
+        self._add_boxes(answers, grays, fp)
         return fp, answers
 
     def _forward(self, grays: list[Image.Image], tta: bool, exact: bool = False) -> "_Pass":
@@ -571,13 +581,14 @@ class Predictor:
             "probabilities": {c: float(p) for c, p in zip(self.classes, probs)},
         }
 
-    def _answers(self, grays: list[Image.Image], fp: "_Pass") -> list[dict]:
+    def _answers(self, grays: list[Image.Image], fp: "_Pass", boxes: bool = True) -> list[dict]:
         """Label, probabilities, decision and tumour box of each image; for an ensemble, each
-        member's vote (``members``, ``agreement``), and a disagreement makes the answer uncertain."""
+        member's vote (``members``, ``agreement``), and a disagreement makes the answer uncertain.
+        With ``boxes=False`` every ``box`` is None, for :meth:`_add_boxes` to fill in later."""
         probs, parts, each = fp.probs, fp.parts, fp.each
         heads = self._box_head(fp)
         scores = heads.score if heads is not None else [None] * len(grays)
-        decisions = self._decisions(grays, probs, parts, scores)
+        decisions = self._decisions(grays, probs, parts, scores, fp.gate)
         out = []
         for n, (p, d, score) in enumerate(zip(probs, decisions, scores)):
             r = self._result(p) | d
@@ -590,10 +601,18 @@ class Predictor:
                 r["burned_in_text"] = True
                 r["privacy_notice"] = BURNED_IN_NOTICE
             out.append(r)
-        wanted = [n for n, r in enumerate(out) if r["label"] != _decision.NO_TUMOUR and r["decision"] != "rejected"]
-        for n, box in self._tumour_boxes(heads, grays, wanted).items():
-            out[n]["box"] = box
+        if boxes:
+            self._add_boxes(out, grays, fp, heads)
         return out
+
+    def _add_boxes(self, answers: list[dict], grays: list[Image.Image], fp: "_Pass",
+                   heads: "_Boxes | None" = None) -> None:
+        """The ``box`` of each answer that shows a tumour (not "no tumour", not rejected)."""
+        heads = heads if heads is not None else self._box_head(fp)
+        wanted = [n for n, r in enumerate(answers)
+                  if r["label"] != _decision.NO_TUMOUR and r["decision"] != "rejected"]
+        for n, box in self._tumour_boxes(heads, grays, wanted).items():
+            answers[n]["box"] = box
 
     def _consensus(self, r: dict, member_probs: list[np.ndarray]) -> None:
         votes = []
@@ -633,14 +652,17 @@ class Predictor:
 
     def _decisions(self, grays: list[Image.Image], probs: np.ndarray,
                    parts: list[tuple[np.ndarray, np.ndarray]],
-                   box_scores: list[float | None] | None = None) -> list[dict]:
+                   box_scores: list[float | None] | None = None, inputs: np.ndarray | None = None) -> list[dict]:
         """"decision", "reason", "prediction_set" and "ood_score" of each image
-        (:class:`braintumor.inference.decision.Decider`), from what :meth:`_forward` computed."""
+        (:class:`braintumor.inference.decision.Decider`), from what :meth:`_forward` computed and
+        the images' gate ``inputs`` (computed here when the gate needs them and none are given)."""
         from .ood import gate_inputs
 
+        if inputs is None and self._decider.needs_inputs:
+            inputs = gate_inputs(grays)
         return self._decider([g.size for g in grays], probs, [px for px, _ in parts],
                              [pooled(f) for _, f in parts], box_scores,
-                             gate_inputs(grays) if self._decider.needs_inputs else None)
+                             inputs if self._decider.needs_inputs else None)
 
     def _target_index(self, target: str | int | None, probs: np.ndarray) -> int:
         if target is None:
