@@ -14,8 +14,10 @@ import io
 import logging
 import math
 import re
+import struct
 import time
 import uuid
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -260,6 +262,8 @@ def display_original(p: Any, image: Image.Image, overlay: Image.Image | None) ->
     overlay's size, otherwise at most ORIGINAL_MAX_SIDE a side."""
     if overlay is not None:
         return image.resize(overlay.size, Image.BILINEAR) if overlay.size != image.size else image
+    if max(image.size) <= ORIGINAL_MAX_SIDE:
+        return image  # shown as it is: nothing to copy
     img = image.copy()
     img.thumbnail((ORIGINAL_MAX_SIDE, ORIGINAL_MAX_SIDE), Image.BILINEAR)
     return img
@@ -273,9 +277,38 @@ def model_summary(p: Any) -> dict:
 
 
 def png_data_url(img: Image.Image) -> str:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=1)  # 4-5x faster than the default level, ~25% larger
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    if img.mode == "L":
+        data = grey_png(np.asarray(img))
+    else:
+        buf = io.BytesIO()
+        img.save(buf, format="PNG", compress_level=1)  # 4-5x faster than the default level, ~25% larger
+        data = buf.getvalue()
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def grey_png(pixels: np.ndarray) -> bytes:
+    """(H, W) uint8 grey levels as an 8-bit greyscale PNG, written here rather than by Pillow: every
+    row with the "Up" filter (the difference from the row above: a scan and a heat map change
+    little from one row to the next), deflated at level 1 with run-length matching. Twice as fast
+    as Pillow's encoder at its fastest level, which tries every filter on every row, and about as
+    large on scans and heat maps."""
+    a = np.asarray(pixels, dtype=np.uint8)
+    h, w = a.shape
+    rows = np.empty((h, w + 1), dtype=np.uint8)
+    rows[:, 0] = 2  # filter type Up; the first row's "row above" is zeros
+    rows[0, 1:] = a[0]
+    np.subtract(a[1:], a[:-1], out=rows[1:, 1:])  # modulo 256, as PNG defines it
+    deflate = zlib.compressobj(1, zlib.DEFLATED, 15, 8, zlib.Z_RLE)
+    idat = deflate.compress(rows.data) + deflate.flush()
+    header = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)  # 8-bit grey, deflate, no interlace
+    return PNG_SIGNATURE + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
 
 
 def ms(seconds: float) -> float:
