@@ -11,9 +11,14 @@ slices of every source (the main folder's ``train``/``val``, and each extra sour
   trained (PyTorch, full batch, class-balanced) on the *training* slices of every source against
   the negatives of :mod:`braintumor.negatives` and the slices the dataset holds that are not MRI
   (``model/not-mri.tsv``: head CT filed as "no tumour" or "meningioma"), those of the training
-  split only;
+  split only. The training slices count twice as brain MRI: as they are, and once changed the
+  way real slices arrive (:data:`braintumor.negatives.MRI_VARIANTS`: framed, annotated, cropped,
+  padded to odd aspects, turned by 90 degrees, re-contrasted, shrunk and re-compressed; one
+  random change each, seed :data:`VARIANTS_SEED`), so that a frame, burnt-in text or a coronal or
+  sagittal orientation is not taken for a photograph or a page;
 - two **Gaussians**: the network's penultimate features and the gate's image statistics of the
-  training slices (not-MRI slices left out);
+  training slices (not-MRI slices left out; the image statistics' Gaussian with the changed
+  copies too);
 - the **scales** (99th percentiles, the classifier's median too) and the **threshold** on the
   *validation* slices: the largest split-conformal 99% quantile over the groups (each class of
   each source), the slices that the size, blank, colour or classifier checks already refuse
@@ -40,6 +45,7 @@ from .inference import ood
 HIDDEN = 32  # hidden units of the gate's classifier
 EPOCHS = 600
 NEGATIVES_SEED = 0  # benchmarks/ood_set.py draws its pictures with other seeds
+VARIANTS_SEED = 0  # of the changed copies of the training slices (benchmarks/gate_mri.py uses seed 1)
 MAIN = "main"  # the name of the main data folder's group
 THRESHOLD_MARGIN = 1.05  # the threshold a little above the largest per-group quantile
 
@@ -142,6 +148,29 @@ def negative_inputs(seed: int = NEGATIVES_SEED) -> tuple[np.ndarray, list[str]]:
     return ood.gate_inputs(grays), [kind for kind, _, _ in items]
 
 
+def mri_variant_inputs(files: Sequence[str | Path], seed: int = VARIANTS_SEED) -> np.ndarray:
+    """The gate inputs of one changed copy of each brain MRI slice in ``files``: the changes of
+    :data:`braintumor.negatives.MRI_VARIANTS` in turn, each with its own random strength, read the
+    way a served image is (:func:`braintumor.imaging.load_image`). About 5 ms a slice."""
+    from .imaging import load_image
+    from .negatives import MRI_VARIANTS, mri_variant
+
+    out = []
+    for start in range(0, len(files), 256):
+        grays = []
+        for i in range(start, min(start + 256, len(files))):
+            rng = np.random.default_rng([seed, i])
+            grays.append(load_image(mri_variant(rng, load_image(files[i]), MRI_VARIANTS[i % len(MRI_VARIANTS)])))
+        out.append(ood.gate_inputs(grays))
+    return np.concatenate(out) if out else np.zeros((0, 61))
+
+
+def training_mri_files(splits: Sequence[SourceSplit], not_mri: dict[str, str] | None = None) -> list[Path]:
+    """The training split's brain MRI slices of every source (the not-MRI slices left out)."""
+    not_mri = not_mri or {}
+    return [s.root / rel for s in splits for rel in s.train if not (s.name == MAIN and rel in not_mri)]
+
+
 @dataclass
 class GateData:
     """What fitting reads for every slice of the splits: its ``split`` (train or val), ``group``
@@ -181,20 +210,23 @@ def collect(predictor, splits: Sequence[SourceSplit], not_mri: dict[str, str] | 
 
 
 def fit_gate(data: GateData, negatives: tuple[np.ndarray, Sequence[str]], rate: float = ood.FALSE_REJECTION,
-             seed: int = 0) -> ood.OodGate:
-    """The gate from collected slices and the negatives' (inputs, kinds) (see the module's docstring)."""
+             seed: int = 0, variants: np.ndarray | None = None) -> ood.OodGate:
+    """The gate from collected slices, the negatives' (inputs, kinds) and the gate inputs of changed
+    copies of training MRI slices (:func:`mri_variant_inputs`; see the module's docstring)."""
     from .negatives import KINDS
 
     kinds = (ood.MRI, *KINDS)
     neg_x, neg_kinds = negatives
     mri = data.kind == ood.MRI
     train, val = data.split == "train", data.split == "val"
-    x = np.concatenate([data.inputs[train], neg_x])
-    y = np.array([kinds.index(k) for k in data.kind[train]] + [kinds.index(k) for k in neg_kinds])
+    variants = np.zeros((0, data.inputs.shape[1])) if variants is None else np.asarray(variants, dtype=np.float64)
+    x = np.concatenate([data.inputs[train], variants, neg_x])
+    y = np.array([kinds.index(k) for k in data.kind[train]] + [0] * len(variants)
+                 + [kinds.index(k) for k in neg_kinds])
     classifier = train_classifier(x, y, kinds, seed)
 
     features = ood.Gaussian.fit(data.features[train & mri], ood.SHRINK_FEATURES)
-    stats = ood.Gaussian.fit(data.inputs[train & mri], ood.SHRINK_STATS)
+    stats = ood.Gaussian.fit(np.concatenate([data.inputs[train & mri], variants]), ood.SHRINK_STATS)
     v = val & mri
     df, ds = features.distance(data.features[v]), stats.distance(data.inputs[v])
     probs = classifier.probabilities(data.inputs[v])
@@ -219,9 +251,11 @@ def fit_gate(data: GateData, negatives: tuple[np.ndarray, Sequence[str]], rate: 
     info = {
         "fitted_on": {
             "classifier": f"training split: {int((train & mri).sum())} MRI slices of {len(np.unique(data.group))} "
-                          f"groups, {int((train & ~mri).sum())} not-MRI slices of the dataset and {len(neg_kinds)} "
+                          f"groups and {len(variants)} changed copies of them (seed {VARIANTS_SEED}), "
+                          f"{int((train & ~mri).sum())} not-MRI slices of the dataset and {len(neg_kinds)} "
                           f"generated negatives (seed {NEGATIVES_SEED})",
-            "gaussians": f"training split, {int((train & mri).sum())} MRI slices",
+            "gaussians": f"training split, {int((train & mri).sum())} MRI slices (image statistics: and "
+                         f"{len(variants)} changed copies)",
             "threshold": f"validation split, {int(v.sum())} MRI slices in {len(per_group)} groups",
         },
         "false_rejection_target": rate,
@@ -242,7 +276,8 @@ def fit_gate(data: GateData, negatives: tuple[np.ndarray, Sequence[str]], rate: 
 def fit(predictor, splits: Sequence[SourceSplit], not_mri: dict[str, str] | None = None,
         rate: float = ood.FALSE_REJECTION, seed: int = 0, batch_size: int = 32) -> ood.OodGate:
     """The gate of ``predictor``'s first model, fitted on ``splits`` (see the module's docstring)."""
-    return fit_gate(collect(predictor, splits, not_mri, batch_size), negative_inputs(), rate, seed)
+    data = collect(predictor, splits, not_mri, batch_size)
+    return fit_gate(data, negative_inputs(), rate, seed, mri_variant_inputs(training_mri_files(splits, not_mri)))
 
 
 def fit_into_checkpoint(path: str | Path, data: str | Path, split_file: str | Path,

@@ -703,3 +703,134 @@ def training_set(seed: int = 0, scale: int = 1) -> list[Item]:
         items += radiology(rng, 16)
         items += patterns(rng)
     return items
+
+
+# ----------------------------------------------------------------------------------- real MRI, as sent
+
+# The ways a real brain MRI slice arrives changed, that the gate must still take for brain MRI: the
+# gate's classifier is fitted on such copies of the *training* slices as brain MRI
+# (:func:`braintumor.gate_fit.mri_variant_inputs`), and ``benchmarks/gate_mri.py`` measures its
+# refusals on such copies of the validation slices.
+MRI_VARIANTS = ("white frame", "grey frame", "annotated", "framed and annotated", "tight crop", "loose crop",
+                "odd aspect", "rotated 90", "gamma", "contrast", "small JPEG")
+
+NAMES = ("DOE^JANE", "SMITH^JOHN", "MUSTERMANN^ERIKA", "ROSSI^MARIO", "NGUYEN^AN", "GARCIA^LUCIA")
+
+
+def _annotate(rng: np.random.Generator, img: Image.Image) -> Image.Image:
+    """Burnt-in text, a scale bar, an arrow and a line or two, as a viewer or a slide adds them."""
+    img = img.convert("L")
+    w, h = img.size
+    d = ImageDraw.Draw(img)
+    fill = int(rng.choice([255, 230, 200]))
+    font = _font(max(8, int(min(w, h) * rng.uniform(0.03, 0.06))), mono=bool(rng.random() < 0.5))
+    lines = [str(rng.choice(NAMES)), f"ID {int(rng.integers(10 ** 5, 10 ** 7))}",
+             f"{int(rng.integers(1950, 2020))}-{int(rng.integers(1, 13)):02d}-{int(rng.integers(1, 29)):02d}",
+             str(rng.choice(["T1 +C", "T2", "FLAIR", "T1W_SE", "AX T2 FSE", "COR T1 POST", "SAG T1"])),
+             f"SL {rng.uniform(1, 8):.1f} mm", f"W {int(rng.integers(200, 2000))} L {int(rng.integers(100, 900))}"]
+    step = font.size + 2
+    for corner in rng.choice(4, int(rng.integers(1, 5)), replace=False):
+        k = int(rng.integers(1, 4))
+        text = [lines[int(i)] for i in rng.choice(len(lines), k, replace=False)]
+        for j, t in enumerate(text):
+            tw = int(d.textlength(t, font=font))
+            x = 3 if corner in (0, 2) else max(0, w - tw - 3)
+            y = 3 + j * step if corner in (0, 1) else max(0, h - (k - j) * step - 3)
+            d.text((x, y), t, fill=fill, font=font)
+    if rng.random() < 0.7:  # a scale bar with ticks
+        x0, y0, length = int(w * rng.uniform(0.05, 0.6)), int(h * rng.uniform(0.8, 0.95)), int(w * rng.uniform(0.1, 0.3))
+        d.line([(x0, y0), (x0 + length, y0)], fill=fill, width=max(1, w // 200))
+        for t in range(6):
+            xt = x0 + t * length // 5
+            d.line([(xt, y0 - 3), (xt, y0 + 3)], fill=fill, width=1)
+        d.text((x0 + length + 4, y0 - font.size // 2), f"{int(rng.choice([1, 2, 5, 10]))} cm", fill=fill, font=font)
+    for _ in range(int(rng.integers(0, 3))):  # arrows pointing into the picture
+        x1, y1 = w * rng.uniform(0.25, 0.75), h * rng.uniform(0.25, 0.75)
+        a = rng.uniform(0, 2 * math.pi)
+        r = min(w, h) * rng.uniform(0.08, 0.2)
+        x0, y0 = x1 + r * math.cos(a), y1 + r * math.sin(a)
+        d.line([(x0, y0), (x1, y1)], fill=fill, width=max(1, w // 150))
+        for da in (0.4, -0.4):
+            d.line([(x1, y1), (x1 + 0.3 * r * math.cos(a + da), y1 + 0.3 * r * math.sin(a + da))], fill=fill,
+                   width=max(1, w // 150))
+    if rng.random() < 0.4:  # a measurement line or a letter marking a side
+        d.line([(w * rng.uniform(0.3, 0.5), h * rng.uniform(0.3, 0.7)), (w * rng.uniform(0.5, 0.7), h * rng.uniform(0.3, 0.7))],
+               fill=fill, width=1)
+        d.text((int(w * 0.02), int(h * 0.45)), str(rng.choice(["R", "L", "A", "P"])), fill=fill, font=font)
+    return img
+
+
+def _frame(rng: np.random.Generator, img: Image.Image, grey: bool) -> Image.Image:
+    """A white or grey frame: a margin around the slice, or a line drawn over its edge."""
+    g = img.convert("L")
+    level = int(rng.integers(90, 200)) if grey else int(rng.integers(225, 256))
+    if rng.random() < 0.6:  # a margin (a slide or a printed film)
+        m = max(2, int(min(g.size) * rng.uniform(0.02, 0.1)))
+        return ImageOps.expand(g, border=m, fill=level)
+    a = np.asarray(g).copy()  # a line over the picture's edge (a viewer's viewport)
+    t = max(1, int(min(a.shape) * rng.uniform(0.005, 0.03)))
+    inset = int(min(a.shape) * rng.uniform(0, 0.05))
+    a[inset:inset + t, inset:a.shape[1] - inset] = level
+    a[a.shape[0] - inset - t:a.shape[0] - inset, inset:a.shape[1] - inset] = level
+    a[inset:a.shape[0] - inset, inset:inset + t] = level
+    a[inset:a.shape[0] - inset, a.shape[1] - inset - t:a.shape[1] - inset] = level
+    return Image.fromarray(a)
+
+
+def _head_box(a: np.ndarray) -> tuple[int, int, int, int]:
+    """The bounding box (left, top, right, bottom) of the bright region of a slice."""
+    on = a > max(20, 0.15 * float(np.percentile(a, 99)))
+    rows, cols = np.flatnonzero(on.mean(1) > 0.02), np.flatnonzero(on.mean(0) > 0.02)
+    if not len(rows) or not len(cols):
+        return 0, 0, a.shape[1], a.shape[0]
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def mri_variant(rng: np.random.Generator, img: Image.Image, name: str) -> Image.Image:
+    """A brain MRI slice (a PIL image) changed the way :data:`MRI_VARIANTS` ``name`` says, with
+    random strength: what the gate must still take for brain MRI."""
+    g = img.convert("L")
+    w, h = g.size
+    if name in ("white frame", "grey frame"):
+        return _frame(rng, g, grey=name == "grey frame")
+    if name == "annotated":
+        return _annotate(rng, g)
+    if name == "framed and annotated":
+        return _frame(rng, _annotate(rng, g), grey=bool(rng.random() < 0.4))
+    if name == "tight crop":  # cut into the head, or right around it
+        l, t, r, b = _head_box(np.asarray(g))
+        f = rng.uniform(0.0, 0.15)
+        dx, dy = int((r - l) * f), int((b - t) * f)
+        box = (l + dx, t + dy, r - dx, b - dy)
+        return g.crop(box) if box[2] - box[0] >= 48 and box[3] - box[1] >= 48 else g
+    if name == "loose crop":  # more of the dark ground around the head, off centre
+        m = int(min(w, h) * rng.uniform(0.1, 0.4))
+        ox, oy = int(rng.integers(0, m + 1)), int(rng.integers(0, m + 1))
+        out = Image.new("L", (w + m, h + m), int(rng.integers(0, 12)))
+        out.paste(g, (ox, oy))
+        return out
+    if name == "odd aspect":  # padded to a wide or tall picture (a slide, a viewer's window)
+        ratio = rng.uniform(1.3, 2.2)
+        level = int(rng.choice([0, 0, int(rng.integers(0, 40)), int(rng.integers(180, 256))]))
+        size = (int(w * ratio), h) if rng.random() < 0.6 else (w, int(h * ratio))
+        out = Image.new("L", size, level)
+        out.paste(g, (int(rng.integers(0, size[0] - w + 1)), int(rng.integers(0, size[1] - h + 1))))
+        return out
+    if name == "rotated 90":
+        out = g.transpose(Image.Transpose.ROTATE_90 if rng.random() < 0.5 else Image.Transpose.ROTATE_270)
+        return ImageOps.mirror(out) if rng.random() < 0.5 else out
+    if name == "gamma":
+        gamma = float(np.exp(rng.uniform(np.log(0.45), np.log(2.2))))
+        return Image.fromarray((255 * (np.asarray(g) / 255.0) ** gamma).round().astype(np.uint8))
+    if name == "contrast":
+        a = np.asarray(g).astype(np.float64)
+        out = (a - a.mean()) * rng.uniform(0.5, 1.6) + a.mean() + rng.uniform(-25, 25)
+        return Image.fromarray(np.clip(out, 0, 255).round().astype(np.uint8))
+    if name == "small JPEG":
+        side = int(rng.integers(80, 200))
+        s = side / max(w, h)
+        small = g.resize((max(64, int(w * s)), max(64, int(h * s))), Image.BILINEAR)
+        buf = io.BytesIO()
+        small.save(buf, "JPEG", quality=int(rng.integers(20, 70)))
+        return Image.open(io.BytesIO(buf.getvalue()))
+    raise ValueError(f"unknown MRI variant {name!r}; one of {', '.join(MRI_VARIANTS)}")
