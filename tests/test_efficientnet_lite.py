@@ -96,6 +96,13 @@ def test_training_from_imagenet_trains_the_whole_network_with_its_input_scaling(
     assert cfg["mean"] == [0.5, 0.5, 0.5] and cfg["std"] == [0.5, 0.5, 0.5] and cfg["freeze_early"] is False
     assert cfg["resize_ratio"] == 1.0 and cfg["crop_scale"] == [0.6, 1.0]
     assert ck.preprocessing.mean == (0.5, 0.5, 0.5)
+    # fine-tuning the checkpoint keeps its input scaling, though no --pretrained says so
+    again = tmp_path / "again"
+    assert main(["train", "--data", str(sample_dir), "--out", str(again), "--arch", "efficientnet_lite0",
+                 "--init", str(out / "last.safetensors"), "--epochs", "1", "--img-size", "64",
+                 "--batch-size", "4", "--device", "cpu"]) == 0
+    assert json.loads((again / "config.json").read_text())["mean"] == [0.5, 0.5, 0.5]
+    assert load_checkpoint(again / "last.safetensors").preprocessing.std == (0.5, 0.5, 0.5)
 
 
 def test_the_serving_graphs_answer_as_the_network_does(sample_dir, sample_files, tmp_path):

@@ -96,6 +96,13 @@ def run(args: argparse.Namespace) -> int:
             overrides["crop_scale"] = (args.crop_scale, 1.0)
         if args.pretrained != "none":  # the input scaling the weights were trained with ([-1, 1] for Lite)
             overrides.update(mean=spec.mean, std=spec.std)
+        if args.init:  # fine-tuning keeps the checkpoint's input scaling (and its fit, unless --fit says)
+            from ..inference.model_file import read_header
+
+            prep = read_header(args.init).get("preprocessing") or {}
+            overrides.update({k: tuple(prep[k]) for k in ("mean", "std") if k in prep})
+            if overrides.get("fit") is None and prep.get("fit"):
+                overrides["fit"] = prep["fit"]
         if args.sources:
             overrides["sources"] = tuple(str(Path(s).resolve()) for s in args.sources)
         cfg = TrainConfig.recipe(args.pretrained, data=args.data, out=args.out, arch=args.arch,
