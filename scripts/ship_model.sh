@@ -36,7 +36,8 @@ ck = load_checkpoint(src)
 meta = dict(ck.meta, name=name, version=version)
 digest = save_checkpoint(dst, ck.build(), ck.arch, ck.preprocessing, ck.classes, meta, half=True)
 old = shipped.manifest()
-shipped.update_manifest(file=f"{name}.safetensors", sha256=digest, name=name, version=version)
+shipped.update_manifest(file=f"{name}.safetensors", sha256=digest, name=name, version=version, arch=ck.arch,
+                        img_size=ck.preprocessing.img_size)
 print(f"ship: {dst} ({digest[:12]}), version {version}; was {old['file']} version {old.get('version')}")
 EOF
 "$BT" export

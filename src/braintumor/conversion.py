@@ -230,10 +230,27 @@ def quantize_network(model_fp32: bytes, calibration: np.ndarray) -> bytes:
         nodes = onnx.load(str(pre)).graph.node
         first_conv = next(n for n in nodes if n.op_type == "Conv")
         stem = [n.name for n in nodes if n is first_conv or (n.op_type == "Add" and first_conv.output[0] in n.input)]
-        keep = stem + [n.name for n in nodes if "box_head" in n.name]
+        keep = stem + [n.name for n in nodes if "box_head" in n.name] + pad_arithmetic(nodes)
         quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=keep)
         return out.read_bytes()
+
+
+def pad_arithmetic(nodes) -> list[str]:
+    """The nodes that compute how much a Pad adds (TensorFlow "same" padding worked out from the
+    input's shape, as timm's Conv2dSame does: Shape, Cast, Div, Ceil, Mul, ...). They must stay
+    float: quantised, their rounding changes the amounts and with them the output's size."""
+    producer = {out: n for n in nodes for out in n.output}
+    found: dict[str, None] = {}
+    stack = [n.input[1] for n in nodes if n.op_type == "Pad" and len(n.input) > 1]
+    while stack:
+        n = producer.get(stack.pop())
+        if n is None or n.name in found:
+            continue
+        found[n.name] = None
+        if n.op_type != "Shape":  # the shape is read from the data path, which is not arithmetic
+            stack.extend(n.input)
+    return list(found)
 
 
 class _EagerNetwork(nn.Module):
