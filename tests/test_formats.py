@@ -198,9 +198,11 @@ def test_the_page_accepts_exactly_the_accepted_suffixes(predictor):
     page = create_app(predictor=predictor).test_client().get("/")
     assert page.status_code == 200
     accept = FileInputs(page.get_data(as_text=True)).accept
-    assert accept == [formats.accept_attribute()]
+    # the scan input: every accepted scan, and a study as one .zip; the study-folder input takes a
+    # folder, whatever it holds (the server sorts its files)
+    assert accept == [formats.accept_attribute() + ",.zip,application/zip", ""]
     entries = accept[0].split(",")
-    assert sorted(e for e in entries if e.startswith(".")) == sorted(formats.SCAN_SUFFIXES)
+    assert sorted(e for e in entries if e.startswith(".")) == sorted(formats.SCAN_SUFFIXES + (".zip",))
     assert all("/" in e for e in entries if not e.startswith("."))  # the rest are media types
 
 
