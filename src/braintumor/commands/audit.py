@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from .. import dedup
+from ..data import dedup
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -24,8 +24,8 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..audit import audit, to_dict
-    from ..audit_report import format_table, write_report
+    from ..data.audit import audit, to_dict
+    from ..data.audit_report import format_table, write_report
 
     result = audit(args.dir, args.against, args.threshold)
     d = to_dict(result)

@@ -34,8 +34,8 @@ def configure(p) -> None:
 def run(args) -> int:
     import json
 
-    from .. import shipped
-    from ..calibration import calibrate
+    from ..inference import shipped
+    from ..training.calibration import calibrate
     from ..errors import UsageError
 
     if not 0 < args.coverage < 1:

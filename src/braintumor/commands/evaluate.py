@@ -26,7 +26,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluate import evaluate, format_report
+    from ..inference.evaluate import evaluate, format_report
 
     if args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")

@@ -20,7 +20,7 @@ def configure(p) -> None:
 
 
 def run(args) -> int:
-    from ..conversion import export
+    from ..training.conversion import export
     from ..errors import UsageError
     from ..formats import IMAGE_SUFFIXES
     from ..inference.graphs import CALIBRATION_MAX

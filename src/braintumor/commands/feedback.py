@@ -41,7 +41,7 @@ def printable(value: object) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import feedback as fb
+    from ..inference import feedback as fb
     from ..errors import UsageError
 
     if args.action == "export" and not args.dir:

@@ -24,14 +24,14 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import shipped
-    from ..calibration import calibrate
-    from ..checkpoint import load_checkpoint
+    from ..inference import shipped
+    from ..training.calibration import calibrate
+    from ..training.checkpoint import load_checkpoint
     from ..errors import UsageError
     from ..config import TrainConfig
-    from ..data import list_samples, resolve_root
-    from ..finetune import format_report, site_figures
-    from ..train import main as train
+    from ..data.folders import list_samples, resolve_root
+    from ..training.finetune import format_report, site_figures
+    from ..training.train import main as train
 
     if not Path(args.data).is_dir():
         raise UsageError(f"no such folder: {args.data}")

@@ -35,7 +35,7 @@ def configure(p) -> None:
 
 
 def run(args) -> int:
-    from ..box_refit import refit_box_head
+    from ..training.box_refit import refit_box_head
 
     check_box_fitting_inputs(args)
     if args.passes < 1 or args.epochs < 1:

@@ -28,9 +28,9 @@ def configure(p) -> None:
 def run(args) -> int:
     import json
 
-    from .. import shipped
+    from ..inference import shipped
     from ..errors import UsageError
-    from ..gate_fit import fit_into_checkpoint
+    from ..training.gate_fit import fit_into_checkpoint
 
     for option, path, is_dir in (("--split", args.split, False), ("--data", args.data, True),
                                  *(("--source", s, True) for s in args.source)):

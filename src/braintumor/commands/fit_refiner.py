@@ -21,7 +21,7 @@ def configure(p) -> None:
 
 
 def run(args) -> int:
-    from ..box_refit import fit_refiner
+    from ..training.box_refit import fit_refiner
 
     check_box_fitting_inputs(args)
     if args.reuse is not None and not Path(args.reuse).is_file():

@@ -121,8 +121,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..inference.cam import explanation_figure
     from ..inference.predictor import display_pixels
-    from ..answer import answer
-    from ..data import progress
+    from ..inference.answer import answer
+    from ..data.folders import progress
     from ..imaging import ImageError, load_image
     from ..inference.predictor import Predictor
 
@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
                     extra = {}
                     if reportdir is not None:
                         from .. import __version__
-                        from ..report import case_report
+                        from ..inference.report import case_report
 
                         target = reportdir / (_figure_name(name, used_reports)[:-4] + ".pdf")
                         target.write_bytes(case_report(e, gray, {"name": predictor.name, "version": predictor.version,
@@ -264,7 +264,7 @@ def format_csv(results: list[dict], errors: list[dict], classes: tuple[str, ...]
     """The answers as CSV (:func:`braintumor.answer.csv_columns`): file, headline, decision and
     reason lead; blank where the answer has null (an image not analysed has no class, confidence
     or probabilities); an ``error`` column for files that could not be read."""
-    from ..answer import csv_columns, csv_row, error_row
+    from ..inference.answer import csv_columns, csv_row, error_row
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")

@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     # waitress warns whenever a request waits for a thread; here requests wait in the work gate's
     # queue by design, and a full queue is answered with 503 (braintumor.web.work)
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    from ..feedback import FeedbackError
+    from ..inference.feedback import FeedbackError
 
     try:
         app = create_app({"MODEL_PATHS": args.model, "FEEDBACK_DB": args.feedback, "WORKERS": args.workers,

@@ -60,7 +60,7 @@ def render(answer: dict) -> str:
             lines.append(f"  {label}: slices {text}")
         for key, name in (("uncertain", "uncertain"), ("not_analysed", "not analysed"), ("blank", "blank")):
             if s[key]:
-                from ..volume import _ranges
+                from ..inference.volume import _ranges
 
                 lines.append(f"  {name}: slices {_ranges(s[key])}")
         if s["most_suspicious"]:

@@ -75,8 +75,8 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import TrainConfig
-    from ..models import get_arch
-    from ..train import main
+    from ..training.models import get_arch
+    from ..training.train import main
 
     spec = get_arch(args.arch)  # an unknown name is refused before any work
     saved = Path(args.out) / "config.json"

@@ -88,7 +88,7 @@ class OnnxRefiner:
 def _conversion(mf: ModelFile, what: str):
     """The training install's converter, or the one-line error that names that install."""
     try:
-        from .. import conversion
+        from ..training import conversion
     except ImportError:
         raise NeedsTrainingInstall(f"{mf.path or mf.name}: {what}") from None
     return conversion

@@ -71,7 +71,7 @@ def write_sidecar(mf: ModelFile, record: dict) -> Path:
 
 def _record(mf: ModelFile) -> tuple[dict | None, Path | None]:
     """The graphs recorded for this checkpoint (manifest or sidecar) and the folder they lie in."""
-    from .. import shipped
+    from . import shipped
 
     if shipped.is_shipped(mf):
         return shipped.manifest(), shipped.weights_dir()

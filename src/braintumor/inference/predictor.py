@@ -210,7 +210,7 @@ class Predictor:
         (:class:`braintumor.inference.decision.DecisionPolicy`: conformal coverage, default 0.95, or
         a confidence threshold; whether the out-of-distribution gate may reject). ``device``: where
         the torch backend runs the network (``cuda`` for a GPU; the rest stays on the CPU)."""
-        from .. import shipped
+        from . import shipped
 
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -289,7 +289,7 @@ class Predictor:
         shipped model uses the shipped index of the Training images unless another is attached."""
         if self._index is None and not self._index_checked:
             self._index_checked = True
-            from .. import shipped
+            from . import shipped
 
             path = shipped.default_index_path()
             if path is not None and len(self._members) == 1 \
@@ -433,7 +433,7 @@ class Predictor:
         (N, 43) and ``std`` (N,): the out-of-distribution statistics of its network pixels, and
         with ``keep_pixels`` its network ``pixels`` (N, S, S). Members may differ in architecture
         and input size, so the per-member arrays may differ in shape."""
-        from ..data import progress
+        from ..data.folders import progress
         from .ood import gate_inputs, image_statistics
 
         if errors not in ("raise", "return"):

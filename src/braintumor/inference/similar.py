@@ -309,7 +309,7 @@ def thumbnail_jpeg(gray: Image.Image) -> bytes:
 
 def query_parts(gray: Image.Image) -> tuple[np.ndarray, np.ndarray]:
     """The dedup descriptor of a query and of its mirror image."""
-    from ..dedup import descriptor
+    from ..data.dedup import descriptor
 
     return descriptor(gray)
 
@@ -330,7 +330,7 @@ def build_index(predictor: Any, folders: Sequence[Folder] | str | Path, classes:
     model); a plain path is one folder the model did not train on."""
     import hashlib
 
-    from ..data import list_samples, progress
+    from ..data.folders import list_samples, progress
     from ..imaging import load_image
 
     if isinstance(folders, (str, Path)):
@@ -338,7 +338,7 @@ def build_index(predictor: Any, folders: Sequence[Folder] | str | Path, classes:
     samples = []
     for folder in folders:
         if folder.prefix:  # another source (braintumor.sources): its class folders, tumours of unknown type left out
-            from ..sources import list_source
+            from ..data.sources import list_source
 
             samples += [(folder, im.rel, im) for im in list_source(folder.root)
                         if im.label >= 0 and im.rel.split("/")[0] in classes]

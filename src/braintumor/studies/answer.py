@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 
-from ..volume import _ranges
+from ..inference.volume import _ranges
 from .series import Series, Study
 
 BATCH = 32

@@ -19,7 +19,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
-from .. import feedback as fb
+from ..inference import feedback as fb
 from ..imaging import has_burned_in_text, load_image
 from . import MAX_JSON_BYTES, MAX_JSON_DEPTH
 from .state import current_predictor

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .. import __version__
 from ..cam_methods import CAM_METHODS, DEFAULT_CAM_METHOD
-from ..answer import SCHEMAS as ANSWER_SCHEMAS
+from ..inference.answer import SCHEMAS as ANSWER_SCHEMAS
 from ..config import CLASSES
 from .study_openapi import openapi_paths as study_paths
 

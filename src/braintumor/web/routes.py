@@ -207,7 +207,7 @@ def predict() -> Response:
 def report() -> Response:
     """The same form as /api/predict; the answer as a one-page PDF. The file's name is printed only
     when the form's 'title' field gives one."""
-    from ..report import case_report
+    from ..inference.report import case_report
 
     u = read_upload()
     u.overlay = True  # the report prints the heat map over the scan
@@ -225,7 +225,7 @@ def build_answer(p: Any, image: Image.Image, result: dict, raw: bool = False) ->
     """The JSON answer: the answer object (:func:`braintumor.answer.answer`, leading with
     ``headline``; no class, confidence or probabilities for an image not analysed) with the
     pictures, the model and the image's size. A rejected scan gets no heat map."""
-    from ..answer import answer as answer_object
+    from ..inference.answer import answer as answer_object
     from ..cam_methods import caption
     from ..config import CLASS_NAMES
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .medical import Source, read_source, read_volume
+from ..medical import Source, read_source, read_volume
 
 BATCH = 32  # slices per predict_batch call
 

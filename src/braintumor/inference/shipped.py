@@ -13,8 +13,8 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from .errors import CheckpointError
-from .inference.model_file import ModelFile, read_model_file
+from ..errors import CheckpointError
+from .model_file import ModelFile, read_model_file
 
 MANIFEST = "manifest.json"
 

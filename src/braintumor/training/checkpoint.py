@@ -13,11 +13,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import CLASSES
-from .errors import CheckpointError, NeedsTrainingInstall
-from .inference.model_file import (FORMAT, PUBLIC_META_KEYS, ModelFile, public_meta, read_header,  # noqa: F401
+from ..config import CLASSES
+from ..errors import CheckpointError, NeedsTrainingInstall
+from ..inference.model_file import (FORMAT, PUBLIC_META_KEYS, ModelFile, public_meta, read_header,  # noqa: F401
                                    read_model_file, sha256_file)
-from .inference.preprocess import Preprocessing
+from ..inference.preprocess import Preprocessing
 
 
 @dataclass
@@ -107,7 +107,7 @@ def update_meta(path: str | Path, **entries) -> str:
     import os
     import struct
 
-    from .inference.model_file import _raw_header, sha256_file
+    from ..inference.model_file import _raw_header, sha256_file
 
     path = Path(path)
     table, start = _raw_header(path)

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .imaging import ImageError, load_image
+from ..imaging import ImageError, load_image
 
 THUMB = 24  # side of the descriptor thumbnail
 WINDOW = 1.8  # half-side of the sampled window, in standard deviations of the foreground

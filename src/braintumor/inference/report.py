@@ -15,7 +15,7 @@ from typing import Sequence
 
 from PIL import Image, ImageDraw
 
-from .config import CLASS_COLOURS, CLASS_NAMES
+from ..config import CLASS_COLOURS, CLASS_NAMES
 
 NOTICE = ("For research and teaching, not for diagnosis. This tool has not been validated for clinical "
           "use. Do not use its output to make decisions about a patient.")
@@ -78,8 +78,8 @@ def case_report(result: dict, scan: Image.Image, model: dict, software_version: 
 
     # The scan and the heat map, side by side, each with the tumour box. A scan that was not
     # analysed shows no heat map, no probabilities and no similar cases: only why.
-    from .cam_methods import caption
-    from .inference.decision import REFERRAL, could_be, headline
+    from ..cam_methods import caption
+    from .decision import REFERRAL, could_be, headline
 
     decision = result.get("decision", "classified")
     rejected = decision == "rejected"
@@ -141,7 +141,7 @@ def case_report(result: dict, scan: Image.Image, model: dict, software_version: 
     # Similar cases, most similar first, by collection and class, and whether the model was
     # trained on this picture; no section where none were asked for.
     if similar or result.get("seen_before_notice"):
-        from .inference.similar import CLOSENESS_SCALE, case_line
+        from .similar import CLOSENESS_SCALE, case_line
 
         pdf.set_font("Helvetica", "B", 10)
         pdf.cell(0, 6, "Similar cases, most similar first", new_x="LMARGIN", new_y="NEXT")

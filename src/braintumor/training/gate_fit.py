@@ -39,8 +39,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import DataError
-from .inference import ood
+from ..errors import DataError
+from ..inference import ood
 
 HIDDEN = 32  # hidden units of the gate's classifier
 EPOCHS = 600
@@ -65,7 +65,7 @@ def read_not_mri(path: str | Path | None) -> dict[str, str]:
     :data:`braintumor.negatives.KINDS`."""
     if path is None:
         return {}
-    from .negatives import KINDS
+    from .gate_negatives import KINDS
 
     out = {}
     for i, line in enumerate(Path(path).read_text().splitlines()[1:], start=2):
@@ -96,7 +96,7 @@ def source_splits(data: str | Path, split_file: str | Path, sources: Sequence[st
         if entry:
             out.append(SourceSplit(folder.name, folder, list(entry["train"]), list(entry["val"])))
         else:
-            from .sources import list_source, split_source
+            from ..data.sources import list_source, split_source
 
             train, val = split_source(list_source(folder), float(split.get("val_fraction", 0.15)), seed)
             out.append(SourceSplit(folder.name, folder, train, val))
@@ -140,8 +140,8 @@ def train_classifier(x: np.ndarray, y: np.ndarray, kinds: Sequence[str], seed: i
 def negative_inputs(seed: int = NEGATIVES_SEED) -> tuple[np.ndarray, list[str]]:
     """The gate inputs and kinds of the generated negatives (:func:`braintumor.negatives.training_set`;
     about 15 s on two cores, kept for the process)."""
-    from .imaging import load_image
-    from .negatives import training_set
+    from ..imaging import load_image
+    from .gate_negatives import training_set
 
     items = training_set(seed)
     grays = [load_image(img) for _, _, img in items]
@@ -152,8 +152,8 @@ def mri_variant_inputs(files: Sequence[str | Path], seed: int = VARIANTS_SEED) -
     """The gate inputs of one changed copy of each brain MRI slice in ``files``: the changes of
     :data:`braintumor.negatives.MRI_VARIANTS` in turn, each with its own random strength, read the
     way a served image is (:func:`braintumor.imaging.load_image`). About 5 ms a slice."""
-    from .imaging import load_image
-    from .negatives import MRI_VARIANTS, mri_variant
+    from ..imaging import load_image
+    from .gate_negatives import MRI_VARIANTS, mri_variant
 
     out = []
     for start in range(0, len(files), 256):
@@ -213,7 +213,7 @@ def fit_gate(data: GateData, negatives: tuple[np.ndarray, Sequence[str]], rate: 
              seed: int = 0, variants: np.ndarray | None = None) -> ood.OodGate:
     """The gate from collected slices, the negatives' (inputs, kinds) and the gate inputs of changed
     copies of training MRI slices (:func:`mri_variant_inputs`; see the module's docstring)."""
-    from .negatives import KINDS
+    from .gate_negatives import KINDS
 
     kinds = (ood.MRI, *KINDS)
     neg_x, neg_kinds = negatives
@@ -286,7 +286,7 @@ def fit_into_checkpoint(path: str | Path, data: str | Path, split_file: str | Pa
     """Fit the gate of the checkpoint at ``path`` and store it in its metadata (weights kept; for
     the shipped checkpoint the manifest's SHA-256 follows). Returns the stored entry without its
     arrays, and the new SHA-256."""
-    from .inference.predictor import Predictor
+    from ..inference.predictor import Predictor
 
     path = Path(path)
     predictor = Predictor.load(path, backend=backend)
@@ -298,7 +298,7 @@ def fit_into_checkpoint(path: str | Path, data: str | Path, split_file: str | Pa
 def store(path: Path, **entries) -> dict:
     """Write metadata entries into a checkpoint, keeping its permissions; for the package's own
     checkpoint, its manifest's SHA-256 too."""
-    from . import shipped
+    from ..inference import shipped
     from .checkpoint import update_meta
 
     mode = path.stat().st_mode & 0o777

@@ -21,12 +21,12 @@ import torch.nn.functional as F
 
 from . import plots
 from .checkpoint import save_checkpoint
-from .config import TrainConfig, cache_dir
-from .data import DataError, Sample, build_cache, list_samples, progress, resolve_root
+from ..config import TrainConfig, cache_dir
+from ..data.folders import DataError, Sample, build_cache, list_samples, progress, resolve_root
 from .engine import classification_loss, pick_device, predict_logits, train_one_epoch, warmup_cosine
-from .metrics import summarize
+from ..metrics import summarize
 from .models import build_model, freeze_for_finetune, load_pretrained, param_groups
-from .split import Split, make_split
+from ..data.split import Split, make_split
 from .transforms import Augment, Preprocessing
 
 STATE_FILE = "state.pt"  # optimiser, scheduler, RNG and history: everything --resume needs
@@ -135,7 +135,7 @@ def make_supervision(cfg: TrainConfig, data: "TrainingData", paths: list[str]):
     """Box supervision for the training images, or None without ``cfg.boxes``."""
     if not cfg.boxes:
         return None
-    from .box_training import BoxSupervision, prepared_boxes
+    from .box_supervision import BoxSupervision, prepared_boxes
     from .models import get_arch
 
     table = torch.from_numpy(prepared_boxes(paths, data.box_of, cfg.fit))
@@ -152,8 +152,8 @@ class TrainingData:
     (keyed by the image's path as the cache records it)."""
 
     def __init__(self, cfg: TrainConfig, root: Path, samples: list[Sample], split: Split):
-        from .box_training import read_boxes
-        from .sources import list_source, main_folder_sources, split_source
+        from .box_supervision import read_boxes
+        from ..data.sources import list_source, main_folder_sources, split_source
 
         label_of = {s.rel(root): s.label for s in samples}
         subset = bool(cfg.max_images)  # a debugging subset: keep what the split lists of it
@@ -212,7 +212,7 @@ def parameters_digest(model) -> str:
 def source_scores(probs: np.ndarray, labels: np.ndarray, sources: list[str]) -> dict[str, float]:
     """Per source and class ("tcga-lgg/notumor"): the share answered right on "tumour or not"
     (a tumour class for a tumour, no tumour for none), the question the source confound corrupts."""
-    from .sources import NOTUMOR, label_name
+    from ..data.sources import NOTUMOR, label_name
 
     said_tumour = probs.argmax(1) != NOTUMOR
     is_tumour = labels != NOTUMOR
@@ -277,7 +277,7 @@ def main(cfg: TrainConfig) -> dict:
     tr_sources, va_sources = data.sources(tr.paths), data.sources(va.paths)
     draw_weights = None
     if cfg.source_balance > 0:
-        from .sources import sampling_weights
+        from ..data.sources import sampling_weights
 
         draw_weights = torch.as_tensor(sampling_weights(tr.labels, tr_sources, cfg.source_balance))
     train_images = torch.from_numpy(np.asarray(tr.images)).to(device) if device.type != "cpu" else tr.images
@@ -329,7 +329,7 @@ def main(cfg: TrainConfig) -> dict:
             _log("tensorboard is not installed: no event files", rank)
     val_labels = torch.as_tensor(va.labels)
     if supervision is not None:
-        from .box_training import prepared_boxes
+        from .box_supervision import prepared_boxes
 
         val_boxes = torch.from_numpy(prepared_boxes(va.paths, data.box_of, cfg.fit))
     last_cm = None
@@ -354,7 +354,7 @@ def main(cfg: TrainConfig) -> dict:
         eval_model = ema.module if ema is not None else model
         loc = {}
         if supervision is not None:
-            from .box_training import evaluate_localization
+            from .box_supervision import evaluate_localization
             from .localize import LocalizingNet
 
             logits, loc = evaluate_localization(LocalizingNet(eval_model, cfg.arch), val_images, prep, device,

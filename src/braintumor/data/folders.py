@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
-from . import formats
-from .config import CLASSES
-from .imaging import ImageError, load_image
+from ..errors import DataError
+from .. import formats
+from ..config import CLASSES
+from ..imaging import ImageError, load_image
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def progress(iterable=None, total=None, desc="", unit="img", disable=None):
 
 
 def _decode(args: tuple[str, int, str]) -> tuple[np.ndarray | None, str]:
-    from .inference.preprocess import prepare
+    from ..inference.preprocess import prepare
 
     path, size, fit = args
     try:

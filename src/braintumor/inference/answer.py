@@ -20,9 +20,9 @@ from __future__ import annotations
 import copy
 from typing import Any, Sequence
 
-from .cam_methods import CAM_METHODS
-from .config import CLASSES
-from .inference.decision import could_be, headline
+from ..cam_methods import CAM_METHODS
+from ..config import CLASSES
+from .decision import could_be, headline
 
 # What an image not analysed never carries: null in JSON, blank in CSV.
 NOT_JUDGED = ("label", "confidence", "probabilities", "predictions", "box", "box_score")

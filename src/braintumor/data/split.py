@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from . import dedup
-from .data import Sample
+from .folders import Sample
 
 SPLIT_THRESHOLD = 0.90  # looser than the audit's flag: neighbouring slices are kept together too
 

@@ -14,8 +14,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import dedup, formats
-from .errors import DataError
+from . import dedup
+from .. import formats
+from ..errors import DataError
 
 NO_CLASS = "(no class)"  # the class of an image that does not sit in a class folder
 SAME_PICTURE = 0.99  # near-duplicates from this similarity are counted apart: the same picture
@@ -40,7 +41,7 @@ class Folder:
     @property
     def class_names(self) -> list[str]:
         """Class folders in the order of the package's classes first, then by name."""
-        from .config import CLASSES
+        from ..config import CLASSES
 
         seen = set(self.classes) | {cls_of(p) for p, _ in self.unreadable}
         known = [c for c in CLASSES if c in seen]
@@ -159,7 +160,7 @@ def find(folder: Folder, against: Folder | None = None,
 def audit(path: str | Path, against: str | Path | None = None, threshold: float = dedup.DEFAULT_THRESHOLD,
           show_progress: bool = True) -> Audit:
     """Read, fingerprint and compare: the whole audit, as the command runs it."""
-    from .data import progress
+    from .folders import progress
 
     if not 0.0 < threshold <= 1.0:
         raise DataError(f"--threshold must be in (0, 1], got {threshold}")

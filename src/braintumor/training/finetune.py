@@ -25,8 +25,8 @@ def site_figures(checkpoint_path: str | Path, root: Path, rels: list[str], desc:
     """Accuracy, macro-F1, missed tumours and decisions of a checkpoint on ``rels`` (paths under
     ``root`` whose first part is the class), through the served code (:meth:`Predictor.outputs`,
     eager PyTorch: the int8 conversion of a new model would add half a minute here)."""
-    from .metrics import summarize
-    from .inference.predictor import Predictor
+    from ..metrics import summarize
+    from ..inference.predictor import Predictor
 
     p = Predictor.load(checkpoint_path, backend="torch")
     ck = p.checkpoints[0]

@@ -15,8 +15,8 @@ import torch
 import torchvision
 from torch import nn
 
-from .config import IMAGENET_MEAN, IMAGENET_STD
-from .errors import UsageError, WeightsError
+from ..config import IMAGENET_MEAN, IMAGENET_STD
+from ..errors import UsageError, WeightsError
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,8 @@ import torch
 from torch import nn
 
 from .checkpoint import Checkpoint, load_checkpoint
-from .inference.graphs import INT8_RECIPE, calibration_inputs, default_calibration, write_sidecar
-from .inference.model_file import ModelFile, sha256_file
+from ..inference.graphs import INT8_RECIPE, calibration_inputs, default_calibration, write_sidecar
+from ..inference.model_file import ModelFile, sha256_file
 from .network_parts import split_network
 
 OPSET = 17
@@ -328,7 +328,7 @@ def write_graphs(ck: ModelFile, calibration: np.ndarray) -> dict:
 def export(path: str | Path | None = None, calibration: Sequence | None = None) -> dict:
     """``braintumor export``: the graphs of a checkpoint (the shipped one when ``path`` is None,
     its manifest updated), with a sidecar ``<name>.onnx.json`` beside a user's checkpoint."""
-    from . import shipped
+    from ..inference import shipped
 
     ck = shipped.load(path)
     images = list(calibration) if calibration is not None else default_calibration()

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import UsageError
-from .data import progress
+from ..errors import UsageError
+from ..data.folders import progress
 from .transforms import Augment, Preprocessing, center_crop
 
 
@@ -62,7 +62,7 @@ def classification_loss(logits: torch.Tensor, y: torch.Tensor, label_smoothing: 
     :data:`braintumor.sources.TUMOUR` (a tumour of unknown type) is a partial label, "one of the
     tumour classes": minus the log of their summed probability. ``soft`` (N, K) targets (CutMix)
     replace the labels."""
-    from .sources import TUMOUR_CLASSES
+    from ..data.sources import TUMOUR_CLASSES
 
     logits = logits.float()
     if soft is not None:
@@ -79,7 +79,7 @@ def classification_loss(logits: torch.Tensor, y: torch.Tensor, label_smoothing: 
 
 def answered_right(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per image: the class is right, or for a tumour of unknown type, a tumour class was named."""
-    from .sources import NOTUMOR
+    from ..data.sources import NOTUMOR
 
     pred = logits.argmax(1)
     return torch.where(y >= 0, pred == y, pred != NOTUMOR)

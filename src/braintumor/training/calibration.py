@@ -32,9 +32,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .config import CLASSES
-from .errors import DataError
-from .inference.decision import (DEFAULT_COVERAGE, NO_TUMOUR, DecisionPolicy, conformal_threshold, decide, prediction_sets,
+from ..config import CLASSES
+from ..errors import DataError
+from ..inference.decision import (DEFAULT_COVERAGE, NO_TUMOUR, DecisionPolicy, conformal_threshold, decide, prediction_sets,
                        softmax, tumour_evidence)
 T_BOUNDS = (0.05, 20.0)  # search range of the temperature
 SCORE_DECIMALS = 6  # conformal scores are stored rounded (JSON in the checkpoint)
@@ -149,7 +149,7 @@ def network_outputs(checkpoint, files: Sequence[str | Path], batch_size: int = 3
     network's pixels, the original ``sizes`` (N, 2) as (width, height), the served
     ``probabilities`` (N, C) and ``answers``, the ``backend`` that ran, the box head's ``box_score`` where there is one, and
     with ``keep_pixels`` the network's ``pixels`` (N, S, S)."""
-    from .inference.predictor import Predictor
+    from ..inference.predictor import Predictor
 
     predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor([checkpoint], backend=backend)
     out = predictor.outputs(list(files), batch_size, keep_pixels=keep_pixels, show_progress=True, desc=desc)
@@ -163,7 +163,7 @@ def calibration_entries(val_logits: np.ndarray, val_labels: np.ndarray, coverage
                         note: str = "") -> dict:
     """The ``temperature``, ``calibration`` and ``conformal`` metadata entries (in-sample summary
     numbers; cross-fitted ones come from :func:`crossfit`)."""
-    from .metrics import expected_calibration_error
+    from ..metrics import expected_calibration_error
 
     t = fit_temperature(val_logits, val_labels)
     probs = softmax(val_logits, t)
@@ -194,7 +194,7 @@ def crossfit(logits: np.ndarray, labels: np.ndarray, coverage: float = DEFAULT_C
     and the conformal quantile are fitted on one half and measured on the other. Returns means and
     standard deviations over the repeats, and the 2-fold cross-fitted probabilities of the first
     halving (each image calibrated by the half it was not in), for a reliability diagram."""
-    from .metrics import expected_calibration_error
+    from ..metrics import expected_calibration_error
 
     logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels)
     rng = np.random.default_rng(seed)
@@ -256,13 +256,13 @@ def calibrate(checkpoint_path: str | Path, data: str | Path, split_file: str | P
 
     from . import gate_fit
     from .checkpoint import load_checkpoint
-    from .sources import split_images
+    from ..data.sources import split_images
 
     path = Path(checkpoint_path)
     ck = load_checkpoint(path)
     root = Path(data)
 
-    from .inference.predictor import Predictor
+    from ..inference.predictor import Predictor
 
     try:
         split = json.loads(Path(split_file).read_text())
@@ -273,7 +273,7 @@ def calibrate(checkpoint_path: str | Path, data: str | Path, split_file: str | P
         raise DataError(f"the model's classes ({', '.join(ck.classes)}) are not {', '.join(CLASSES)}")
     box_rows = {}
     if boxes:
-        from .box_training import read_boxes
+        from .box_supervision import read_boxes
 
         box_rows = read_boxes(boxes)
     val_images = split_images(split, root, box_rows, sources, "val")

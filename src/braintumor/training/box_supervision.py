@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from . import localize, source_aug
-from .errors import BoxesError  # noqa: F401 (re-exported: what read_boxes raises)
-from .sources import read_boxes  # noqa: F401 (the one reader of boxes files, here for training)
+from ..errors import BoxesError  # noqa: F401 (re-exported: what read_boxes raises)
+from ..data.sources import read_boxes  # noqa: F401 (the one reader of boxes files, here for training)
 from .transforms import Augment
 
 

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import formats
-from .config import CLASSES
-from .errors import BoxesError, DataError
+from .. import formats
+from ..config import CLASSES
+from ..errors import BoxesError, DataError
 
 TUMOUR = -1  # label of a tumour of unknown type: the partial label "one of the tumour classes"
 TUMOUR_FOLDER = "tumour"

@@ -39,8 +39,8 @@ from typing import Iterator, Sequence
 
 from PIL import Image
 
-from .errors import FeedbackError
-from .config import CLASSES
+from ..errors import FeedbackError
+from ..config import CLASSES
 
 MAX_COMMENT = 2000  # characters; longer comments are refused, not cut
 BUSY_TIMEOUT_S = 30.0

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import list_samples, resolve_root
-from .metrics import summarize
+from ..data.folders import list_samples, resolve_root
+from ..metrics import summarize
 
 DECISIONS = ("classified", "uncertain", "rejected")
 
@@ -25,14 +25,14 @@ def evaluate(data: str, model: str | list[str] | None = None, *, backend: str = 
     evaluated, e.g. a model's own validation split. Besides the metrics of :func:`braintumor.metrics.summarize`: the share
     of each decision per class, the accuracy of the classified answers, the missed tumours, and each
     image's answer (``predictions``: file, true class, label, probabilities, decision, box)."""
-    from .inference.predictor import Predictor
+    from .predictor import Predictor
 
     predictor = Predictor.load(model, backend=backend, device=device)
     if split:
         import json
 
-        from .data import Sample
-        from .errors import DataError
+        from ..data.folders import Sample
+        from ..errors import DataError
 
         root = Path(data)
         if not root.is_dir():

@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 from .audit import SAME_PICTURE, Audit, Folder, Pair, cls_of, to_dict
-from .errors import DataError
+from ..errors import DataError
 
 
 def _table(rows: list[tuple[str, list[str]]], header: list[str]) -> list[str]:
@@ -139,7 +139,7 @@ def contact_sheet(sections: list[tuple[str, list[tuple[Path, Path, str]]]], thum
     """One PNG-ready image: a titled block per kind, each example two thumbnails side by side."""
     from PIL import Image, ImageDraw, ImageFont
 
-    from .imaging import ImageError, load_image
+    from ..imaging import ImageError, load_image
 
     font = ImageFont.load_default(size=11)
     title_font = ImageFont.load_default(size=15)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .inference.preprocess import FITS, Preprocessing, center_crop, prepare  # noqa: F401 (the one preprocessing)
+from ..inference.preprocess import FITS, Preprocessing, center_crop, prepare  # noqa: F401 (the one preprocessing)
 
 
 @dataclass(frozen=True)
