@@ -113,7 +113,7 @@ def write_copies(sources: list[str], kinds, out: Path, seed: int) -> list[tuple[
 
 # ---------------------------------------------------------------- measurement
 def subset(fp, idx):
-    from braintumor.dedup import Fingerprints
+    from braintumor.data.dedup import Fingerprints
 
     idx = list(idx)
     return Fingerprints([fp.paths[i] for i in idx], [fp.sha256[i] for i in idx], fp.vectors[idx],
@@ -121,7 +121,7 @@ def subset(fp, idx):
 
 
 def recall(train_fp, copies, threshold: float, progress=None) -> dict:
-    from braintumor import dedup
+    from braintumor.data import dedup
 
     copy_fp = dedup.fingerprint_files([c[2] for c in copies], progress=progress)
     assert not copy_fp.unreadable, copy_fp.unreadable
@@ -149,7 +149,7 @@ def recall(train_fp, copies, threshold: float, progress=None) -> dict:
 
 def false_flags(train_fp, labels: np.ndarray, threshold: float) -> dict:
     """Images of each class flagged against the other classes (byte-identical conflicts left out)."""
-    from braintumor import dedup
+    from braintumor.data import dedup
 
     out = {}
     for c in np.unique(labels):
@@ -177,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data = require(args.data, TRAINING, option="--data")
 
-    from braintumor import dedup
-    from braintumor.data import list_samples, progress
+    from braintumor.data import dedup
+    from braintumor.data.folders import list_samples, progress
 
     threshold = dedup.DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     samples = list_samples(data)

@@ -35,7 +35,7 @@ from audit_quality import KINDS, alter  # noqa: E402
 
 def make_others(train: Path, out: Path, n: int, distinct: int, seed: int) -> dict[str, int]:
     """Write ``n`` images into ``out/<class>/``; returns how many of each sort."""
-    from braintumor.data import list_samples
+    from braintumor.data.folders import list_samples
 
     samples = list_samples(train)
     rng = np.random.default_rng(seed)
@@ -63,7 +63,7 @@ def scaling(fp, sizes: list[int], threshold: float, seed: int) -> list[tuple[int
     subsets; the time is the best of three (a busy machine adds noise, never speed)."""
     from scipy.spatial import cKDTree
 
-    from braintumor import dedup
+    from braintumor.data import dedup
 
     rng = np.random.default_rng(seed)
     radius = float(np.sqrt(2.0 - 2.0 * threshold)) + 1e-6
@@ -93,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data = require(args.data, TRAINING, option="--data")
 
-    from braintumor import dedup
-    from braintumor.audit import read_folder
+    from braintumor.data import dedup
+    from braintumor.data.audit import read_folder
 
     print(f"CPU cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f} at the start")
     with tempfile.TemporaryDirectory() as tmp:

@@ -35,7 +35,7 @@ from _common import REPO, SPLIT, TRAINING, require  # noqa: E402
 
 def confidence_policy(logits, labels, threshold: float, repeats: int, seed: int = 0) -> dict:
     """Cross-fitted numbers of the confidence-threshold policy (temperature fitted on the other half)."""
-    from braintumor import calibration as cal
+    from braintumor.training import calibration as cal
     from braintumor.inference import decision
 
     rng = np.random.default_rng(seed)
@@ -73,11 +73,11 @@ def main() -> int:
 
     import torch
 
-    from braintumor import calibration as cal
+    from braintumor.training import calibration as cal
     from braintumor.inference import decision
-    from braintumor import shipped
+    from braintumor.inference import shipped
     from braintumor.metrics import expected_calibration_error, reliability
-    from braintumor.plots import reliability_diagram
+    from braintumor.training.plots import reliability_diagram
 
     ck = shipped.load(args.model)
     val = json.loads(split.read_text())["val"]

@@ -88,7 +88,7 @@ def style_swapped(grays, figshare: np.ndarray, seed: int = 0):
     import torch
     from PIL import Image
 
-    from braintumor.source_aug import match_histograms
+    from braintumor.training.source_aug import match_histograms
 
     rng = np.random.default_rng(seed)
     other = {True: np.flatnonzero(~figshare), False: np.flatnonzero(figshare)}
@@ -145,8 +145,8 @@ def mirror_erase(gray, box_px) -> "Image.Image | None":
 def nearest_training_similarity(val_paths, train_paths) -> np.ndarray:
     """For each validation image, the cosine similarity of the audit's descriptor (mirror images
     included) to its nearest training image: how far it lies from what the model trained on."""
-    from braintumor.data import progress
-    from braintumor.dedup import fingerprint_files
+    from braintumor.data.folders import progress
+    from braintumor.data.dedup import fingerprint_files
 
     v = fingerprint_files(val_paths, progress=progress)
     t = fingerprint_files(train_paths, progress=progress)
@@ -186,10 +186,10 @@ def main(argv=None) -> int:
     require(args.boxes, TUMOUR_BOXES, file=True, option="--boxes")
 
     from braintumor import Predictor
-    from braintumor.box_training import boxes_in_prepared, read_boxes
-    from braintumor.data import progress
+    from braintumor.training.box_supervision import boxes_in_prepared, read_boxes
+    from braintumor.data.folders import progress
     from braintumor.metrics import summarize
-    from braintumor.sources import MAIN_BOXED, NOTUMOR, TUMOUR, label_name, split_images
+    from braintumor.data.sources import MAIN_BOXED, NOTUMOR, TUMOUR, label_name, split_images
 
     predictor = Predictor.load(args.model, backend=args.backend)
     classes = predictor.classes

@@ -7,7 +7,7 @@ re-compressed).
 
 The validation split of every source (``model/split.json``; the head CT slices that
 ``model/not-mri.tsv`` lists left out), each slice sent as it is and once changed by each of
-:data:`braintumor.negatives.MRI_VARIANTS` (random strength, the same for the same ``--seed``):
+:data:`braintumor.training.gate_negatives.MRI_VARIANTS` (random strength, the same for the same ``--seed``):
 
 - ``white frame``, ``grey frame``: a margin around the slice or a line over its edge;
 - ``annotated``: burnt-in names, IDs, dates, sequence and window text, a scale bar, arrows;
@@ -70,7 +70,7 @@ def main() -> int:
 
     from braintumor.imaging import load_image
     from braintumor.inference.predictor import Predictor
-    from braintumor.negatives import MRI_VARIANTS, mri_variant
+    from braintumor.training.gate_negatives import MRI_VARIANTS, mri_variant
 
     predictor = Predictor.load(args.model, backend=args.backend)
     split = json.loads(split_file.read_text())

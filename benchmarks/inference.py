@@ -95,8 +95,8 @@ class Reference:
     def __init__(self, ck):
         import torch
 
-        from braintumor.models import build_model
-        from braintumor.transforms import Preprocessing
+        from braintumor.training.models import build_model
+        from braintumor.training.transforms import Preprocessing
 
         self.torch = torch
         self.model = build_model("resnet18", len(ck.classes)).eval()
@@ -145,8 +145,8 @@ def eager_reference_checks(predictor, inputs: list[bytes]) -> dict:
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    from braintumor.checkpoint import load_checkpoint
-    from braintumor.network_parts import full_model_target_layer
+    from braintumor.training.checkpoint import load_checkpoint
+    from braintumor.training.network_parts import full_model_target_layer
     from braintumor.imaging import load_image
 
     diffs, agree, corrs = [], 0, []
@@ -181,7 +181,7 @@ def split_accuracy(predictor, split_file: str, data: str | None, calibration: li
     Predictor and eager PyTorch agree, and their largest probability difference."""
     import torch
 
-    from braintumor.checkpoint import load_checkpoint
+    from braintumor.training.checkpoint import load_checkpoint
     from braintumor.imaging import load_image
 
     if not data:
@@ -275,8 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     from braintumor import Predictor
     from braintumor.inference.graphs import default_calibration
 
-    from braintumor import shipped
-    from braintumor.checkpoint import load_checkpoint
+    from braintumor.inference import shipped
+    from braintumor.training.checkpoint import load_checkpoint
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -27,7 +27,7 @@ from _common import REPO, SPLIT, TRAINING, require  # noqa: E402
 
 
 def probabilities(predictor, paths: list[Path], tta: bool) -> np.ndarray:
-    from braintumor.data import progress
+    from braintumor.data.folders import progress
 
     out = []
     for i in progress(range(0, len(paths), 64), desc="predict" + (" tta" if tta else ""), unit="batch"):
@@ -91,7 +91,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "model")
     args = ap.parse_args()
     require(args.data, TRAINING, option="--data")
-    from braintumor import Predictor, plots
+    from braintumor import Predictor
+    from braintumor.training import plots
     from braintumor.config import CLASSES
     from braintumor.metrics import reliability
 

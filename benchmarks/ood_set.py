@@ -6,12 +6,12 @@ Every item says where it comes from (``origin``), so that what the gate never sa
 fitted is reported apart from what resembles its fitting negatives:
 
 - ``held-out``: real images no part of the gate was fitted on: sample images that packages ship
-  but that :mod:`braintumor.negatives` does not use (scikit-image's astronaut, page, text, logo
+  but that :mod:`braintumor.training.gate_negatives` does not use (scikit-image's astronaut, page, text, logo
   and the faces it leaves out, scikit-learn's photographs, matplotlib's Grace Hopper and logo, the Shepp-Logan
   phantom), pydicom's test DICOM files (``pydicom-data``: head and body CT, radiographs,
   ultrasound, a photograph of a face, DICOMs with overlays, non-brain MRI), and screenshots,
   charts and icons that Debian packages install under /usr/share;
-- ``generated``: drawn with the generators of :mod:`braintumor.negatives` (documents, charts,
+- ``generated``: drawn with the generators of :mod:`braintumor.training.gate_negatives` (documents, charts,
   logos, synthetic CT, radiographs, ultrasound, phantoms, patterns) from another seed than the
   gate's negatives: the same kind of drawing, new pictures;
 - ``dataset``: the head CT slices that the MRI dataset's no-tumour folder holds
@@ -38,7 +38,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: _common and siblings
 from _common import REPO, SPLIT, TRAINING  # noqa: E402
 
-from braintumor import negatives as neg  # noqa: E402
+from braintumor.training import gate_negatives as neg  # noqa: E402
 
 Item = tuple[str, str, object, str]
 NOT_MRI = REPO / "model" / "not-mri.tsv"

@@ -55,7 +55,7 @@ def site_transform(gray: Image.Image, seed: int) -> Image.Image:
 
 
 def build_site(data: Path, val: list[str], out: Path) -> Path:
-    from braintumor.data import progress
+    from braintumor.data.folders import progress
     from braintumor.imaging import load_image
 
     root = out / "site"
@@ -139,11 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     data = require(args.data, TRAINING, option="--data")
-    from braintumor import shipped
+    from braintumor.inference import shipped
     from braintumor.cli import main as cli
-    from braintumor.data import list_samples
-    from braintumor.finetune import site_figures
-    from braintumor.split import make_split
+    from braintumor.data.folders import list_samples
+    from braintumor.training.finetune import site_figures
+    from braintumor.data.split import make_split
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

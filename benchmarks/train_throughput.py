@@ -30,7 +30,7 @@ def plain_loop(data: Path, img_size: int, batch_size: int, steps: int, warmup: i
     from torchvision import datasets, transforms
 
     from braintumor.config import IMAGENET_MEAN, IMAGENET_STD
-    from braintumor.models import build_model
+    from braintumor.training.models import build_model
 
     tf = transforms.Compose([
         transforms.Grayscale(num_output_channels=3),
@@ -64,10 +64,10 @@ def plain_loop(data: Path, img_size: int, batch_size: int, steps: int, warmup: i
 def our_loop(data: Path, img_size: int, batch_size: int, steps: int, warmup: int,
              amp: bool = True) -> tuple[float, float]:
     """Returns (images/s of the training steps, seconds spent building the cache once)."""
-    from braintumor.data import build_cache, list_samples
-    from braintumor.engine import train_one_epoch
-    from braintumor.models import build_model
-    from braintumor.transforms import Augment, Preprocessing
+    from braintumor.data.folders import build_cache, list_samples
+    from braintumor.training.engine import train_one_epoch
+    from braintumor.training.models import build_model
+    from braintumor.training.transforms import Augment, Preprocessing
 
     prep = Preprocessing(img_size, 256 / 224)
     samples = list_samples(data)
@@ -106,7 +106,7 @@ def main() -> int:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"ResNet18, {args.img_size} px, batch {args.batch_size}, {args.steps} timed steps after {args.warmup}")
-    from braintumor.engine import cpu_has_bf16
+    from braintumor.training.engine import cpu_has_bf16
 
     bf16 = cpu_has_bf16()
     ours, cache_s = our_loop(args.data, args.img_size, args.batch_size, args.steps, args.warmup, amp=bf16)

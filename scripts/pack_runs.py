@@ -5,7 +5,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from braintumor.checkpoint import load_checkpoint, save_checkpoint
+from braintumor.training.checkpoint import load_checkpoint, save_checkpoint
 
 KEEP = ("config.json", "split.json", "metrics.csv", "summary.json", "best_val_probs.json", "curves.png",
         "confusion_matrix.png")

@@ -28,8 +28,8 @@ BT=${BT:-.venv/bin/braintumor}
 "$PY" - "$CK" "$W/$NAME.safetensors" "$NAME" "$VERSION" <<'EOF'
 import sys
 
-from braintumor.checkpoint import load_checkpoint, save_checkpoint
-from braintumor import shipped
+from braintumor.training.checkpoint import load_checkpoint, save_checkpoint
+from braintumor.inference import shipped
 
 src, dst, name, version = sys.argv[1:]
 ck = load_checkpoint(src)

@@ -38,9 +38,9 @@ def random_resnet18(path: Path, seed: int, name: str) -> Path:
     """A real ResNet18 checkpoint at 64 px with random weights (for mechanics, not accuracy)."""
     import torch
 
-    from braintumor.checkpoint import save_checkpoint
-    from braintumor.models import build_model
-    from braintumor.transforms import Preprocessing
+    from braintumor.training.checkpoint import save_checkpoint
+    from braintumor.training.models import build_model
+    from braintumor.training.transforms import Preprocessing
 
     torch.manual_seed(seed)
     model = build_model("resnet18", 4).eval()
@@ -84,9 +84,9 @@ def box_checkpoint(path: Path, always: int | None = None, size: int = 64, seed: 
     bias makes every answer that class (so that tests know whether an answer carries a box)."""
     import torch
 
-    from braintumor.checkpoint import save_checkpoint
-    from braintumor.models import build_model
-    from braintumor.transforms import Preprocessing
+    from braintumor.training.checkpoint import save_checkpoint
+    from braintumor.training.models import build_model
+    from braintumor.training.transforms import Preprocessing
 
     torch.manual_seed(seed)
     model = build_model("resnet18", 4, box_head=True).eval()

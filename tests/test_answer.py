@@ -1,4 +1,4 @@
-"""One answer object (braintumor.answer) in every output: the JSON API, ``predict --json`` and the
+"""One answer object (braintumor.inference.answer) in every output: the JSON API, ``predict --json`` and the
 CSV are validated against its JSON Schema, and an image not analysed has no class, confidence or
 probabilities in any of them (null in JSON, blank in CSV) unless raw probabilities are asked for."""
 
@@ -13,7 +13,7 @@ from PIL import Image
 
 jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is not installed")
 
-from braintumor.answer import SCHEMAS, answer, csv_columns, from_csv_row, json_schema  # noqa: E402
+from braintumor.inference.answer import SCHEMAS, answer, csv_columns, from_csv_row, json_schema  # noqa: E402
 from braintumor.config import CLASSES  # noqa: E402
 
 NOT_JUDGED = ("label", "confidence", "probabilities", "predictions", "box", "box_score")

@@ -96,7 +96,7 @@ def test_the_library_never_imports_the_command_line_or_the_web_app():
 TRAINING_ONLY = {"torch", "torchvision", "torchio", "pytorch_grad_cam", "cv2", "onnx", "matplotlib", "tensorboard"}
 # The one door from the serving side to the training install: converting a checkpoint that has no
 # ONNX graph, or the torch backend, asked for explicitly (it fails with one line without PyTorch).
-BRIDGE = ("braintumor.inference.backends", "braintumor.conversion")
+BRIDGE = ("braintumor.inference.backends", "braintumor.training.conversion")
 
 
 def external_imports(name: str) -> set[str]:
@@ -119,7 +119,7 @@ def test_the_serving_side_never_imports_pytorch():
     graph = import_graph()
     light_commands = {module for name, (module, _) in COMMANDS.items() if name not in NEEDS_TRAINING}
     assert {"braintumor.commands.serve", "braintumor.commands.evaluate"} <= light_commands
-    serving = {n for n in graph if n.startswith("braintumor.inference")} | {"braintumor.web", "braintumor.shipped",
+    serving = {n for n in graph if n.startswith("braintumor.inference")} | {"braintumor.web", "braintumor.inference.shipped",
                                                                               "braintumor.cli"} | light_commands
     seen, todo = set(), sorted(serving)
     while todo:
@@ -128,6 +128,6 @@ def test_the_serving_side_never_imports_pytorch():
             continue
         seen.add(name)
         todo += [d for d in graph[name] if (name, d) != BRIDGE]
-    assert "braintumor.inference.predictor" in seen and "braintumor.conversion" not in seen
+    assert "braintumor.inference.predictor" in seen and "braintumor.training.conversion" not in seen
     for name in sorted(seen):
         assert not external_imports(name) & TRAINING_ONLY, f"{name} imports {external_imports(name) & TRAINING_ONLY}"

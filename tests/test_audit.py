@@ -1,4 +1,4 @@
-"""``braintumor audit`` and the near-duplicate method under it (braintumor.dedup)."""
+"""``braintumor audit`` and the near-duplicate method under it (braintumor.data.dedup)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from braintumor import audit, dedup
+from braintumor.data import audit, dedup
 from braintumor.cli import main
 from conftest import synthetic_scan
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from braintumor.box_refine import BoxRefiner, disturb, refine_boxes, windows
-from braintumor.box_refit import train_refiner
-from braintumor.checkpoint import load_checkpoint, save_checkpoint
+from braintumor.training.box_refine import BoxRefiner, disturb, refine_boxes, windows
+from braintumor.training.box_refit import train_refiner
+from braintumor.training.checkpoint import load_checkpoint, save_checkpoint
 from braintumor.cli import main as cli_main
-from braintumor.localize import box_iou, decode_boxes
+from braintumor.training.localize import box_iou, decode_boxes
 from braintumor.inference.predictor import Predictor, box_in_image
 from conftest import box_checkpoint, write_boxes_file
 
@@ -106,7 +106,7 @@ def test_the_predictor_answers_with_the_refined_box(tmp_path, sample_files, back
     prep = ck.preprocessing
     pixels = prep.pixels(img)[None]
     with torch.inference_mode():
-        from braintumor.network_parts import split_network
+        from braintumor.training.network_parts import split_network
 
         body, _ = split_network(model, ck.arch)
         centre, sides = model.box_head(body(prep.normalize(torch.from_numpy(pixels))))

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from braintumor import calibration as cal
+from braintumor.training import calibration as cal
 from braintumor.inference import decision
 from braintumor.inference.decision import DecisionPolicy, decide
 from braintumor.metrics import expected_calibration_error
@@ -131,7 +131,7 @@ def shipped_predictor():
 
 
 def test_shipped_checkpoint_carries_its_calibration():
-    from braintumor import shipped
+    from braintumor.inference import shipped
 
     ck = shipped.load_default()  # also checks the manifest's SHA-256
     meta = ck.meta
@@ -140,7 +140,7 @@ def test_shipped_checkpoint_carries_its_calibration():
     assert conf["coverage"] == 0.95 and conf["n"] == len(conf["scores"]) > 100
     assert conf["scores"] == sorted(conf["scores"])
     assert meta["ood"]["threshold"] > 0 and meta["ood"]["info"]["val_rejected"] <= 0.01
-    from braintumor.checkpoint import load_checkpoint
+    from braintumor.training.checkpoint import load_checkpoint
 
     weights = load_checkpoint(ck.path).state_dict  # stored in half precision
     assert any(v.dtype.is_floating_point and v.dtype.itemsize == 2 for v in weights.values())
@@ -167,7 +167,7 @@ def test_predictor_results_carry_consistent_decisions(shipped_predictor, sample_
 
 
 def test_the_referral_policy_is_configurable(sample_files):
-    from braintumor import shipped
+    from braintumor.inference import shipped
     from braintumor.inference.predictor import Predictor
 
     paths = [p for p, _ in sample_files]
@@ -196,7 +196,7 @@ def test_calibration_entries_are_json_and_in_sample_consistent():
 
 
 def test_evaluate_still_works_on_the_sample_scans(sample_dir):
-    from braintumor.evaluate import evaluate
+    from braintumor.inference.evaluate import evaluate
 
     report = evaluate(str(sample_dir), device="cpu", show_progress=False)
     assert report["n"] == 12 and report["accuracy"] >= 0.75

@@ -24,7 +24,7 @@ def _reference(model, arch, x, target, method):
     import pytorch_grad_cam
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    from braintumor.network_parts import full_model_target_layer
+    from braintumor.training.network_parts import full_model_target_layer
 
     cls = getattr(pytorch_grad_cam, CAM_METHODS[method])
     with cls(model=model, target_layers=[full_model_target_layer(model, arch)]) as c:
@@ -32,7 +32,7 @@ def _reference(model, arch, x, target, method):
 
 
 def _features_and_weight(model, arch, x):
-    from braintumor.network_parts import split_network
+    from braintumor.training.network_parts import split_network
 
     body, head = split_network(model, arch)
     with torch.inference_mode():
@@ -45,7 +45,7 @@ def _features_and_weight(model, arch, x):
                                        ("efficientnet_lite0", 224)])
 @pytest.mark.parametrize("method", list(CAM_METHODS))
 def test_numpy_maps_equal_pytorch_grad_cam_on_the_whole_model(arch, size, method):
-    from braintumor.models import build_model
+    from braintumor.training.models import build_model
 
     torch.manual_seed(0)
     model = build_model(arch, 4).eval()
@@ -136,8 +136,8 @@ def test_explanation_figure_puts_scan_and_overlay_side_by_side():
 
 @pytest.mark.parametrize("arch", ["resnet18", "efficientnet_b0", "efficientnet_lite0"])
 def test_split_network_reproduces_the_model(arch):
-    from braintumor.models import build_model
-    from braintumor.network_parts import split_network
+    from braintumor.training.models import build_model
+    from braintumor.training.network_parts import split_network
 
     torch.manual_seed(1)
     model = build_model(arch, 4).eval()
@@ -148,7 +148,7 @@ def test_split_network_reproduces_the_model(arch):
 
 
 def test_split_network_refuses_unknown_architectures():
-    from braintumor.network_parts import split_network
+    from braintumor.training.network_parts import split_network
 
     with pytest.raises(ValueError, match="no body/head split"):
         split_network(torch.nn.Linear(2, 2), "vit_b_16")

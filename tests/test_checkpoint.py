@@ -8,12 +8,12 @@ import shutil
 import pytest
 import torch
 
-from braintumor import shipped
-from braintumor.checkpoint import (CheckpointError, load_checkpoint, public_meta, save_checkpoint,
+from braintumor.inference import shipped
+from braintumor.training.checkpoint import (CheckpointError, load_checkpoint, public_meta, save_checkpoint,
                                    sha256_file)
 from braintumor.config import CLASSES
-from braintumor.models import build_model
-from braintumor.transforms import Preprocessing
+from braintumor.training.models import build_model
+from braintumor.training.transforms import Preprocessing
 
 
 def test_roundtrip_keeps_everything_needed_to_use_it(tmp_path):

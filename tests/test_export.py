@@ -30,10 +30,10 @@ def private_cache(tmp_path_factory):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, sample_dir):
     """A ResNet18 with a box head and a one-stage box refiner (random weights, 64 px), exported."""
-    from braintumor.checkpoint import save_checkpoint
+    from braintumor.training.checkpoint import save_checkpoint
     from braintumor.cli import main
     from braintumor.inference.preprocess import Preprocessing
-    from braintumor.models import build_model
+    from braintumor.training.models import build_model
 
     torch.manual_seed(3)
     model = build_model("resnet18", 4, box_head=True, box_refiner=1).eval()
@@ -61,7 +61,8 @@ def test_export_writes_every_graph_beside_the_checkpoint_with_its_digest(exporte
 
 
 def test_the_recorded_graphs_are_used_without_converting(exported, sample_files, monkeypatch):
-    from braintumor import Predictor, conversion
+    from braintumor import Predictor
+    from braintumor.training import conversion
 
     def no(*args, **kwargs):
         raise AssertionError("converted again instead of using the recorded graph")
@@ -77,7 +78,7 @@ def test_the_recorded_graphs_are_used_without_converting(exported, sample_files,
 def test_the_float32_graph_gives_eager_pytorchs_numbers(exported, sample_files):
     """Its first convolution reads the grey pixels (one channel, normalised inside the graph) and its
     weights are stored in float16 (the checkpoint's own values): the numbers stay eager PyTorch's."""
-    from braintumor.conversion import TorchNetwork
+    from braintumor.training.conversion import TorchNetwork
     from braintumor.inference.backends import OnnxNetwork
     from braintumor.inference.graphs import recorded_graph
     from braintumor.inference.model_file import read_model_file
@@ -113,7 +114,7 @@ def test_graphs_of_other_weights_are_refused_and_damaged_ones_too(exported, tmp_
     import shutil
 
     from braintumor import Predictor
-    from braintumor.checkpoint import load_checkpoint, save_checkpoint
+    from braintumor.training.checkpoint import load_checkpoint, save_checkpoint
     from braintumor.errors import CheckpointError
     from braintumor.inference import graphs
     from braintumor.inference.model_file import read_model_file

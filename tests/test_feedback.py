@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from braintumor import feedback as fb
+from braintumor.inference import feedback as fb
 
 
 def answer(**over) -> fb.Answer:
@@ -348,7 +348,7 @@ def test_a_killed_server_leaves_a_readable_database(random_checkpoint, sample_fi
 
 def test_feedback_command_lists_summarises_and_exports(tmp_path, capsys):
     from braintumor.cli import main
-    from braintumor.data import list_samples
+    from braintumor.data.folders import list_samples
 
     db = tmp_path / "f.db"
     con = fb.connect(db)

@@ -27,7 +27,7 @@ def site(sample_dir, tmp_path_factory) -> Path:
 
 
 def test_finetune_adapts_the_late_layers_and_calibrates_on_the_site(site, random_checkpoint, tmp_path, capsys):
-    from braintumor.checkpoint import load_checkpoint
+    from braintumor.training.checkpoint import load_checkpoint
     from braintumor.cli import main
     from braintumor.inference.predictor import Predictor
 

@@ -146,7 +146,7 @@ def test_jpeg_scans_counts_start_of_scan_markers():
 
 
 def test_every_folder_walk_takes_the_same_files(folder):
-    from braintumor.audit import list_files
+    from braintumor.data.audit import list_files
     from braintumor.commands.predict import collect_files
 
     scans = sorted(n for n, (_, scan) in expected(folder).items() if scan)
@@ -158,7 +158,7 @@ def test_every_folder_walk_takes_the_same_files(folder):
 
 def test_training_folders_take_slice_files(folder, tmp_path):
     from braintumor.config import CLASSES
-    from braintumor.data import list_samples
+    from braintumor.data.folders import list_samples
 
     for cls in CLASSES:
         (tmp_path / cls).mkdir()

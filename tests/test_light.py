@@ -131,7 +131,7 @@ def test_training_commands_name_the_install_they_need(tmp_path, command):
 
 
 def test_a_checkpoint_without_graphs_says_which_install_converts_it(tmp_path, sample_dir):
-    from braintumor import shipped
+    from braintumor.inference import shipped
 
     own = tmp_path / "own.safetensors"
     shutil.copy(shipped.default_model_path(), own)
@@ -144,7 +144,7 @@ def test_a_checkpoint_without_graphs_says_which_install_converts_it(tmp_path, sa
 
 def _shipped_copy(tmp_path, monkeypatch) -> Path:
     """The shipped weights folder copied, and the package pointed at the copy."""
-    from braintumor import shipped
+    from braintumor.inference import shipped
 
     folder = tmp_path / "weights"
     shutil.copytree(shipped.weights_dir(), folder)
@@ -153,7 +153,8 @@ def _shipped_copy(tmp_path, monkeypatch) -> Path:
 
 
 def test_the_shipped_graphs_are_checked_against_the_manifest(tmp_path, monkeypatch, sample_files):
-    from braintumor import Predictor, shipped
+    from braintumor import Predictor
+    from braintumor.inference import shipped
     from braintumor.errors import CheckpointError
 
     folder = _shipped_copy(tmp_path, monkeypatch)
@@ -174,7 +175,7 @@ def test_the_shipped_graphs_are_checked_against_the_manifest(tmp_path, monkeypat
 
 
 def test_graphs_made_from_other_weights_are_not_used(tmp_path, monkeypatch, sample_files):
-    from braintumor import shipped
+    from braintumor.inference import shipped
     from braintumor.inference import graphs
 
     _shipped_copy(tmp_path, monkeypatch)

@@ -11,13 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from braintumor import localize, source_aug
-from braintumor.box_training import BoxesError, boxes_in_prepared, read_boxes
+from braintumor.training import localize, source_aug
+from braintumor.training.box_supervision import BoxesError, boxes_in_prepared, read_boxes
 from braintumor.inference.cam import heatmap_on_image
-from braintumor.checkpoint import load_checkpoint
+from braintumor.training.checkpoint import load_checkpoint
 from braintumor.cli import main as cli_main
 from braintumor.inference.predictor import Predictor, box_in_image
-from braintumor.transforms import Augment, Preprocessing
+from braintumor.training.transforms import Augment, Preprocessing
 from conftest import box_checkpoint, write_boxes_file
 
 

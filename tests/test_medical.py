@@ -27,7 +27,8 @@ from pydicom import uid  # noqa: E402
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 from pydicom.encaps import encapsulate  # noqa: E402
 
-from braintumor import medical, volume  # noqa: E402
+from braintumor import medical  # noqa: E402
+from braintumor.inference import volume  # noqa: E402
 from braintumor.imaging import ImageError, UnsupportedImageError, load_image  # noqa: E402
 
 SRC = Path(__file__).resolve().parents[1] / "src"

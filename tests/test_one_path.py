@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from braintumor.calibration import network_outputs
-from braintumor.checkpoint import load_checkpoint
-from braintumor.evaluate import evaluate
+from braintumor.training.calibration import network_outputs
+from braintumor.training.checkpoint import load_checkpoint
+from braintumor.inference.evaluate import evaluate
 from braintumor.inference.predictor import Predictor
 from braintumor.web import create_app
 
@@ -74,9 +74,9 @@ def test_outputs_keeps_order_and_reports_unreadable_images(random_checkpoint, sa
 def test_outputs_of_an_ensemble_whose_members_differ_in_size(random_checkpoint, tmp_path, sample_files):
     import torch
 
-    from braintumor.checkpoint import save_checkpoint
-    from braintumor.models import build_model
-    from braintumor.transforms import Preprocessing
+    from braintumor.training.checkpoint import save_checkpoint
+    from braintumor.training.models import build_model
+    from braintumor.training.transforms import Preprocessing
 
     torch.manual_seed(3)
     other = tmp_path / "effnet-96.safetensors"  # another architecture, feature width and input size

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from braintumor import gate_fit, negatives
+from braintumor.training import gate_fit, gate_negatives as negatives
 from braintumor.imaging import COLOUR_KEY, load_image
 from braintumor.inference import ood
 from braintumor.inference.decision import DecisionPolicy

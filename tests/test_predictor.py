@@ -11,11 +11,11 @@ import torch
 from PIL import Image
 
 from braintumor import CLASSES, Predictor
-from braintumor.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from braintumor.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from braintumor.imaging import ImageError, load_image
-from braintumor.models import build_model
+from braintumor.training.models import build_model
 from braintumor.inference.predictor import tta_views
-from braintumor.transforms import Preprocessing
+from braintumor.training.transforms import Preprocessing
 from conftest import synthetic_scan
 
 try:
@@ -349,7 +349,7 @@ def test_int8_backend_stays_close_to_eager(random_checkpoint, predictor, sample_
 
 @pytest.mark.skipif(not HAVE_ORT, reason="onnxruntime is not installed")
 def test_converted_models_are_cached(random_checkpoint, private_cache, monkeypatch, sample_files):
-    from braintumor import conversion
+    from braintumor.training import conversion
 
     first = Predictor.load(random_checkpoint, backend="onnx")
     assert any("-onnx-" in f.name for f in private_cache.iterdir())
@@ -396,7 +396,7 @@ def test_auto_backend_falls_back_to_torch_without_onnxruntime(random_checkpoint,
 
 # ---------------------------------------------------------------- the shipped model
 def _shipped_available() -> bool:
-    from braintumor import shipped
+    from braintumor.inference import shipped
 
     return (shipped.weights_dir() / shipped.MANIFEST).is_file()
 

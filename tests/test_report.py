@@ -48,7 +48,7 @@ def post_report(client, data: bytes, filename: str, **fields):
 def test_report_is_one_a4_page_with_the_answer_and_the_model(client, predictor, sample_files):
     from braintumor import __version__
     from braintumor.imaging import load_image
-    from braintumor.report import NAMES
+    from braintumor.inference.report import NAMES
 
     path, _ = sample_files[0]
     r = post_report(client, path.read_bytes(), "Patient_Jane_Doe_1957.jpg")
@@ -145,7 +145,7 @@ def test_a_rejected_scan_is_reported_as_not_analysed_with_its_reason_only(client
 def test_an_uncertain_answer_leads_with_uncertain_refer_and_the_classes_it_could_be():
     from PIL import Image
 
-    from braintumor.report import case_report
+    from braintumor.inference.report import case_report
 
     result = {"label": "notumor", "confidence": 0.556, "decision": "uncertain", "headline": "Uncertain: refer",
               "prediction_set": ["notumor", "glioma"], "reason": "No tumour is the most likely answer, but a tumour "
@@ -169,7 +169,7 @@ SIMILAR = [{"id": "tcga-lgg/glioma/TCGA_HT_7692_19960724_17.png", "label": "glio
 def clinician_report(similar=None) -> bytes:
     from PIL import Image
 
-    from braintumor.report import case_report
+    from braintumor.inference.report import case_report
 
     return case_report(UNCERTAIN, Image.new("L", (200, 200), 60), {"name": "m", "version": "1", "sha256": "0" * 64},
                        "0", similar=similar)

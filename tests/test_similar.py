@@ -44,7 +44,7 @@ def altered(path) -> Image.Image:
 
 
 def test_index_holds_every_scan_with_label_thumbnail_and_model(index_file, random_checkpoint, sample_files):
-    from braintumor.checkpoint import load_checkpoint
+    from braintumor.training.checkpoint import load_checkpoint
     from braintumor.inference.similar import CaseIndex
 
     index = CaseIndex.load(index_file)

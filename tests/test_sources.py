@@ -12,14 +12,14 @@ import pytest
 import torch
 from PIL import Image
 
-from braintumor.box_training import boxes_in_prepared
+from braintumor.training.box_supervision import boxes_in_prepared
 from braintumor.cli import main as cli_main
 from braintumor.config import CLASSES
-from braintumor.engine import answered_right, classification_loss
+from braintumor.training.engine import answered_right, classification_loss
 from braintumor.errors import DataError
-from braintumor.source_aug import copy_paste, mirror_fill
-from braintumor.sources import (NOTUMOR, TUMOUR, list_source, sampling_weights, split_images, split_source)
-from braintumor.transforms import Preprocessing, prepare
+from braintumor.training.source_aug import copy_paste, mirror_fill
+from braintumor.data.sources import (NOTUMOR, TUMOUR, list_source, sampling_weights, split_images, split_source)
+from braintumor.training.transforms import Preprocessing, prepare
 
 from conftest import synthetic_scan, write_boxes_file
 
@@ -156,7 +156,7 @@ def test_training_with_a_second_source(sample_dir, tmp_path):
     assert {im.source for im in images} >= {"flair"}
     header = (out / "metrics.csv").read_text().splitlines()[0]
     assert "val_detect_flair/glioma" in header and "val_detect_flair/notumor" in header
-    from braintumor.checkpoint import load_checkpoint
+    from braintumor.training.checkpoint import load_checkpoint
 
     ck = load_checkpoint(out / "last.safetensors")
     assert ck.preprocessing.fit == "pad"

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from braintumor.checkpoint import load_checkpoint
+from braintumor.training.checkpoint import load_checkpoint
 from braintumor.cli import main as cli_main
 from braintumor.config import CLASSES
 
@@ -77,7 +77,7 @@ def test_same_seed_same_weights(sample_dir, tmp_path):
 
 
 def test_shipped_model_evaluates_sample(sample_dir, capsys):
-    from braintumor import shipped
+    from braintumor.inference import shipped
 
     assert run_cli("evaluate", "--data", sample_dir, "--json") == 0
     report = json.loads(capsys.readouterr().out)
@@ -124,9 +124,9 @@ def test_bad_data_folder_exits_2_with_one_line(problem, data_copy, tmp_path, cap
 
 
 def test_checkpoint_with_other_classes_is_refused(sample_dir, tmp_path, capsys):
-    from braintumor.checkpoint import save_checkpoint
-    from braintumor.models import build_model
-    from braintumor.transforms import Preprocessing
+    from braintumor.training.checkpoint import save_checkpoint
+    from braintumor.training.models import build_model
+    from braintumor.training.transforms import Preprocessing
 
     other = tmp_path / "other.safetensors"
     save_checkpoint(other, build_model("resnet18", 3), "resnet18", Preprocessing(32), ("a", "b", "c"))
@@ -147,7 +147,7 @@ def test_dataset_root_with_training_and_testing(sample_dir, tmp_path, capsys):
 
 
 def test_images_of_any_mode_and_format(tmp_path):
-    from braintumor.data import list_samples
+    from braintumor.data.folders import list_samples
 
     arr = synthetic_scan(2, 96)
     for cls in CLASSES:
@@ -158,7 +158,7 @@ def test_images_of_any_mode_and_format(tmp_path):
     Image.fromarray(np.dstack([arr] * 3 + [np.full_like(arr, 255)])).save(tmp_path / "notumor" / "rgba.png")
     Image.fromarray(arr).save(tmp_path / "pituitary" / "t.tiff")
     Image.fromarray(arr).save(tmp_path / "pituitary" / "j.jpeg", quality=95)
-    from braintumor.data import build_cache
+    from braintumor.data.folders import build_cache
 
     cache = build_cache(list_samples(tmp_path), 48)
     assert cache.images.shape == (6, 48, 48) and not cache.skipped
@@ -169,7 +169,7 @@ def test_images_of_any_mode_and_format(tmp_path):
 
 
 def _state_dict_file(tmp_path: Path, kind: str) -> tuple[Path, torch.Tensor]:
-    from braintumor.models import build_model
+    from braintumor.training.models import build_model
 
     torch.manual_seed(7)
     model = build_model("resnet18", 1000)
@@ -207,7 +207,7 @@ def test_pretrained_imagenet_uses_torch_cache(sample_dir, tmp_path, monkeypatch)
     cache.mkdir(parents=True)
     path, conv1 = _state_dict_file(tmp_path, "pth")
     shutil.copy(path, cache / Path(url).name)
-    from braintumor.models import build_model, load_pretrained
+    from braintumor.training.models import build_model, load_pretrained
 
     model = build_model("resnet18", 4)
     loaded = load_pretrained(model, "resnet18", "imagenet")
@@ -232,7 +232,7 @@ def test_pretrained_imagenet_offline_gives_one_line(sample_dir, tmp_path, monkey
 def test_pretrained_file_of_other_architecture_is_refused(sample_dir, tmp_path, capsys):
     from safetensors.torch import save_file
 
-    from braintumor.models import build_model
+    from braintumor.training.models import build_model
 
     path = tmp_path / "eff.safetensors"
     save_file({k: v.contiguous() for k, v in build_model("efficientnet_b0", 1000).state_dict().items()}, str(path))
@@ -243,7 +243,7 @@ def test_pretrained_file_of_other_architecture_is_refused(sample_dir, tmp_path, 
 
 @pytest.mark.parametrize("arch", ["resnet34", "efficientnet_b0"])
 def test_registry_architectures_build_and_run(arch):
-    from braintumor.models import build_model
+    from braintumor.training.models import build_model
 
     model = build_model(arch, 4).eval()
     with torch.no_grad():
@@ -251,7 +251,7 @@ def test_registry_architectures_build_and_run(arch):
 
 
 def test_group_split_keeps_groups_whole_and_stratifies():
-    from braintumor.split import group_split
+    from braintumor.data.split import group_split
 
     labels = np.repeat(np.arange(4), 100)
     groups = np.concatenate([np.repeat(np.arange(c * 50, c * 50 + 50), 2) for c in range(4)])
@@ -264,8 +264,8 @@ def test_group_split_keeps_groups_whole_and_stratifies():
 
 def test_split_puts_near_duplicates_on_one_side(tmp_path):
     """A re-encoded, flipped copy of a validation image must not sit in the training part."""
-    from braintumor.data import list_samples
-    from braintumor.split import make_split
+    from braintumor.data.folders import list_samples
+    from braintumor.data.split import make_split
 
     for cls in CLASSES:
         (tmp_path / cls).mkdir()

@@ -107,7 +107,7 @@ def test_factory_loads_the_model_it_is_given(random_checkpoint):
 
 
 def test_factory_refuses_a_missing_checkpoint(tmp_path):
-    from braintumor.checkpoint import CheckpointError
+    from braintumor.training.checkpoint import CheckpointError
     from braintumor.web import create_app
 
     with pytest.raises(CheckpointError, match="not found"):

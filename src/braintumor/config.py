@@ -44,7 +44,7 @@ class TrainConfig:
 
     data: str = ""  # folder with one sub-folder per class (or a root holding Training/)
     out: str = "runs/default"  # run folder: checkpoints, metrics, plots
-    arch: str = "resnet18"  # a name from braintumor.models.ARCHITECTURES
+    arch: str = "resnet18"  # a name from braintumor.training.models.ARCHITECTURES
     pretrained: str = "none"  # none | imagenet | path to a weights file
     epochs: int = 30  # upper bound; early stopping may end sooner
     img_size: int = 224  # side of the square network input, in pixels
@@ -82,7 +82,7 @@ class TrainConfig:
     artefacts: float = 0.3  # TorchIO MRI artefacts: how often each kind is applied (with boxes)
     init: str = ""  # start from this checkpoint's weights (all of them, head included)
     freeze_early: bool = False  # keep the early blocks (ResNet conv1-layer2) fixed: 2x faster on a CPU
-    # More collections (braintumor.sources): folders of class folders (and tumour/ for an unknown type)
+    # More collections (braintumor.data.sources): folders of class folders (and tumour/ for an unknown type)
     sources: tuple[str, ...] = ()
     source_balance: float = 0.0  # draws per source within a class ~ size**power (0: natural, 1: equal)
     # Split

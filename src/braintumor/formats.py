@@ -1,7 +1,7 @@
 """Which files this tool takes: the accepted file names, and the first bytes that say what a file
 is when its name says nothing.
 
-One list for every place that decides: the training folders (:mod:`braintumor.data`), the audit,
+One list for every place that decides: the training folders (:mod:`braintumor.data.folders`), the audit,
 ``braintumor predict`` walking a folder, the web form's suffix and the page's ``accept`` attribute,
 and the DICOM/NIfTI reader's recognition (:mod:`braintumor.medical.detect`).
 

@@ -1,5 +1,5 @@
 """``braintumor audit``: duplicates, near-duplicates and label conflicts of a folder
-(:mod:`braintumor.audit`)."""
+(:mod:`braintumor.data.audit`)."""
 
 from __future__ import annotations
 

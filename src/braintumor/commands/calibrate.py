@@ -1,5 +1,5 @@
 """``braintumor calibrate``: fit temperature, conformal scores, the out-of-distribution gate and
-the no-tumour rule of a checkpoint on its split (:func:`braintumor.calibration.calibrate`)."""
+the no-tumour rule of a checkpoint on its split (:func:`braintumor.training.calibration.calibrate`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from ..config import BACKENDS
 
 DEFAULT_COVERAGE = 0.95  # braintumor.inference.decision.DEFAULT_COVERAGE (kept here: --help loads no numpy)
-NOTUMOR_REFERRAL = (0.05, 0.10)  # braintumor.calibration.NOTUMOR_REFERRAL, for the same reason
+NOTUMOR_REFERRAL = (0.05, 0.10)  # braintumor.training.calibration.NOTUMOR_REFERRAL, for the same reason
 
 
 def configure(p) -> None:

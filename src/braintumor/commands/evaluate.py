@@ -1,5 +1,5 @@
 """``braintumor evaluate``: metrics of a model on a labelled folder, through the served code
-(:func:`braintumor.evaluate.evaluate`)."""
+(:func:`braintumor.inference.evaluate.evaluate`)."""
 
 from __future__ import annotations
 

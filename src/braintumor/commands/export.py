@@ -1,5 +1,5 @@
 """``braintumor export``: convert a checkpoint into the ONNX graphs the serving side runs
-(:func:`braintumor.conversion.export`), written beside it with a record of their SHA-256
+(:func:`braintumor.training.conversion.export`), written beside it with a record of their SHA-256
 (``<name>.onnx.json``), so that the light install, which has no PyTorch, can use it.
 
 Without ``--model`` it converts the shipped model and records the graphs and their SHA-256 in the

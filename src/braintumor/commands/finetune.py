@@ -1,5 +1,5 @@
 """``braintumor finetune``: adapt a model to a site's labelled scans on this machine (the
-training part of :mod:`braintumor.finetune`)."""
+training part of :mod:`braintumor.training.finetune`)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """``braintumor fit-boxes``: refit a checkpoint's tumour-box head on its frozen features
-(:mod:`braintumor.box_refit`)."""
+(:mod:`braintumor.training.box_refit`)."""
 
 from __future__ import annotations
 

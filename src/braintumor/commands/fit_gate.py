@@ -1,5 +1,5 @@
 """``braintumor fit-gate``: fit a checkpoint's out-of-distribution gate on the validation slices of
-every source and store it in the checkpoint (:func:`braintumor.gate_fit.fit_into_checkpoint`)."""
+every source and store it in the checkpoint (:func:`braintumor.training.gate_fit.fit_into_checkpoint`)."""
 
 from __future__ import annotations
 

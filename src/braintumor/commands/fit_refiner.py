@@ -1,5 +1,5 @@
 """``braintumor fit-refiner``: fit the box refiner of a checkpoint with a box head
-(:func:`braintumor.box_refit.fit_refiner`)."""
+(:func:`braintumor.training.box_refit.fit_refiner`)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
     braintumor predict FILE_OR_DIR... [--model FILE]... [--json | --csv] [--raw] [--explain OUTDIR]
                        [--cam-method NAME] [--tta] [--batch-size N] [--slice N]
 
-Every output gives the answer object of :mod:`braintumor.answer` per file (an image not analysed
+Every output gives the answer object of :mod:`braintumor.inference.answer` per file (an image not analysed
 has no class, confidence or probabilities; ``--raw`` adds the model's probabilities as computed).
 Unreadable files are listed with their reason and the others go on (exit code 1 when any failed);
 bad arguments (a missing path, an unusable model file) give one line on stderr and exit code 2.
@@ -242,7 +242,7 @@ def _caption(r: dict) -> str:
 
 
 def format_table(results: list[dict], classes: tuple[str, ...]) -> str:
-    """One row per answer (:func:`braintumor.answer.answer`), leading as every answer does: the
+    """One row per answer (:func:`braintumor.inference.answer.answer`), leading as every answer does: the
     class, "Uncertain: refer" with the classes it could be, or "Not analysed" (no probabilities:
     the image was not judged)."""
     header = ["file", "answer", "confidence", *classes]
@@ -261,7 +261,7 @@ def format_table(results: list[dict], classes: tuple[str, ...]) -> str:
 
 
 def format_csv(results: list[dict], errors: list[dict], classes: tuple[str, ...], raw: bool = False) -> str:
-    """The answers as CSV (:func:`braintumor.answer.csv_columns`): file, headline, decision and
+    """The answers as CSV (:func:`braintumor.inference.answer.csv_columns`): file, headline, decision and
     reason lead; blank where the answer has null (an image not analysed has no class, confidence
     or probabilities); an ``error`` column for files that could not be read."""
     from ..inference.answer import csv_columns, csv_row, error_row

@@ -1,5 +1,5 @@
 """``braintumor train``: train a classifier on a folder of class sub-folders
-(:func:`braintumor.train.main`, configured by :class:`braintumor.config.TrainConfig`)."""
+(:func:`braintumor.training.train.main`, configured by :class:`braintumor.config.TrainConfig`)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ folder, and twins between two folders (a test set leaking into a training set).
 
 DIR and DIR2 are class-folder roots (``DIR/<class>/...``) or plain folders of images; a root that
 holds ``Training/`` (and ``Testing/``) is read as ``Training`` (against ``Testing``). The detection
-is :mod:`braintumor.dedup`, the same method the training split groups near-duplicates with.
+is :mod:`braintumor.data.dedup`, the same method the training split groups near-duplicates with.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""How an audit (:mod:`braintumor.audit`) is shown: the terminal table, and the report folder of
+"""How an audit (:mod:`braintumor.data.audit`) is shown: the terminal table, and the report folder of
 ``braintumor audit --report OUT`` (CSV lists, ``summary.json`` and ``contact_sheet.png`` with example
 pairs of every kind)."""
 

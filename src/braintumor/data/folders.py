@@ -110,7 +110,7 @@ class ImageCache:
 
 def build_cache(samples: list[Sample], size: int, cache_dir: str | Path | None = None,
                 workers: int = 0, desc: str = "decode", fit: str = "crop") -> ImageCache:
-    """Decode and resize every image once (squared by ``fit``: see :func:`braintumor.transforms.prepare`).
+    """Decode and resize every image once (squared by ``fit``: see :func:`braintumor.training.transforms.prepare`).
     With ``cache_dir`` the result is stored as ``.npy`` and memory-mapped on the next call with the
     same files, size and fit."""
     key = _cache_key(samples, size, fit)

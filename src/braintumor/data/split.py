@@ -24,7 +24,7 @@ class Split:
     threshold: float = SPLIT_THRESHOLD
     seed: int = 0
     val_fraction: float = 0.15
-    # More collections (braintumor.sources), each split by patient: {name: {"train": [...], "val": [...]}}
+    # More collections (braintumor.data.sources), each split by patient: {name: {"train": [...], "val": [...]}}
     # with paths relative to that collection's folder
     sources: dict = field(default_factory=dict)
 

@@ -10,7 +10,7 @@ and ``box_sides``, all NumPy.
 
 The graphs come from the checkpoint's record (the package manifest or a sidecar written by
 ``braintumor export``; :mod:`braintumor.inference.graphs`); without one, the training install
-converts the checkpoint on first load (:mod:`braintumor.conversion`) and keeps the result in the disk
+converts the checkpoint on first load (:mod:`braintumor.training.conversion`) and keeps the result in the disk
 cache. The light install, which has no PyTorch, says in one line which install converts it.
 """
 

@@ -2,7 +2,7 @@
 decision (classified, uncertain or rejected).
 
 The numbers these use (temperature, conformal scores, the out-of-distribution gate, the no-tumour
-rule) are fitted offline by :mod:`braintumor.calibration` and stored in the checkpoint's metadata;
+rule) are fitted offline by :mod:`braintumor.training.calibration` and stored in the checkpoint's metadata;
 this module only reads them.
 
 - ``"rejected"``: the input failed the out-of-distribution gate (:mod:`braintumor.inference.ood`), which says

@@ -1,6 +1,6 @@
 """Where a checkpoint's ONNX graphs come from, checked before they run.
 
-A checkpoint's graphs (made by ``braintumor export``, :mod:`braintumor.conversion`) are recorded
+A checkpoint's graphs (made by ``braintumor export``, :mod:`braintumor.training.conversion`) are recorded
 with their SHA-256 and the digest of the weights they were made from: in the package's
 ``weights/manifest.json`` for the shipped model, in a sidecar ``<name>.onnx.json`` beside any other
 checkpoint. A graph whose SHA-256 differs is refused (a damaged or replaced file); graphs made from

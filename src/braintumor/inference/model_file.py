@@ -3,7 +3,7 @@ tensors and the few weights NumPy needs (the classifier's last layer), never thr
 
 A checkpoint is one safetensors file with the JSON metadata inside (architecture, classes,
 preprocessing, calibration, validation figures), so loading one never needs another file and nothing
-is unpickled. The training side (:mod:`braintumor.checkpoint`) writes these files and adds the
+is unpickled. The training side (:mod:`braintumor.training.checkpoint`) writes these files and adds the
 PyTorch weights to the same object.
 """
 

@@ -22,8 +22,8 @@ with a reason in plain words (:data:`REASONS`), and the answer is ``"rejected"``
    validation slices of any class and any source are rejected by the whole gate.
 
 The classifier is fitted on the training slices of every source against negatives made here
-(:mod:`braintumor.negatives`) and the CT slices the dataset holds; the Gaussians on the training
-slices; scales and threshold on the validation slices (:mod:`braintumor.gate_fit`, ``braintumor
+(:mod:`braintumor.training.gate_negatives`) and the CT slices the dataset holds; the Gaussians on the training
+slices; scales and threshold on the validation slices (:mod:`braintumor.training.gate_fit`, ``braintumor
 fit-gate``). Everything lives in the checkpoint's metadata under ``"ood"`` as JSON (arrays as
 base64 little-endian float32). A checkpoint without it still gets the size and blank checks; one
 fitted by an earlier version (no ``"version"``) gets its two Gaussians on the network's pixels.

@@ -121,7 +121,7 @@ class _Boxes:
 
 def decode_boxes(centre: np.ndarray, sides: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The box head's answer: the box of each image's best cell, (N, 4) as x0, y0, x1, y1
-    fractions of the input, and its score (N,) (see :mod:`braintumor.localize`)."""
+    fractions of the input, and its score (N,) (see :mod:`braintumor.training.localize`)."""
     n, h, w = centre.shape
     flat = centre.reshape(n, -1)
     best = flat.argmax(axis=1)

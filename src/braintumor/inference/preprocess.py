@@ -2,7 +2,7 @@
 (grayscale, made square by ``fit``: ``"pad"``, longer side resized and the shorter padded with black
 on both sides, so that the whole slice is seen; ``"crop"``, shorter side resized, centre square
 crop, as models before version 2.0 were trained), centre-cropped to the network's input and
-normalised with the model's mean and std. Training (:mod:`braintumor.transforms`) uses the same
+normalised with the model's mean and std. Training (:mod:`braintumor.training.transforms`) uses the same
 functions on its cached images.
 """
 

@@ -6,7 +6,7 @@ pooled output of its last block, through the same preprocessing and backend as p
 L2-normalised) and stores, in one safetensors file: the embeddings (float16), the labels, the ids
 (paths under DIR; ``SOURCE/...`` for other sources), whether the model **trained** on each scan
 (from the split), JPEG thumbnails (:data:`THUMB` pixels), the near-duplicate descriptors of
-:mod:`braintumor.dedup` (int8), the SHA-256 of each file, and each scan's similarity to its own
+:mod:`braintumor.data.dedup` (int8), the SHA-256 of each file, and each scan's similarity to its own
 nearest indexed neighbour, with the digest of the model's weights and its preprocessing in the
 header. An index is refused for another model (its recalibration, which keeps the weights, keeps
 the index valid).
@@ -337,7 +337,7 @@ def build_index(predictor: Any, folders: Sequence[Folder] | str | Path, classes:
         folders = [Folder(Path(folders))]
     samples = []
     for folder in folders:
-        if folder.prefix:  # another source (braintumor.sources): its class folders, tumours of unknown type left out
+        if folder.prefix:  # another source (braintumor.data.sources): its class folders, tumours of unknown type left out
             from ..data.sources import list_source
 
             samples += [(folder, im.rel, im) for im in list_source(folder.root)

@@ -20,7 +20,7 @@ Display rules, the same for one slice and for a whole volume (:mod:`.dicom`, :mo
 
 Modules: :mod:`.detect` (which bytes are DICOM or NIfTI), :mod:`.dicom`, :mod:`.nifti`,
 :mod:`.window` (intensities to 8-bit pixels) and :mod:`.quiet` (no header value in warnings, logs
-or errors). Classifying every slice of a volume is :func:`braintumor.volume.predict_volume`.
+or errors). Classifying every slice of a volume is :func:`braintumor.inference.volume.predict_volume`.
 """
 
 from __future__ import annotations

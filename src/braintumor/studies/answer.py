@@ -2,7 +2,7 @@
 
 Each series' slices go through the predictor in batches (``Predictor.predict_batch``, the code
 every answer runs). Per series: each slice's answer in anatomical order, the slices that show each
-class (:func:`braintumor.volume` ranges such as ``"3-5, 9"``), the most suspicious slices first
+class (:func:`braintumor.inference.volume` ranges such as ``"3-5, 9"``), the most suspicious slices first
 (highest probability of a tumour of any kind), and one answer with its reason. The study's answer is
 that of its most telling series: a tumour before an uncertain series, before no tumour, before a
 series that could not be analysed.

@@ -14,7 +14,7 @@ development machine it costs about 13.5 ms an image at batch 1 (``benchmarks/inf
 It is trained on the training split's boxed images, with the radiologist box disturbed the way the
 box head errs (shifted by about a third of its size, scaled by about +/-25%, a little too large on
 average), and scored on the validation split from the box head's own boxes
-(:func:`braintumor.box_refit.fit_refiner`):
+(:func:`braintumor.training.box_refit.fit_refiner`):
 
     braintumor fit-refiner --model M --data Training/ --boxes boxes.tsv --split split.json
 """

@@ -1,6 +1,6 @@
 """Fitting the tumour-box parts of a checkpoint after training: ``braintumor fit-boxes`` refits the
 box head on the features of the frozen network, ``braintumor fit-refiner`` fits the box refiner
-(:mod:`braintumor.box_refine`) on the training split's pixels and boxes.
+(:mod:`braintumor.training.box_refine`) on the training split's pixels and boxes.
 
 Training with boxes teaches the whole network where tumours are, but on a CPU it runs for few
 epochs, and the box head (0.6 M parameters) learns more slowly than the classifier. This command

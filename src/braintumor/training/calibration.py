@@ -244,11 +244,11 @@ def calibrate(checkpoint_path: str | Path, data: str | Path, split_file: str | P
     """Fit temperature, conformal scores, the out-of-distribution gate and the no-tumour rule of a
     checkpoint on its split, from the outputs of ``backend`` (the served one by default), and write
     them into its metadata (the weights are kept). ``sources``: more collections whose validation
-    images the split records (:mod:`braintumor.sources`); every source's validation slices then
+    images the split records (:mod:`braintumor.data.sources`); every source's validation slices then
     count, tumours of unknown type as "a tumour" (the no-tumour rule) and not for the temperature
     and the conformal scores, which need a class. ``boxes`` (the radiologist boxes file) only names
     the main folder's sources in the summary. When the checkpoint is the one that ships with the
-    package, its manifest's SHA-256 is updated too. The gate is :func:`braintumor.gate_fit.fit`'s
+    package, its manifest's SHA-256 is updated too. The gate is :func:`braintumor.training.gate_fit.fit`'s
     (``not_mri``: the images under ``data`` that are not MRI; ``ood_train_limit`` is not used).
     ``notumor_referral``: the least and most of the validation "no tumour" answers the no-tumour
     rule may refer (:func:`fit_notumor_rule`). Returns the new entries (without the bulky arrays) and the new SHA-256."""

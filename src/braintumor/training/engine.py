@@ -59,7 +59,7 @@ def _autocast(device: torch.device, enabled: bool, cpu: bool = False):
 def classification_loss(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0,
                         soft: torch.Tensor | None = None) -> torch.Tensor:
     """Mean loss of a batch. Labels >= 0: cross-entropy (with label smoothing). A label of
-    :data:`braintumor.sources.TUMOUR` (a tumour of unknown type) is a partial label, "one of the
+    :data:`braintumor.data.sources.TUMOUR` (a tumour of unknown type) is a partial label, "one of the
     tumour classes": minus the log of their summed probability. ``soft`` (N, K) targets (CutMix)
     replace the labels."""
     from ..data.sources import TUMOUR_CLASSES
@@ -98,8 +98,8 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, schedule
                     epoch: int = 0, show_progress: bool = True, supervision=None) -> dict:
     """Train over ``order`` (indices into ``images``) once. Returns mean loss and accuracy.
 
-    With ``supervision`` (a :class:`braintumor.box_training.BoxSupervision`), ``model`` is a
-    :class:`braintumor.localize.LocalizingNet`: batches go through source-breaking augmentation and
+    With ``supervision`` (a :class:`braintumor.training.box_supervision.BoxSupervision`), ``model`` is a
+    :class:`braintumor.training.localize.LocalizingNet`: batches go through source-breaking augmentation and
     the loss adds the CAM-in-box and box-head terms."""
     model.train()
     labels_t = torch.as_tensor(labels, device=device) if not isinstance(labels, torch.Tensor) else labels

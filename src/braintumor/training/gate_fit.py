@@ -9,10 +9,10 @@ slices of every source (the main folder's ``train``/``val``, and each extra sour
 - the **classifier** of what an image looks like (brain MRI, photograph, document, graphic, CT,
   X-ray, ultrasound, pattern): one hidden layer of :data:`HIDDEN` units on the gate's inputs,
   trained (PyTorch, full batch, class-balanced) on the *training* slices of every source against
-  the negatives of :mod:`braintumor.negatives` and the slices the dataset holds that are not MRI
+  the negatives of :mod:`braintumor.training.gate_negatives` and the slices the dataset holds that are not MRI
   (``model/not-mri.tsv``: head CT filed as "no tumour" or "meningioma"), those of the training
   split only. The training slices count twice as brain MRI: as they are, and once changed the
-  way real slices arrive (:data:`braintumor.negatives.MRI_VARIANTS`: framed, annotated, cropped,
+  way real slices arrive (:data:`braintumor.training.gate_negatives.MRI_VARIANTS`: framed, annotated, cropped,
   padded to odd aspects, turned by 90 degrees, re-contrasted, shrunk and re-compressed; one
   random change each, seed :data:`VARIANTS_SEED`), so that a frame, burnt-in text or a coronal or
   sagittal orientation is not taken for a photograph or a page;
@@ -62,7 +62,7 @@ class SourceSplit:
 
 def read_not_mri(path: str | Path | None) -> dict[str, str]:
     """``file kind [note]`` rows (tab-separated, a header line) -> {file: kind}; kinds are those of
-    :data:`braintumor.negatives.KINDS`."""
+    :data:`braintumor.training.gate_negatives.KINDS`."""
     if path is None:
         return {}
     from .gate_negatives import KINDS
@@ -138,7 +138,7 @@ def train_classifier(x: np.ndarray, y: np.ndarray, kinds: Sequence[str], seed: i
 
 @functools.lru_cache(maxsize=2)
 def negative_inputs(seed: int = NEGATIVES_SEED) -> tuple[np.ndarray, list[str]]:
-    """The gate inputs and kinds of the generated negatives (:func:`braintumor.negatives.training_set`;
+    """The gate inputs and kinds of the generated negatives (:func:`braintumor.training.gate_negatives.training_set`;
     about 15 s on two cores, kept for the process)."""
     from ..imaging import load_image
     from .gate_negatives import training_set
@@ -150,7 +150,7 @@ def negative_inputs(seed: int = NEGATIVES_SEED) -> tuple[np.ndarray, list[str]]:
 
 def mri_variant_inputs(files: Sequence[str | Path], seed: int = VARIANTS_SEED) -> np.ndarray:
     """The gate inputs of one changed copy of each brain MRI slice in ``files``: the changes of
-    :data:`braintumor.negatives.MRI_VARIANTS` in turn, each with its own random strength, read the
+    :data:`braintumor.training.gate_negatives.MRI_VARIANTS` in turn, each with its own random strength, read the
     way a served image is (:func:`braintumor.imaging.load_image`). About 5 ms a slice."""
     from ..imaging import load_image
     from .gate_negatives import MRI_VARIANTS, mri_variant

@@ -1,5 +1,5 @@
 """Images that are not brain MRI slices, made here: the negatives of the gate's brain-MRI-or-not
-classifier (:mod:`braintumor.gate_fit`), and the drawn part of ``benchmarks/ood_set.py``.
+classifier (:mod:`braintumor.training.gate_fit`), and the drawn part of ``benchmarks/ood_set.py``.
 
 Everything is drawn with PIL and NumPy, or taken from sample images that installed packages ship
 (scikit-image's photographs when it is installed, matplotlib's sample data), so fitting needs no
@@ -709,7 +709,7 @@ def training_set(seed: int = 0, scale: int = 1) -> list[Item]:
 
 # The ways a real brain MRI slice arrives changed, that the gate must still take for brain MRI: the
 # gate's classifier is fitted on such copies of the *training* slices as brain MRI
-# (:func:`braintumor.gate_fit.mri_variant_inputs`), and ``benchmarks/gate_mri.py`` measures its
+# (:func:`braintumor.training.gate_fit.mri_variant_inputs`), and ``benchmarks/gate_mri.py`` measures its
 # refusals on such copies of the validation slices.
 MRI_VARIANTS = ("white frame", "grey frame", "annotated", "framed and annotated", "tight crop", "loose crop",
                 "odd aspect", "rotated 90", "gamma", "contrast", "small JPEG")

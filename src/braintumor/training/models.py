@@ -1,7 +1,7 @@
 """Model registry: a name maps to a torchvision factory and to how the network splits for Grad-CAM.
 
 Each entry knows its last convolutional block (the Grad-CAM target) and its head, so that the
-explanation code can run the head alone on the block's output (:mod:`braintumor.network_parts`;
+explanation code can run the head alone on the block's output (:mod:`braintumor.training.network_parts`;
 the heat maps themselves are computed in NumPy by :mod:`braintumor.inference.cam`).
 """
 
@@ -111,10 +111,10 @@ def _set_head(model: nn.Module, path: str, num_classes: int) -> None:
 def build_model(arch: str, num_classes: int, box_head: bool = False, box_refiner: int = 0) -> nn.Module:
     """A randomly initialised network of the named architecture with a ``num_classes`` head.
 
-    With ``box_head``, the model also holds ``model.box_head`` (:class:`braintumor.localize.BoxHead`),
+    With ``box_head``, the model also holds ``model.box_head`` (:class:`braintumor.training.localize.BoxHead`),
     which reads the last block's features; the model's own ``forward`` still returns logits only.
     With ``box_refiner`` (a number of stages), it holds ``model.box_refiner``
-    (:class:`braintumor.box_refine.BoxRefiner`), which corrects the box head's box from the input
+    (:class:`braintumor.training.box_refine.BoxRefiner`), which corrects the box head's box from the input
     pixels around it."""
     spec = get_arch(arch)
     model = spec.build()

@@ -95,7 +95,7 @@ SCHEMAS: dict = {
             },
         },
     },
-    # The answer itself (braintumor.answer: the same in the API, predict --json, the CSV and the
+    # The answer itself (braintumor.inference.answer: the same in the API, predict --json, the CSV and the
     # PDF) and what the API adds to it: the pictures, the model, the image's size, id and timings.
     **ANSWER_SCHEMAS,
     "Prediction": {"allOf": [{"$ref": "#/components/schemas/Answer"}, {

@@ -222,7 +222,7 @@ def report() -> Response:
 
 
 def build_answer(p: Any, image: Image.Image, result: dict, raw: bool = False) -> dict:
-    """The JSON answer: the answer object (:func:`braintumor.answer.answer`, leading with
+    """The JSON answer: the answer object (:func:`braintumor.inference.answer.answer`, leading with
     ``headline``; no class, confidence or probabilities for an image not analysed) with the
     pictures, the model and the image's size. A rejected scan gets no heat map."""
     from ..inference.answer import answer as answer_object
