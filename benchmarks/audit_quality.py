@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     data = require(args.data, TRAINING, option="--data")
 
     from braintumor.data import dedup
-    from braintumor.data.folders import list_samples, progress
+    from braintumor.data.folders import list_samples
+    from braintumor.progress import progress
 
     threshold = dedup.DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     samples = list_samples(data)

@@ -145,7 +145,7 @@ def mirror_erase(gray, box_px) -> "Image.Image | None":
 def nearest_training_similarity(val_paths, train_paths) -> np.ndarray:
     """For each validation image, the cosine similarity of the audit's descriptor (mirror images
     included) to its nearest training image: how far it lies from what the model trained on."""
-    from braintumor.data.folders import progress
+    from braintumor.progress import progress
     from braintumor.data.dedup import fingerprint_files
 
     v = fingerprint_files(val_paths, progress=progress)
@@ -187,7 +187,7 @@ def main(argv=None) -> int:
 
     from braintumor import Predictor
     from braintumor.training.box_supervision import boxes_in_prepared, read_boxes
-    from braintumor.data.folders import progress
+    from braintumor.progress import progress
     from braintumor.metrics import summarize
     from braintumor.data.sources import MAIN_BOXED, NOTUMOR, TUMOUR, label_name, split_images
 

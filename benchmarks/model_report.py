@@ -27,7 +27,7 @@ from _common import REPO, SPLIT, TRAINING, require  # noqa: E402
 
 
 def probabilities(predictor, paths: list[Path], tta: bool) -> np.ndarray:
-    from braintumor.data.folders import progress
+    from braintumor.progress import progress
 
     out = []
     for i in progress(range(0, len(paths), 64), desc="predict" + (" tta" if tta else ""), unit="batch"):

@@ -55,7 +55,7 @@ def site_transform(gray: Image.Image, seed: int) -> Image.Image:
 
 
 def build_site(data: Path, val: list[str], out: Path) -> Path:
-    from braintumor.data.folders import progress
+    from braintumor.progress import progress
     from braintumor.imaging import load_image
 
     root = out / "site"

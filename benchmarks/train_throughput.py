@@ -64,7 +64,8 @@ def plain_loop(data: Path, img_size: int, batch_size: int, steps: int, warmup: i
 def our_loop(data: Path, img_size: int, batch_size: int, steps: int, warmup: int,
              amp: bool = True) -> tuple[float, float]:
     """Returns (images/s of the training steps, seconds spent building the cache once)."""
-    from braintumor.data.folders import build_cache, list_samples
+    from braintumor.data.folders import list_samples
+    from braintumor.training.image_cache import build_cache
     from braintumor.training.engine import train_one_epoch
     from braintumor.training.models import build_model
     from braintumor.training.transforms import Augment, Preprocessing

@@ -158,7 +158,7 @@ def test_images_of_any_mode_and_format(tmp_path):
     Image.fromarray(np.dstack([arr] * 3 + [np.full_like(arr, 255)])).save(tmp_path / "notumor" / "rgba.png")
     Image.fromarray(arr).save(tmp_path / "pituitary" / "t.tiff")
     Image.fromarray(arr).save(tmp_path / "pituitary" / "j.jpeg", quality=95)
-    from braintumor.data.folders import build_cache
+    from braintumor.training.image_cache import build_cache
 
     cache = build_cache(list_samples(tmp_path), 48)
     assert cache.images.shape == (6, 48, 48) and not cache.skipped

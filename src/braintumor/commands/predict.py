@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.cam import explanation_figure
     from ..inference.predictor import display_pixels
     from ..inference.answer import answer
-    from ..data.folders import progress
+    from ..progress import progress
     from ..imaging import ImageError, load_image
     from ..inference.predictor import Predictor
 

@@ -160,7 +160,7 @@ def find(folder: Folder, against: Folder | None = None,
 def audit(path: str | Path, against: str | Path | None = None, threshold: float = dedup.DEFAULT_THRESHOLD,
           show_progress: bool = True) -> Audit:
     """Read, fingerprint and compare: the whole audit, as the command runs it."""
-    from .folders import progress
+    from ..progress import progress
 
     if not 0.0 < threshold <= 1.0:
         raise DataError(f"--threshold must be in (0, 1], got {threshold}")

@@ -433,7 +433,7 @@ class Predictor:
         (N, 43) and ``std`` (N,): the out-of-distribution statistics of its network pixels, and
         with ``keep_pixels`` its network ``pixels`` (N, S, S). Members may differ in architecture
         and input size, so the per-member arrays may differ in shape."""
-        from ..data.folders import progress
+        from ..progress import progress
         from .ood import gate_inputs, image_statistics
 
         if errors not in ("raise", "return"):

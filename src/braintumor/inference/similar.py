@@ -330,7 +330,8 @@ def build_index(predictor: Any, folders: Sequence[Folder] | str | Path, classes:
     model); a plain path is one folder the model did not train on."""
     import hashlib
 
-    from ..data.folders import list_samples, progress
+    from ..data.folders import list_samples
+    from ..progress import progress
     from ..imaging import load_image
 
     if isinstance(folders, (str, Path)):

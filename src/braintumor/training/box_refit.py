@@ -27,7 +27,7 @@ import torch
 def _features(body, images: np.ndarray, boxes: torch.Tensor, prep, augment, gen, batch: int = 64):
     """Features (float16) and boxes after augmentation for all images, one pass."""
     from . import localize
-    from ..data.folders import progress
+    from ..progress import progress
     from .source_aug import hard_box
     from .transforms import center_crop
 
@@ -59,7 +59,8 @@ def _network_and_images(checkpoint, data, boxes_file, split_file):
     from .network_parts import split_network
     from .checkpoint import load_checkpoint
     from ..config import CLASSES
-    from ..data.folders import Sample, build_cache
+    from ..data.folders import Sample
+    from .image_cache import build_cache
     from .models import build_model
 
     ck = load_checkpoint(checkpoint)
@@ -87,7 +88,7 @@ def refit_box_head(checkpoint: str | Path, data: str | Path, boxes_file: str | P
     and save it to ``out`` (default: in place). Returns the validation figures before and after."""
     from . import localize
     from .checkpoint import save_checkpoint
-    from ..data.folders import progress
+    from ..progress import progress
     from .localize import BoxHead
     from .transforms import Augment
 
@@ -156,7 +157,7 @@ def train_refiner(pixels: torch.Tensor, boxes: torch.Tensor, epochs: int = 15, l
     """A refiner fitted on (N, H, W) uint8 input pixels and their (N, 4) radiologist boxes: each
     stage in turn, ``epochs`` epochs each, on boxes disturbed as that stage's input errs."""
     from .box_refine import BoxRefiner, disturb, mirror, refiner_loss
-    from ..data.folders import progress
+    from ..progress import progress
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)

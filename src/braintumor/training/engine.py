@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UsageError
-from ..data.folders import progress
+from ..progress import progress
 from .transforms import Augment, Preprocessing, center_crop
 
 

@@ -22,9 +22,11 @@ import torch.nn.functional as F
 from . import plots
 from .checkpoint import save_checkpoint
 from ..config import TrainConfig, cache_dir
-from ..data.folders import DataError, Sample, build_cache, list_samples, progress, resolve_root
+from ..data.folders import DataError, Sample, list_samples, resolve_root
+from .image_cache import build_cache
 from .engine import classification_loss, pick_device, predict_logits, train_one_epoch, warmup_cosine
 from ..metrics import summarize
+from ..progress import progress
 from .models import build_model, freeze_for_finetune, load_pretrained, param_groups
 from ..data.split import Split, make_split
 from .transforms import Augment, Preprocessing
