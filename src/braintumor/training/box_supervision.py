@@ -18,7 +18,7 @@ from .transforms import Augment
 def boxes_in_prepared(box: tuple[float, float, float, float], width: int, height: int,
                       fit: str = "crop") -> tuple[float, ...]:
     """A box in fractions of the stored image -> fractions of the prepared square (see
-    :func:`braintumor.training.transforms.prepare`: centre crop of the shorter side, or the longer side padded)."""
+    :func:`braintumor.inference.preprocess.prepare`: centre crop of the shorter side, or the longer side padded)."""
     side = max(width, height) if fit == "pad" else min(width, height)
     left, top = (width - side) / 2, (height - side) / 2
     x0, y0, x1, y1 = box
