@@ -130,9 +130,11 @@ def test_training_commands_name_the_install_they_need(tmp_path, command):
                                 "pip install 'brain-tumor-classifier[train]'")
 
 
-def test_a_checkpoint_without_graphs_says_which_install_converts_it(tmp_path, sample_dir):
+def test_a_checkpoint_without_graphs_says_which_install_converts_it(tmp_path, sample_dir, monkeypatch):
     from braintumor.inference import shipped
 
+    # an empty cache: graphs converted earlier for the same weights would otherwise answer
+    monkeypatch.setenv("BRAINTUMOR_CACHE", str(tmp_path / "cache"))
     own = tmp_path / "own.safetensors"
     shutil.copy(shipped.default_model_path(), own)
     r = run_cli(["predict", "--model", str(own), str(sorted(sample_dir.rglob("*.jpg"))[0])], tmp_path)
