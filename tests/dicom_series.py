@@ -5,6 +5,7 @@ markers that the tests look for in every answer (they must never appear there)."
 from __future__ import annotations
 
 import io
+import zipfile
 
 import numpy as np
 import pydicom
@@ -19,17 +20,22 @@ STUDY_DATE = "19990817"
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
 
-def mr_slice(pixels: np.ndarray, study_uid: str, series_uid: str, instance: int | None,
-             position: tuple[float, float, float] | None, orientation=AXIAL, series_number: int = 3,
-             spacing=(0.9, 0.9), frame_uid: str | None = None) -> bytes:
+def new_dataset(sop_class: str) -> Dataset:
+    """An empty data set of ``sop_class`` with its file meta (explicit VR little endian) and UIDs."""
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = uid.MRImageStorage
+    meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = uid.generate_uid()
     meta.TransferSyntaxUID = uid.ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta
-    ds.SOPClassUID = uid.MRImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
+    return ds
+
+
+def mr_slice(pixels: np.ndarray, study_uid: str, series_uid: str, instance: int | None,
+             position: tuple[float, float, float] | None, orientation=AXIAL, series_number: int = 3,
+             spacing=(0.9, 0.9), frame_uid: str | None = None) -> bytes:
+    ds = new_dataset(uid.MRImageStorage)
     ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = PATIENT_NAME, PATIENT_ID, "19500101", "O"
     ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
     ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = STUDY_DATE, "101500", "1", "ACC555"
@@ -90,13 +96,7 @@ def mark_of(image) -> int:
 def enhanced_mr(order: list[int], size: int = 64) -> bytes:
     """One multi-frame (Enhanced MR) file whose frames are stored in ``order``: frame f + 1 holds the
     slice ``order[f]``, 5 mm apart along z, each slice marked as in :func:`mr_series`."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = uid.EnhancedMRImageStorage
-    meta.MediaStorageSOPInstanceUID = uid.generate_uid()
-    meta.TransferSyntaxUID = uid.ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = uid.EnhancedMRImageStorage, meta.MediaStorageSOPInstanceUID
+    ds = new_dataset(uid.EnhancedMRImageStorage)
     ds.StudyInstanceUID, ds.SeriesInstanceUID = uid.generate_uid(), uid.generate_uid()
     ds.PatientName, ds.PatientID, ds.Modality, ds.InstanceNumber, ds.SeriesNumber = PATIENT_NAME, PATIENT_ID, "MR", 1, 1
     frames, per_frame = [], []
@@ -120,4 +120,13 @@ def enhanced_mr(order: list[int], size: int = 64) -> bytes:
     ds.PixelData = np.stack(frames).tobytes()
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def zipped(entries: dict[str, bytes]) -> bytes:
+    """A .zip of ``entries`` (name -> bytes), names kept as given (even ``../`` ones)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in entries.items():
+            zf.writestr(zipfile.ZipInfo(name), data, compress_type=zipfile.ZIP_DEFLATED)
     return buf.getvalue()

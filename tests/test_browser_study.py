@@ -20,7 +20,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from dicom_series import PATIENT_ID, PATIENT_NAME, mark_of, mr_series
+from dicom_series import PATIENT_ID, PATIENT_NAME, mark_of, mr_series, zipped
 from test_browser import COLOURS, NAMES, browser, drop_file, sync_api, watch  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
@@ -272,13 +272,6 @@ def test_a_study_as_several_files_at_1280(browser, server, expected, tmp_path):
     assert not seen["elsewhere"], seen["elsewhere"]
     page.close()
 
-
-def zipped(entries: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in entries.items():
-            zf.writestr(zipfile.ZipInfo(name), data, compress_type=zipfile.ZIP_DEFLATED)
-    return buf.getvalue()
 
 
 def test_a_study_as_a_zip_on_a_phone(browser, server, expected, tmp_path):

@@ -266,3 +266,15 @@ def test_headers_that_list_too_many_items_are_refused_before_pillow_reads_them()
     assert formats.tiff_first_page(png_bytes(np.zeros((16, 16), np.uint8), "TIFF"))[2] is False
     with pytest.raises(ImageError, match="lists 5,000 strips"):
         load_image(_tiff_listing_strips(5000))
+
+
+def test_pillow_is_never_asked_to_try_every_format():
+    """Every Image.open in the package names the formats it may decode: left open, Pillow tries
+    all it knows, EPS among them, which runs Ghostscript on the bytes."""
+    import re
+
+    src = Path(formats.__file__).parent
+    calls = [(p.relative_to(src), line) for p in src.rglob("*.py")
+             for line in p.read_text().splitlines() if re.search(r"Image\.open\(", line)]
+    assert calls  # the scan sees the package
+    assert [c for c in calls if "formats=" not in c[1]] == []

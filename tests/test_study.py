@@ -14,7 +14,8 @@ import pytest
 from pydicom import uid
 
 from conftest import synthetic_scan
-from dicom_series import PATIENT_ID, PATIENT_NAME, STUDY_DATE, enhanced_mr, header, mark_of, mr_series, mr_slice
+from dicom_series import (PATIENT_ID, PATIENT_NAME, STUDY_DATE, enhanced_mr, header, mark_of, mr_series, mr_slice,
+                          zipped)
 
 from braintumor.studies import (
     ArchiveError, StudyError, StudyLimits, StudyTooLarge, answer_study, read_study,
@@ -28,13 +29,6 @@ def items(files: list[bytes], shuffle: int | None = None) -> list[tuple[bytes, s
         random.Random(shuffle).shuffle(out)
     return out
 
-
-def zipped(entries: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in entries.items():
-            zf.writestr(zipfile.ZipInfo(name), data, compress_type=zipfile.ZIP_DEFLATED)
-    return buf.getvalue()
 
 
 def marked_encrypted(data: bytes) -> bytes:

@@ -43,6 +43,9 @@ PICTURE_FORMATS: dict[str, tuple[bytes, ...]] = {
     "JPEG": (b"\xff\xd8\xff",), "PNG": (b"\x89PNG\r\n\x1a\n",), "BMP": (b"BM",),
     "TIFF": (b"II*\x00", b"MM\x00*"), "WEBP": (),  # RIFF....WEBP, see picture_format
 }
+# What Pillow may be asked to open anywhere in the tool (``Image.open(..., formats=DECODED)``):
+# never all of its formats, some of which run external programs (EPS: Ghostscript).
+DECODED: tuple[str, ...] = tuple(PICTURE_FORMATS)
 # Formats that are recognised only to say what they are when refused (never decoded).
 REFUSED_FORMATS: tuple[tuple[bytes, str], ...] = (
     (b"%!PS", "a PostScript document"), (b"\xc5\xd0\xd3\xc6", "a PostScript document"),
@@ -261,6 +264,6 @@ def accept_attribute() -> str:
 
 
 __all__ = ["IMAGE_SUFFIXES", "DICOM_SUFFIXES", "NIFTI_SUFFIXES", "SLICE_SUFFIXES", "SCAN_SUFFIXES",
-           "suffix_of", "has_no_extension", "content_kind", "picture_format", "refused_format", "jpeg_scans",
+           "DECODED", "suffix_of", "has_no_extension", "content_kind", "picture_format", "refused_format", "jpeg_scans",
            "is_slice_file", "is_scan_file",
            "accept_attribute"]

@@ -238,9 +238,10 @@ def decode_picture(data: bytes, name: str = "upload") -> Image.Image:
         what = formats.refused_format(data)
         raise UnsupportedImageError(f"{name}: " + (f"{what}, not " if what else "not ")
                                     + f"an image or scan this tool reads ({ACCEPTED_WORDS})")
-    if fmt == "JPEG" and formats.jpeg_scans(data) > formats.MAX_JPEG_SCANS:
+    scans = formats.jpeg_scans(data) if fmt == "JPEG" else 0
+    if scans > formats.MAX_JPEG_SCANS:
         raise UnsupportedImageError(
-            f"{name}: a progressive JPEG of {formats.jpeg_scans(data):,} scans (at most "
+            f"{name}: a progressive JPEG of {scans:,} scans (at most "
             f"{formats.MAX_JPEG_SCANS} are decoded); save it again as an ordinary JPEG or PNG")
     if fmt == "JPEG" and formats.jpeg_segments(data) > formats.MAX_JPEG_SEGMENTS:
         raise UnsupportedImageError(f"{name}: the JPEG lists over {formats.MAX_JPEG_SEGMENTS:,} header segments "

@@ -141,8 +141,10 @@ def _stored_size_mode(data: bytes, img: Image.Image, name: str) -> tuple[tuple[i
     PIL cannot open, report the size of the slice read and their format as mode."""
     import io
 
+    from ..formats import DECODED
+
     try:
-        with Image.open(io.BytesIO(data)) as raw:
+        with Image.open(io.BytesIO(data), formats=DECODED) as raw:
             return raw.size, raw.mode
     except Exception:  # not an image PIL knows: a medical file that load_image has read
         return img.size, "NIfTI" if name.lower().endswith((".nii", ".nii.gz")) else "DICOM"

@@ -11,6 +11,7 @@ import torch
 
 from . import localize, source_aug
 from ..errors import BoxesError  # noqa: F401 (re-exported: what read_boxes raises)
+from ..formats import DECODED
 from ..data.sources import read_boxes  # noqa: F401 (the one reader of boxes files, here for training)
 from .transforms import Augment
 
@@ -36,7 +37,7 @@ def prepared_boxes(paths: list[str], box_of: dict, fit: str = "crop") -> np.ndar
     for i, p in enumerate(paths):
         box = box_of.get(str(p))
         if box is not None:
-            with Image.open(p) as im:
+            with Image.open(p, formats=DECODED) as im:
                 w, h = im.size
             out[i] = boxes_in_prepared(box, w, h, fit)
     return out

@@ -207,7 +207,7 @@ def chart(rng: np.random.Generator, kind: str) -> Image.Image:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    return Image.open(io.BytesIO(buf.getvalue()), formats=("PNG",)).convert("RGB")
 
 
 def graphics(rng: np.random.Generator, n: int = 16) -> list[Item]:
@@ -550,7 +550,7 @@ def library_photos(names: tuple[str, ...] = LIBRARY_PHOTOS) -> list[tuple[str, I
     import matplotlib.cbook as cbook
 
     with cbook.get_sample_data("Minduka_Present_Blue_Pack.png") as f:
-        out.append(("gift_box", Image.open(io.BytesIO(f.read())).convert("RGB")))
+        out.append(("gift_box", Image.open(io.BytesIO(f.read()), formats=("PNG",)).convert("RGB")))
     return out
 
 
@@ -832,5 +832,5 @@ def mri_variant(rng: np.random.Generator, img: Image.Image, name: str) -> Image.
         small = g.resize((max(64, int(w * s)), max(64, int(h * s))), Image.BILINEAR)
         buf = io.BytesIO()
         small.save(buf, "JPEG", quality=int(rng.integers(20, 70)))
-        return Image.open(io.BytesIO(buf.getvalue()))
+        return Image.open(io.BytesIO(buf.getvalue()), formats=("JPEG",))
     raise ValueError(f"unknown MRI variant {name!r}; one of {', '.join(MRI_VARIANTS)}")
