@@ -135,6 +135,20 @@ def test_the_serving_graphs_answer_as_the_network_does(sample_dir, sample_files,
 
     shapes = {b: feature_shape(b) for b in ("torch", "onnx", "int8")}
     assert set(shapes.values()) == {(1, 1280, 7, 7)}, shapes
+    # the int8 graph keeps the first block's convolutions in float32 (the architecture's int8_float)
+    # and quantises the blocks after it
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "lite.int8.onnx")).graph
+    dequantised = {out for n in graph.node if n.op_type == "DequantizeLinear" for out in n.output}
+
+    def int8_weights(block):
+        convs = [n for n in graph.node if n.op_type == "Conv" and n.name.startswith(f"/body/body.{block}/")]
+        assert convs, block
+        return {n.input[1] in dequantised for n in convs}
+
+    assert int8_weights(1) == {False}
+    assert int8_weights(2) == int8_weights(6) == {True}
     # int8 of random weights: the scale of the rounding, not a parity figure (benchmarks/onnx_parity.py
     # measures that on the trained model)
     for backend, tol in (("onnx", 1e-4), ("int8", 0.2)):

@@ -59,11 +59,18 @@ def test_smoke_train_one_epoch_then_evaluate(sample_dir, tmp_path, capsys):
 
 def test_resume_continues_after_last_epoch(sample_dir, tmp_path):
     out = tmp_path / "run"
-    assert run_cli("train", "--data", sample_dir, "--out", out, "--epochs", "1", *FAST) == 0
+    assert run_cli("train", "--data", sample_dir, "--out", out, "--epochs", "1", "--keep-epochs", *FAST) == 0
     assert run_cli("train", "--data", sample_dir, "--out", out, "--epochs", "2", "--resume") == 0
     rows = (out / "metrics.csv").read_text().strip().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
     assert json.loads((out / "summary.json").read_text())["epochs_run"] == 2
+    # --keep-epochs, kept across the resume: every epoch's weights, each recording its epoch and
+    # its tumour-or-not figures per source, to choose by the worst source afterwards
+    from braintumor.training.checkpoint import load_checkpoint
+
+    kept = sorted(out.glob("epoch-*.safetensors"))
+    assert [p.name for p in kept] == ["epoch-001.safetensors", "epoch-002.safetensors"]
+    assert [load_checkpoint(p).meta["epoch"] for p in kept] == [1, 2]
 
 
 def test_same_seed_same_weights(sample_dir, tmp_path):

@@ -63,6 +63,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     patience: int = 0  # early stopping on validation loss; 0 = off
     time_budget: float = 0.0  # seconds; after epoch 1, cut the epoch count to fit (0 = off)
+    keep_epochs: bool = False  # also save every epoch's weights (epoch-NNN.safetensors), to choose by source later
     ema_decay: float = 0.0  # exponential moving average of weights; 0 = off
     # Augmentation (applied to batches of tensors)
     crop_scale: tuple[float, float] = (0.6, 1.0)  # random-resized-crop area range

@@ -27,6 +27,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, default=None)
     p.add_argument("--warmup-epochs", type=int, default=None)
     p.add_argument("--patience", type=int, default=None, help="early stopping patience (0: off)")
+    p.add_argument("--keep-epochs", action="store_true", default=None,
+                   help="save every epoch's weights too (epoch-NNN.safetensors), so that a model can be "
+                        "chosen by its worst source afterwards, not only by validation loss")
     p.add_argument("--time-budget", type=float, default=None,
                    help="seconds: after epoch 1, shorten the schedule to end in time")
     p.add_argument("--label-smoothing", type=float, default=None)
@@ -88,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         overrides = {k: getattr(args, k) for k in (
             "epochs", "img_size", "batch_size", "lr", "weight_decay", "warmup_epochs", "patience",
-            "time_budget", "label_smoothing", "amp",
+            "time_budget", "keep_epochs", "label_smoothing", "amp",
             "ema_decay", "mixup", "val_fraction", "split_file", "max_images", "workers", "init", "freeze_early", "boxes",
             "cam_loss", "box_loss", "paste", "erase", "erase_fill", "erase_mirror", "style_mix", "artefacts",
             "fit", "source_balance", "resize_ratio")}

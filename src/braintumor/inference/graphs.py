@@ -29,7 +29,7 @@ from .preprocess import Preprocessing
 
 SIDECAR_FORMAT = "braintumor-graphs/1"
 KINDS = ("int8", "onnx", "refiner")  # the int8 network, the float32 network, the float32 box refiner
-INT8_RECIPE = "grey-stem/qdq/per-channel/minmax/float-stem/float-box-head/float-pad-arithmetic"  # part of the cache key: change it with the recipe
+INT8_RECIPE = "grey-stem/qdq/per-channel/minmax/float-stem/float-arch-blocks/float-box-head/float-pad-arithmetic"  # part of the cache key: change it with the recipe
 CALIBRATION_MAX = 64  # images used to calibrate int8 activation ranges
 CACHE_KEEP = 8  # converted graphs kept on disk
 

@@ -34,6 +34,7 @@ from torch import nn
 from .checkpoint import Checkpoint, load_checkpoint
 from ..inference.graphs import INT8_RECIPE, calibration_inputs, default_calibration, write_sidecar
 from ..inference.model_file import ModelFile, sha256_file
+from .models import get_arch
 from .network_parts import split_network
 
 OPSET = 17
@@ -205,13 +206,14 @@ def export_refiner(ck: ModelFile) -> bytes:
     return _export(_RefinerGraph(model.box_refiner).eval(), args, ["pixels", "boxes"], ["refined"])
 
 
-def quantize_network(model_fp32: bytes, calibration: np.ndarray) -> bytes:
+def quantize_network(model_fp32: bytes, calibration: np.ndarray, float_blocks: Sequence[int] = ()) -> bytes:
     """Static int8 quantisation of the network graph (QDQ, per-channel int8 weights, uint8
     activations whose ranges are calibrated on ``calibration``, (N, S, S) uint8 network pixels).
     The first convolution (with the constant map it adds, :class:`GreyStem`) stays float32
     (quantising the image itself cost 1 label in 849 on the validation split), and so does the box
     head (its boxes stay those of float32). (The max pooling after it stays float32 too: ONNX
-    Runtime's uint8 pooling, the same numbers, measured slower.)"""
+    Runtime's uint8 pooling, the same numbers, measured slower.) So do the body's modules
+    ``float_blocks`` (the architecture's ``int8_float``: indices into the body)."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -230,7 +232,9 @@ def quantize_network(model_fp32: bytes, calibration: np.ndarray) -> bytes:
         nodes = onnx.load(str(pre)).graph.node
         first_conv = next(n for n in nodes if n.op_type == "Conv")
         stem = [n.name for n in nodes if n is first_conv or (n.op_type == "Add" and first_conv.output[0] in n.input)]
-        keep = stem + [n.name for n in nodes if "box_head" in n.name] + pad_arithmetic(nodes)
+        blocks = tuple(f"/body/body.{i}/" for i in float_blocks)
+        keep = stem + [n.name for n in nodes if "box_head" in n.name or n.name.startswith(blocks)] \
+            + pad_arithmetic(nodes)
         quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=keep)
         return out.read_bytes()
@@ -312,7 +316,7 @@ def write_graphs(ck: ModelFile, calibration: np.ndarray) -> dict:
     folder = ck.path.parent
     stem = ck.path.stem
     fp32 = export_network(ck)
-    made = {"int8": quantize_network(fp32, calibration), "onnx": half_storage(fp32)}
+    made = {"int8": quantize_network(fp32, calibration, get_arch(ck.arch).int8_float), "onnx": half_storage(fp32)}
     if ck.has_box_refiner:
         made["refiner"] = export_refiner(ck)
     graphs = {}

@@ -401,6 +401,8 @@ def main(cfg: TrainConfig) -> dict:
                     "val_tumour_or_not": by_source,
                     "val_loss": val_loss, "train_images": len(tr.labels), "config": json.loads(cfg.to_json())}
             save_checkpoint(out / "last.safetensors", eval_model, cfg.arch, prep, cfg.classes, meta)
+            if cfg.keep_epochs:
+                save_checkpoint(out / f"epoch-{epoch:03d}.safetensors", eval_model, cfg.arch, prep, cfg.classes, meta)
             if improved:
                 save_checkpoint(out / "best.safetensors", eval_model, cfg.arch, prep, cfg.classes, meta)
                 (out / "best_val_probs.json").write_text(json.dumps(
