@@ -137,7 +137,7 @@ def test_shipped_checkpoint_carries_its_calibration():
     meta = ck.meta
     assert 0.05 < meta["temperature"] < 20
     conf = meta["conformal"]
-    assert conf["coverage"] == 0.95 and conf["n"] == len(conf["scores"]) > 100
+    assert 0.9 <= conf["coverage"] < 1 and conf["n"] == len(conf["scores"]) > 100
     assert conf["scores"] == sorted(conf["scores"])
     assert meta["ood"]["threshold"] > 0 and meta["ood"]["info"]["val_rejected"] <= 0.01
     from braintumor.training.checkpoint import load_checkpoint
