@@ -12,7 +12,7 @@
 #      the classifier's weights);
 #   3. its decisions fitted on every source's validation slices (braintumor calibrate).
 # The released run: 22 epochs on 2-core CPUs with bfloat16 units (stages 1-2 on an Intel Xeon with
-# AMX, about 13.7 images/s; stage 3 on an AMD EPYC with AVX-512 bfloat16, about 25 images/s with
+# AMX, about 13.7 images/s; stage 3 on an AMD EPYC with AVX-512 bfloat16, about 27 images/s with
 # the box losses; MODEL_CARD.md); minutes on one GPU. Rerun the script after an interruption: a
 # finished step is skipped and the running one resumes from its last epoch.
 #   scripts/train_release.sh [RUNS]      (RUNS default: ~/.cache/braintumor-runs)
@@ -57,7 +57,7 @@ fi
 braintumor fit-refiner --model "$V3.2/last.safetensors" --data "$DATA" --boxes "$BOXES" --split model/split.json \
   --from "$RUNS/refiner-2x15.safetensors" --out "$RUNS/release.safetensors"
 braintumor calibrate --model "$RUNS/release.safetensors" --data "$DATA" --split model/split.json \
-  --source "$TCGA" --source "$BR35H" --boxes "$BOXES" --coverage 0.95 --notumor-referral 0.20
+  --source "$TCGA" --source "$BR35H" --boxes "$BOXES" --coverage 0.97 --notumor-referral 0.25
 python scripts/calibration_slices.py "$RUNS/calibration"
 echo "release candidate: $RUNS/release.safetensors; make it the default with"
-echo "  BRAINTUMOR_CALIBRATION=$RUNS/calibration scripts/ship_model.sh $RUNS/release.safetensors efficientnet-lite0-224-v3.1 3.1 0.95 0.20"
+echo "  BRAINTUMOR_CALIBRATION=$RUNS/calibration scripts/ship_model.sh $RUNS/release.safetensors efficientnet-lite0-224-v3.1 3.1 0.97 0.25"
